@@ -1,0 +1,108 @@
+/*
+ * config.h - the daemon's configuration: one table of directives (type,
+ * bounds, default, reloadable) drives parsing, `pushrelayd -t`, reload on
+ * SIGHUP and the example config (`pushrelayd --print-config`).
+ *
+ * The file format is INI, read with inih. Sections are [server], [admin]
+ * and [log]. Unknown sections or keys and bad values are errors that name
+ * the file, the line and the key.
+ */
+#ifndef PR_CONFIG_H
+#define PR_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* One `listen =` value, parsed. */
+struct pr_listen_spec {
+	char *text;     /* as written, for log lines */
+	int family;     /* AF_INET, AF_INET6 or AF_UNIX */
+	char host[64];  /* numeric address for TCP ("127.0.0.1", "::") */
+	int port;       /* TCP port, 0..65535; 0 picks an ephemeral port */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* AF_UNIX */
+	int tls;        /* "tls" flag: TLS with ALPN h2 and http/1.1 */
+};
+
+struct pr_config {
+	char *path; /* file this was loaded from; NULL for defaults */
+
+	/* [server] */
+	struct pr_listen_spec *listen;
+	size_t n_listen;
+	char *tls_cert;
+	char *tls_key;
+	long max_connections;
+	long max_header_bytes;
+	long max_headers;
+	long max_body_bytes;
+	long max_streams;
+	long output_buffer_bytes;
+	long header_timeout; /* seconds */
+	long body_timeout;   /* seconds */
+	long idle_timeout;   /* seconds */
+	long drain_timeout;  /* seconds */
+
+	/* [admin] */
+	struct pr_listen_spec *admin_listen;
+	size_t n_admin_listen;
+	long admin_socket_mode;
+
+	/* [log] */
+	int log_level; /* enum pr_log_level */
+	char *log_target;
+	int log_access;
+};
+
+/*
+ * Allocate a config holding every default. Returns NULL on allocation
+ * failure. Free with pr_config_free().
+ */
+struct pr_config *pr_config_new(void);
+void pr_config_free(struct pr_config *cfg);
+
+/*
+ * Load `path` over the defaults into a fresh config. On success returns 0
+ * and stores it in *out (the caller frees it). On failure returns
+ * PR_ERR_CONFIG (or PR_ERR_IO when the file cannot be read), stores NULL
+ * in *out and writes one message per problem, each "FILE:LINE: [section]
+ * key: reason", into err (a caller-owned buffer of errlen bytes, always
+ * NUL-terminated).
+ */
+int pr_config_load(const char *path, struct pr_config **out, char *err,
+		   size_t errlen);
+
+/*
+ * After a reload: copy the reloadable settings of `fresh` into `live`.
+ * Settings that differ but cannot be reloaded are left alone and each one
+ * is named in a warning line written into note (caller-owned, errlen
+ * bytes). Returns the number of such settings.
+ */
+int pr_config_apply_reload(struct pr_config *live,
+			   const struct pr_config *fresh, char *note,
+			   size_t notelen);
+
+/* Parse one listen value into spec; 0 or PR_ERR_CONFIG with a reason. */
+int pr_config_parse_listen(const char *text, struct pr_listen_spec *spec,
+			   char *err, size_t errlen);
+
+/*
+ * Write the commented example config: every directive, its default, its
+ * bounds and whether it is reloadable. etc/pushrelay.conf is this output.
+ */
+void pr_config_write_example(FILE *fp);
+
+/* Iterate the directive table (for tests and docs). NULL past the end. */
+struct pr_directive_info {
+	const char *section;
+	const char *name;
+	const char *type;
+	const char *def;
+	int reloadable;
+	int repeatable;
+	const char *help;
+};
+const struct pr_directive_info *pr_config_directive(size_t i);
+
+#endif

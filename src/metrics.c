@@ -1,0 +1,189 @@
+/*
+ * metrics.c - the daemon's counters and their Prometheus text form.
+ * Request counters are kept per route and status in a small fixed table
+ * per route (a route answers a handful of distinct statuses); a status
+ * beyond the table's room is counted under its class ("5xx").
+ */
+#include "autoconf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "pushrelay.h"
+
+#define STATUS_SLOTS 16
+
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+				 0.05,   0.1,   0.25,   0.5,   1.0,  2.5,
+				 5.0,    10.0};
+#define NBUCKETS PR_ARRAY_SIZE(buckets)
+
+struct status_slot {
+	int status; /* 0 = free; 1..5 = class overflow "Nxx" */
+	uint64_t count;
+};
+
+struct route_counts {
+	struct status_slot slots[STATUS_SLOTS];
+};
+
+struct pr_metrics {
+	uint64_t conn_current;
+	uint64_t conn_total;
+	uint64_t conn_rejected;
+	size_t n_routes;
+	struct route_counts *routes; /* n_routes + 1; the last is "unmatched" */
+	uint64_t dur_buckets[NBUCKETS];
+	uint64_t dur_count;
+	double dur_sum;
+};
+
+struct pr_metrics *pr_metrics_new(size_t n_routes)
+{
+	struct pr_metrics *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->n_routes = n_routes;
+	m->routes = calloc(n_routes + 1, sizeof(*m->routes));
+	if (!m->routes) {
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+void pr_metrics_free(struct pr_metrics *m)
+{
+	if (!m)
+		return;
+	free(m->routes);
+	free(m);
+}
+
+void pr_metrics_conn_open(struct pr_metrics *m)
+{
+	m->conn_current++;
+	m->conn_total++;
+}
+
+void pr_metrics_conn_close(struct pr_metrics *m)
+{
+	if (m->conn_current)
+		m->conn_current--;
+}
+
+void pr_metrics_conn_rejected(struct pr_metrics *m)
+{
+	m->conn_rejected++;
+}
+
+uint64_t pr_metrics_conn_current(const struct pr_metrics *m)
+{
+	return m->conn_current;
+}
+
+void pr_metrics_request(struct pr_metrics *m, size_t route, int status,
+			double seconds)
+{
+	struct route_counts *rc;
+	size_t i;
+
+	if (route >= m->n_routes)
+		route = m->n_routes;
+	if (status < 100 || status > 599)
+		status = 500;
+	rc = &m->routes[route];
+	for (i = 0; i < STATUS_SLOTS - 1; i++) {
+		if (rc->slots[i].status == status || rc->slots[i].status == 0) {
+			rc->slots[i].status = status;
+			rc->slots[i].count++;
+			goto timing;
+		}
+	}
+	/* The last slot collects what did not fit, by class. */
+	rc->slots[STATUS_SLOTS - 1].status = status / 100;
+	rc->slots[STATUS_SLOTS - 1].count++;
+timing:
+	if (seconds < 0)
+		seconds = 0;
+	for (i = 0; i < NBUCKETS; i++)
+		if (seconds <= buckets[i])
+			m->dur_buckets[i]++;
+	m->dur_count++;
+	m->dur_sum += seconds;
+}
+
+int pr_metrics_render(const struct pr_metrics *m, struct pr_buf *out,
+		      const char *(*route_name)(void *ctx, size_t i,
+						const char **method),
+		      void *ctx)
+{
+	int rv = 0;
+
+	rv |= pr_buf_printf(
+		out,
+		"# HELP pushrelay_connections Open client connections.\n"
+		"# TYPE pushrelay_connections gauge\n"
+		"pushrelay_connections %llu\n"
+		"# HELP pushrelay_connections_accepted_total Connections "
+		"accepted.\n"
+		"# TYPE pushrelay_connections_accepted_total counter\n"
+		"pushrelay_connections_accepted_total %llu\n"
+		"# HELP pushrelay_connections_rejected_total Connections "
+		"refused because max_connections was reached.\n"
+		"# TYPE pushrelay_connections_rejected_total counter\n"
+		"pushrelay_connections_rejected_total %llu\n",
+		(unsigned long long)m->conn_current,
+		(unsigned long long)m->conn_total,
+		(unsigned long long)m->conn_rejected);
+	rv |= pr_buf_appends(
+		out, "# HELP pushrelay_http_requests_total HTTP requests "
+		     "answered, by route and status.\n"
+		     "# TYPE pushrelay_http_requests_total counter\n");
+	for (size_t r = 0; r <= m->n_routes; r++) {
+		const char *method = "", *name = "unmatched";
+
+		if (r < m->n_routes)
+			name = route_name(ctx, r, &method);
+		for (size_t i = 0; i < STATUS_SLOTS; i++) {
+			const struct status_slot *sl = &m->routes[r].slots[i];
+			char st[16];
+
+			if (!sl->count)
+				continue;
+			if (sl->status < 10)
+				snprintf(st, sizeof(st), "%dxx", sl->status);
+			else
+				snprintf(st, sizeof(st), "%d", sl->status);
+			rv |= pr_buf_printf(
+				out,
+				"pushrelay_http_requests_total{route=\"%s\","
+				"method=\"%s\",status=\"%s\"} %llu\n",
+				name, method, st,
+				(unsigned long long)sl->count);
+		}
+	}
+	rv |= pr_buf_appends(
+		out, "# HELP pushrelay_http_request_duration_seconds Time "
+		     "from request start to answer.\n"
+		     "# TYPE pushrelay_http_request_duration_seconds "
+		     "histogram\n");
+	for (size_t i = 0; i < NBUCKETS; i++)
+		rv |= pr_buf_printf(
+			out,
+			"pushrelay_http_request_duration_seconds_bucket{le="
+			"\"%g\"} %llu\n",
+			buckets[i], (unsigned long long)m->dur_buckets[i]);
+	rv |= pr_buf_printf(
+		out,
+		"pushrelay_http_request_duration_seconds_bucket{le=\"+Inf\"} "
+		"%llu\n"
+		"pushrelay_http_request_duration_seconds_sum %.6f\n"
+		"pushrelay_http_request_duration_seconds_count %llu\n",
+		(unsigned long long)m->dur_count, m->dur_sum,
+		(unsigned long long)m->dur_count);
+	return rv ? PR_ERR_LIMIT : PR_OK;
+}

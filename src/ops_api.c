@@ -1,0 +1,117 @@
+/*
+ * ops_api.c - health, readiness, metrics and version. /healthz says the
+ * process answers; /readyz says it should get traffic (not draining);
+ * /metrics is the Prometheus text exposition.
+ */
+#include "autoconf.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "http.h"
+#include "metrics.h"
+#include "ops_api.h"
+#include "pushrelay.h"
+#include "router.h"
+#include "server.h"
+#include "version.h"
+
+#define METRICS_MAX (4u << 20)
+
+static void healthz(struct pr_request *req, void *arg)
+{
+	pr_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void readyz(struct pr_request *req, void *arg)
+{
+	struct pr_server *s = arg;
+
+	if (s->draining) {
+		pr_response_header(req, "Retry-After", "1");
+		pr_respond_json(req, 503, json_pack("{s:s}", "status",
+						    "draining"));
+		return;
+	}
+	pr_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+static const char *route_name(void *ctx, size_t i, const char **method)
+{
+	const struct pr_route *rt = pr_router_get(ctx, i);
+
+	*method = rt->method;
+	return rt->pattern;
+}
+
+static long resident_bytes(void)
+{
+	long pages = 0, rss = 0;
+	FILE *fp = fopen("/proc/self/statm", "r");
+
+	if (!fp)
+		return 0;
+	if (fscanf(fp, "%ld %ld", &pages, &rss) != 2)
+		rss = 0;
+	fclose(fp);
+	return rss * sysconf(_SC_PAGESIZE);
+}
+
+static void metrics(struct pr_request *req, void *arg)
+{
+	struct pr_server *s = arg;
+	struct pr_buf out;
+	int rv;
+
+	pr_buf_init(&out, METRICS_MAX);
+	rv = pr_buf_printf(
+		&out,
+		"# HELP pushrelay_build_info Version of the running relay.\n"
+		"# TYPE pushrelay_build_info gauge\n"
+		"pushrelay_build_info{version=\"%s\"} 1\n"
+		"# HELP pushrelay_start_time_seconds Start time since the "
+		"epoch.\n"
+		"# TYPE pushrelay_start_time_seconds gauge\n"
+		"pushrelay_start_time_seconds %.0f\n"
+		"# HELP process_resident_memory_bytes Resident memory.\n"
+		"# TYPE process_resident_memory_bytes gauge\n"
+		"process_resident_memory_bytes %ld\n"
+		"# HELP pushrelay_draining 1 while shutting down.\n"
+		"# TYPE pushrelay_draining gauge\n"
+		"pushrelay_draining %d\n",
+		pr_version(), s->started, resident_bytes(), s->draining);
+	if (rv == PR_OK)
+		rv = pr_metrics_render(s->metrics, &out, route_name, s->router);
+	if (rv) {
+		pr_buf_cleanup(&out);
+		pr_respond_error(req, 500, "internal", NULL,
+				 "metrics do not fit in %u bytes", METRICS_MAX);
+		return;
+	}
+	pr_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8",
+		   pr_buf_peek(&out), pr_buf_avail(&out));
+	pr_buf_cleanup(&out);
+}
+
+static void version(struct pr_request *req, void *arg)
+{
+	pr_respond_json(req, 200,
+			json_pack("{s:s, s:s, s:o}", "name", PACKAGE_NAME,
+				  "version", pr_version(), "libraries",
+				  pr_version_libraries()));
+}
+
+int pr_ops_api_register(struct pr_server *s)
+{
+	const unsigned both = PR_ROUTE_PUBLIC | PR_ROUTE_ADMIN;
+	int rv = 0;
+
+	rv |= pr_router_add(s->router, "GET", "/healthz", healthz, s, both);
+	rv |= pr_router_add(s->router, "GET", "/readyz", readyz, s, both);
+	rv |= pr_router_add(s->router, "GET", "/metrics", metrics, s, both);
+	rv |= pr_router_add(s->router, "GET", "/v1/version", version, s, both);
+	return rv ? PR_ERR_NOMEM : PR_OK;
+}

@@ -1,0 +1,297 @@
+/*
+ * server.c - the daemon object. It owns the config in force, the
+ * listeners and every connection, and reacts to signals: TERM and INT
+ * stop accepting, let requests in flight finish (bounded by
+ * drain_timeout) and leave the loop; HUP reloads the config and reopens
+ * the log.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "metrics.h"
+#include "ops_api.h"
+#include "pushrelay.h"
+#include "router.h"
+#include "server.h"
+#include "tls.h"
+
+static void server_signal_cb(struct ev_loop *loop, ev_signal *w, int revents);
+static void server_drain_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static int needs_tls(const struct pr_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_listen; i++)
+		if (cfg->listen[i].tls)
+			return 1;
+	for (size_t i = 0; i < cfg->n_admin_listen; i++)
+		if (cfg->admin_listen[i].tls)
+			return 1;
+	return 0;
+}
+
+struct pr_server *pr_server_new(struct ev_loop *loop, struct pr_config *cfg,
+				char *err, size_t errlen)
+{
+	struct pr_server *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		pr_config_free(cfg);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->loop = loop;
+	s->cfg = cfg;
+	s->reserve_fd = -1;
+	s->started = (double)time(NULL);
+	if (getrandom(&s->id_salt, sizeof(s->id_salt), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(s->id_salt))
+		s->id_salt = (uint32_t)getpid() ^ (uint32_t)time(NULL);
+	s->router = pr_router_new();
+	if (!s->router || pr_ops_api_register(s)) {
+		snprintf(err, errlen, "cannot set up routes");
+		goto fail;
+	}
+	s->metrics = pr_metrics_new(pr_router_count(s->router));
+	if (!s->metrics) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (needs_tls(cfg)) {
+		if (!cfg->tls_cert || !*cfg->tls_cert || !cfg->tls_key ||
+		    !*cfg->tls_key) {
+			snprintf(err, errlen,
+				 "a tls listener needs tls_cert and tls_key");
+			goto fail;
+		}
+		s->tls = pr_tls_server_ctx(cfg->tls_cert, cfg->tls_key, err,
+					   errlen);
+		if (!s->tls)
+			goto fail;
+	}
+	ev_init(&s->drain_w, server_drain_cb);
+	s->drain_w.data = s;
+	return s;
+fail:
+	pr_server_free(s);
+	return NULL;
+}
+
+static int add_listeners(struct pr_server *s, const struct pr_listen_spec *v,
+			 size_t n, unsigned flags, int mode, char *err,
+			 size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct pr_listener *l =
+			pr_listener_new(s, &v[i], flags, mode, err, errlen);
+
+		if (!l)
+			return PR_ERR_IO;
+		l->next = s->listeners;
+		s->listeners = l;
+		if (v[i].family == AF_UNIX)
+			pr_log(PR_LOG_INFO, NULL, "listening on %s%s",
+			       v[i].text,
+			       flags & PR_ROUTE_ADMIN ? " [admin]" : "");
+		else
+			pr_log(PR_LOG_INFO, NULL, "listening on %s%s%s (port %d)",
+			       v[i].text,
+			       flags & PR_ROUTE_ADMIN ? " [admin]" : "",
+			       v[i].tls ? " [tls]" : "", l->port);
+	}
+	return PR_OK;
+}
+
+int pr_server_start(struct pr_server *s, char *err, size_t errlen)
+{
+	const struct pr_config *cfg = s->cfg;
+	int rv;
+
+	rv = add_listeners(s, cfg->listen, cfg->n_listen, PR_ROUTE_PUBLIC, 0666,
+			   err, errlen);
+	if (rv == PR_OK)
+		rv = add_listeners(s, cfg->admin_listen, cfg->n_admin_listen,
+				   PR_ROUTE_ADMIN, (int)cfg->admin_socket_mode,
+				   err, errlen);
+	if (rv)
+		return rv;
+	for (struct pr_listener *l = s->listeners; l; l = l->next)
+		pr_listener_start(l);
+	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	ev_signal_init(&s->sigterm_w, server_signal_cb, SIGTERM);
+	ev_signal_init(&s->sigint_w, server_signal_cb, SIGINT);
+	ev_signal_init(&s->sighup_w, server_signal_cb, SIGHUP);
+	s->sigterm_w.data = s->sigint_w.data = s->sighup_w.data = s;
+	ev_signal_start(s->loop, &s->sigterm_w);
+	ev_signal_start(s->loop, &s->sigint_w);
+	ev_signal_start(s->loop, &s->sighup_w);
+	return PR_OK;
+}
+
+static void close_listeners(struct pr_server *s)
+{
+	while (s->listeners) {
+		struct pr_listener *l = s->listeners;
+
+		s->listeners = l->next;
+		pr_listener_free(l);
+	}
+}
+
+void pr_server_drain(struct pr_server *s)
+{
+	struct pr_conn *c, *next;
+
+	if (s->draining)
+		return;
+	s->draining = 1;
+	s->drain_started = ev_now(s->loop);
+	pr_log(PR_LOG_INFO, NULL,
+	       "shutting down: %zu connection(s) open, waiting up to %lds",
+	       s->n_conns, s->cfg->drain_timeout);
+	close_listeners(s);
+	for (c = s->conns; c; c = next) {
+		next = c->next;
+		pr_conn_shutdown(c);
+	}
+	s->drain_w.repeat = 0.02;
+	ev_timer_again(s->loop, &s->drain_w);
+}
+
+static void server_drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pr_server *s = w->data;
+	double waited = ev_now(loop) - s->drain_started;
+
+	if (s->n_conns == 0) {
+		ev_timer_stop(loop, w);
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	if (waited >= (double)s->cfg->drain_timeout) {
+		pr_log(PR_LOG_WARN, NULL,
+		       "drain_timeout reached; closing %zu connection(s)",
+		       s->n_conns);
+		while (s->conns)
+			pr_conn_free(s->conns);
+		ev_timer_stop(loop, w);
+		ev_break(loop, EVBREAK_ALL);
+	}
+}
+
+int pr_server_reload(struct pr_server *s)
+{
+	struct pr_config *fresh = NULL;
+	char err[4096], note[2048] = "";
+	int rv;
+
+	if (!s->cfg->path)
+		return PR_OK;
+	rv = pr_config_load(s->cfg->path, &fresh, err, sizeof(err));
+	if (rv) {
+		pr_log(PR_LOG_ERROR, NULL, "reload failed, keeping the "
+					   "running config:\n%s", err);
+		return rv;
+	}
+	if (pr_config_apply_reload(s->cfg, fresh, note, sizeof(note)) > 0)
+		pr_log(PR_LOG_WARN, NULL, "%s", note);
+	pr_config_free(fresh);
+	if (pr_log_open(s->cfg->log_target))
+		pr_log_errno(PR_LOG_ERROR, NULL, "cannot open log %s",
+			     s->cfg->log_target);
+	pr_log_set_level((enum pr_log_level)s->cfg->log_level);
+	pr_log(PR_LOG_INFO, NULL, "configuration reloaded from %s",
+	       s->cfg->path);
+	return PR_OK;
+}
+
+static void server_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct pr_server *s = w->data;
+
+	if (w->signum == SIGHUP) {
+		pr_server_reload(s);
+		return;
+	}
+	pr_server_drain(s);
+}
+
+void pr_server_free(struct pr_server *s)
+{
+	if (!s)
+		return;
+	close_listeners(s);
+	while (s->conns)
+		pr_conn_free(s->conns);
+	if (s->loop) {
+		ev_signal_stop(s->loop, &s->sigterm_w);
+		ev_signal_stop(s->loop, &s->sigint_w);
+		ev_signal_stop(s->loop, &s->sighup_w);
+		ev_timer_stop(s->loop, &s->drain_w);
+	}
+	if (s->reserve_fd >= 0)
+		close(s->reserve_fd);
+	SSL_CTX_free(s->tls);
+	pr_metrics_free(s->metrics);
+	pr_router_free(s->router);
+	pr_config_free(s->cfg);
+	free(s);
+}
+
+void pr_server_dispatch(struct pr_server *s, struct pr_request *req,
+			unsigned listen_flags)
+{
+	pr_router_dispatch(s->router, req, listen_flags);
+}
+
+void pr_server_request_id(struct pr_server *s, char *out)
+{
+	snprintf(out, PR_REQUEST_ID_LEN + 1, "%08x%08x", s->id_salt,
+		 (unsigned)(++s->next_req & 0xffffffffu));
+}
+
+void pr_server_conn_add(struct pr_server *s, struct pr_conn *c)
+{
+	c->prev = NULL;
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->n_conns++;
+}
+
+void pr_server_conn_remove(struct pr_server *s, struct pr_conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (s->conns == c)
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	s->n_conns--;
+}
+
+int pr_server_first_port(const struct pr_server *s, int admin)
+{
+	int port = -1;
+
+	/* The list is in reverse order of the config; report the first. */
+	for (const struct pr_listener *l = s->listeners; l; l = l->next)
+		if (l->spec.family != AF_UNIX &&
+		    !!(l->flags & PR_ROUTE_ADMIN) == !!admin)
+			port = l->port;
+	return port;
+}

@@ -1,0 +1,1122 @@
+/*
+ * check_config.c - the config module: defaults, every value type, every
+ * error path (each error must name the file, the line and the key), the
+ * cross-field checks, reload, and that etc/pushrelay.conf and
+ * pushrelay.conf(5) stay in step with the directive table.
+ */
+#include "autoconf.h"
+
+#include <check.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "pushrelay.h"
+
+#define ERRLEN 4096
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void tmp_template(char *out, size_t len)
+{
+	const char *dir = getenv("TMPDIR");
+
+	if (!dir || !*dir)
+		dir = "/tmp";
+	snprintf(out, len, "%s/check_config.XXXXXX", dir);
+}
+
+/* Write len bytes to a fresh temp file; its name goes into path. */
+static void write_tmp(const char *data, size_t len, char *path, size_t plen)
+{
+	ssize_t w;
+	int fd;
+
+	tmp_template(path, plen);
+	fd = mkstemp(path);
+	ck_assert_msg(fd >= 0, "mkstemp: %s", strerror(errno));
+	w = write(fd, data, len);
+	ck_assert_int_eq((long)w, (long)len);
+	close(fd);
+}
+
+/*
+ * Load `text` from a temp file (removed again). path receives the file
+ * name so tests can check that errors start with it.
+ */
+static int load_bytes(const char *data, size_t len, struct pr_config **cfg,
+		      char *err, size_t errlen, char *path, size_t plen)
+{
+	int rv;
+
+	write_tmp(data, len, path, plen);
+	rv = pr_config_load(path, cfg, err, errlen);
+	unlink(path);
+	return rv;
+}
+
+static int load_text(const char *text, struct pr_config **cfg, char *err,
+		     char *path)
+{
+	return load_bytes(text, strlen(text), cfg, err, ERRLEN, path, PATH_MAX);
+}
+
+/* Load must succeed; returns the config (caller frees). */
+static struct pr_config *load_ok(const char *text)
+{
+	char err[ERRLEN], path[PATH_MAX];
+	struct pr_config *cfg = NULL;
+	int rv;
+
+	rv = load_text(text, &cfg, err, path);
+	ck_assert_msg(rv == PR_OK, "load failed (%d):\n%s", rv, err);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_str_eq(err, "");
+	return cfg;
+}
+
+/* Messages in an err or note buffer: one a line, no final newline. */
+static int count_lines(const char *s)
+{
+	int n = *s ? 1 : 0;
+
+	for (; *s; s++)
+		if (*s == '\n')
+			n++;
+	return n;
+}
+
+/*
+ * Load must fail with PR_ERR_CONFIG and err must hold "PATH" + needle
+ * (needle starts with ":LINE: [section] key: ..." or ": [section] ...").
+ * Returns the number of error lines.
+ */
+static int expect_error(const char *text, const char *needle)
+{
+	char err[ERRLEN], path[PATH_MAX], want[PATH_MAX + 256];
+	struct pr_config *cfg = (struct pr_config *)&cfg; /* not NULL */
+	int rv;
+
+	rv = load_text(text, &cfg, err, path);
+	ck_assert_msg(rv == PR_ERR_CONFIG, "rv %d for:\n%s", rv, text);
+	ck_assert_ptr_null(cfg);
+	snprintf(want, sizeof(want), "%s%s", path, needle);
+	ck_assert_msg(strstr(err, want) != NULL, "want '%s' in:\n%s", want,
+		      err);
+	ck_assert_int_ne(err[strlen(err) - 1], '\n');
+	return count_lines(err);
+}
+
+/* pr_config_parse_listen must fail with a reason containing needle. */
+static void expect_listen_error(const char *text, const char *needle)
+{
+	struct pr_listen_spec spec;
+	char err[256];
+	int rv;
+
+	memset(&spec, 0x55, sizeof(spec));
+	rv = pr_config_parse_listen(text, &spec, err, sizeof(err));
+	ck_assert_msg(rv == PR_ERR_CONFIG, "'%s' accepted", text);
+	ck_assert_msg(strstr(err, needle) != NULL, "'%s': want '%s', got '%s'",
+		      text, needle, err);
+	ck_assert_ptr_null(spec.text);
+}
+
+static void assert_defaults(const struct pr_config *c)
+{
+	ck_assert_uint_eq(c->n_listen, 1);
+	ck_assert_str_eq(c->listen[0].text, "127.0.0.1:8080");
+	ck_assert_int_eq(c->listen[0].family, AF_INET);
+	ck_assert_str_eq(c->listen[0].host, "127.0.0.1");
+	ck_assert_int_eq(c->listen[0].port, 8080);
+	ck_assert_int_eq(c->listen[0].tls, 0);
+	ck_assert_str_eq(c->tls_cert, "");
+	ck_assert_str_eq(c->tls_key, "");
+	ck_assert_int_eq(c->max_connections, 10000);
+	ck_assert_int_eq(c->max_header_bytes, 16 * 1024);
+	ck_assert_int_eq(c->max_headers, 100);
+	ck_assert_int_eq(c->max_body_bytes, 1024 * 1024);
+	ck_assert_int_eq(c->max_streams, 100);
+	ck_assert_int_eq(c->output_buffer_bytes, 4 * 1024 * 1024);
+	ck_assert_int_eq(c->header_timeout, 10);
+	ck_assert_int_eq(c->body_timeout, 30);
+	ck_assert_int_eq(c->idle_timeout, 60);
+	ck_assert_int_eq(c->drain_timeout, 10);
+	ck_assert_uint_eq(c->n_admin_listen, 1);
+	ck_assert_int_eq(c->admin_listen[0].family, AF_UNIX);
+	ck_assert_str_eq(c->admin_listen[0].path,
+			 "/var/lib/pushrelay/admin.sock");
+	ck_assert_int_eq(c->admin_socket_mode, 0600);
+	ck_assert_int_eq(c->log_level, PR_LOG_INFO);
+	ck_assert_str_eq(c->log_target, "stderr");
+	ck_assert_int_eq(c->log_access, 0);
+}
+
+/* A source-tree file: $PR_SRCDIR/rel, else ../rel, else rel. */
+static void src_file(const char *rel, char *out, size_t len)
+{
+	const char *dir = getenv("PR_SRCDIR");
+
+	if (dir && *dir) {
+		snprintf(out, len, "%s/%s", dir, rel);
+		if (access(out, R_OK) == 0)
+			return;
+	}
+	snprintf(out, len, "../%s", rel);
+	if (access(out, R_OK) == 0)
+		return;
+	snprintf(out, len, "%s", rel);
+}
+
+/* Whole file, NUL-terminated; at most 1 MiB. Caller frees. */
+static char *read_all(const char *path)
+{
+	size_t cap = 1 << 20, n;
+	char *buf;
+	FILE *fp;
+
+	fp = fopen(path, "r");
+	ck_assert_msg(fp != NULL, "%s: %s", path, strerror(errno));
+	buf = malloc(cap + 1);
+	ck_assert_ptr_nonnull(buf);
+	n = fread(buf, 1, cap, fp);
+	ck_assert_msg(feof(fp), "%s: larger than 1 MiB or unreadable", path);
+	fclose(fp);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* The example writer's output as a string. Caller frees. */
+static char *example_text(char *path, size_t plen)
+{
+	FILE *fp;
+	int fd;
+
+	tmp_template(path, plen);
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	fp = fdopen(fd, "w");
+	ck_assert_ptr_nonnull(fp);
+	pr_config_write_example(fp);
+	ck_assert_int_eq(fclose(fp), 0);
+	return read_all(path);
+}
+
+/* ---- defaults and values ------------------------------------------------ */
+
+START_TEST(test_defaults)
+{
+	struct pr_config *c = pr_config_new();
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_null(c->path);
+	assert_defaults(c);
+	pr_config_free(c);
+	pr_config_free(NULL);
+}
+END_TEST
+
+START_TEST(test_empty_file)
+{
+	char err[ERRLEN], path[PATH_MAX];
+	struct pr_config *c = NULL;
+
+	ck_assert_int_eq(load_text("", &c, err, path), PR_OK);
+	assert_defaults(c);
+	ck_assert_str_eq(c->path, path);
+	pr_config_free(c);
+
+	c = load_ok("; only comments\n# here\n\n[server]\n[admin]\n[log]\n");
+	assert_defaults(c);
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_sizes)
+{
+	struct pr_config *c = load_ok("[server]\n"
+				      "max_header_bytes = 16k\n"
+				      "max_body_bytes = 2M\n"
+				      "output_buffer_bytes = 65536\n");
+
+	ck_assert_int_eq(c->max_header_bytes, 16384);
+	ck_assert_int_eq(c->max_body_bytes, 2097152);
+	ck_assert_int_eq(c->output_buffer_bytes, 65536);
+	pr_config_free(c);
+
+	c = load_ok("[server]\nmax_header_bytes = 1m\nmax_body_bytes = 1K\n"
+		    "output_buffer_bytes = 256m\n");
+	ck_assert_int_eq(c->max_header_bytes, 1048576);
+	ck_assert_int_eq(c->max_body_bytes, 1024);
+	ck_assert_int_eq(c->output_buffer_bytes, 256L * 1024 * 1024);
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_seconds)
+{
+	struct pr_config *c = load_ok("[server]\n"
+				      "header_timeout = 2m\n"
+				      "body_timeout = 45s\n"
+				      "idle_timeout = 1h\n"
+				      "drain_timeout = 0\n");
+
+	ck_assert_int_eq(c->header_timeout, 120);
+	ck_assert_int_eq(c->body_timeout, 45);
+	ck_assert_int_eq(c->idle_timeout, 3600);
+	ck_assert_int_eq(c->drain_timeout, 0);
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_bools)
+{
+	static const char *const yes[] = {"yes", "true", "on",
+					  "1",	 "YES",	 "On"};
+	static const char *const no[] = {"no", "false", "off", "0", "False"};
+	struct pr_config *c;
+	char text[128];
+
+	for (size_t i = 0; i < PR_ARRAY_SIZE(yes); i++) {
+		snprintf(text, sizeof(text), "[log]\naccess = %s\n", yes[i]);
+		c = load_ok(text);
+		ck_assert_msg(c->log_access == 1, "%s", yes[i]);
+		pr_config_free(c);
+	}
+	for (size_t i = 0; i < PR_ARRAY_SIZE(no); i++) {
+		snprintf(text, sizeof(text), "[log]\naccess = %s\n", no[i]);
+		c = load_ok(text);
+		ck_assert_msg(c->log_access == 0, "%s", no[i]);
+		pr_config_free(c);
+	}
+}
+END_TEST
+
+START_TEST(test_log_and_mode)
+{
+	struct pr_config *c = load_ok("[log]\nlevel = debug\n"
+				      "target = /var/log/pushrelay.log\n"
+				      "[admin]\nsocket_mode = 0660\n");
+
+	ck_assert_int_eq(c->log_level, PR_LOG_DEBUG);
+	ck_assert_str_eq(c->log_target, "/var/log/pushrelay.log");
+	ck_assert_int_eq(c->admin_socket_mode, 0660);
+	pr_config_free(c);
+
+	c = load_ok("[log]\nlevel = WARN\ntarget = syslog\n"
+		    "[admin]\nsocket_mode = 600\n");
+	ck_assert_int_eq(c->log_level, PR_LOG_WARN);
+	ck_assert_str_eq(c->log_target, "syslog");
+	ck_assert_int_eq(c->admin_socket_mode, 0600);
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_listen_repeat)
+{
+	struct pr_config *c = load_ok("[server]\n"
+				      "listen = [::1]:8080\n"
+				      "listen = [::]:8443 tls\n"
+				      "listen = unix:/run/pushrelay/api.sock\n"
+				      "tls_cert = /etc/pushrelay/tls.crt\n"
+				      "tls_key = /etc/pushrelay/tls.key\n"
+				      "[log]\n"
+				      "[server]\n"
+				      "listen = 0.0.0.0:0 ; any free port\n");
+
+	/* The first listen replaced the default; the rest appended. */
+	ck_assert_uint_eq(c->n_listen, 4);
+	ck_assert_int_eq(c->listen[0].family, AF_INET6);
+	ck_assert_str_eq(c->listen[0].host, "::1");
+	ck_assert_int_eq(c->listen[0].port, 8080);
+	ck_assert_int_eq(c->listen[0].tls, 0);
+	ck_assert_int_eq(c->listen[1].family, AF_INET6);
+	ck_assert_str_eq(c->listen[1].host, "::");
+	ck_assert_int_eq(c->listen[1].port, 8443);
+	ck_assert_int_eq(c->listen[1].tls, 1);
+	ck_assert_str_eq(c->listen[1].text, "[::]:8443 tls");
+	ck_assert_int_eq(c->listen[2].family, AF_UNIX);
+	ck_assert_str_eq(c->listen[2].path, "/run/pushrelay/api.sock");
+	ck_assert_int_eq(c->listen[3].family, AF_INET);
+	ck_assert_int_eq(c->listen[3].port, 0);
+	ck_assert_str_eq(c->listen[3].text, "0.0.0.0:0");
+	ck_assert_str_eq(c->tls_cert, "/etc/pushrelay/tls.crt");
+	/* [admin] listen is a list of its own: still the default. */
+	ck_assert_uint_eq(c->n_admin_listen, 1);
+	ck_assert_str_eq(c->admin_listen[0].path,
+			 "/var/lib/pushrelay/admin.sock");
+	pr_config_free(c);
+
+	c = load_ok("[admin]\nlisten = 127.0.0.1:9090\n");
+	ck_assert_uint_eq(c->n_admin_listen, 1);
+	ck_assert_int_eq(c->admin_listen[0].port, 9090);
+	ck_assert_uint_eq(c->n_listen, 1);
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_comments_and_layout)
+{
+	struct pr_config *c = load_ok("\xEF\xBB\xBF; a BOM, then comments\n"
+				      "[server] ; the API\n"
+				      "max_headers = 50 ; fifty\n"
+				      "  max_streams = 10\n"
+				      "# hash comment\n"
+				      "\t; indented comment\n"
+				      "\tidle_timeout=5\n"
+				      "body_timeout: 7\n"
+				      "\n"
+				      "   \n");
+
+	ck_assert_int_eq(c->max_headers, 50);
+	ck_assert_int_eq(c->max_streams, 10);
+	ck_assert_int_eq(c->idle_timeout, 5);
+	ck_assert_int_eq(c->body_timeout, 7);
+	pr_config_free(c);
+
+	c = load_ok("[server]\r\nmax_headers = 50\r\n[log]\r\nlevel = warn");
+	ck_assert_int_eq(c->max_headers, 50);
+	ck_assert_int_eq(c->log_level, PR_LOG_WARN);
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_full_config)
+{
+	struct pr_config *c =
+		load_ok("[server]\n"
+			"listen = 0.0.0.0:80\n"
+			"listen = [::]:443 tls\n"
+			"tls_cert = /etc/pushrelay/tls.crt\n"
+			"tls_key = /etc/pushrelay/tls.key\n"
+			"max_connections = 20000\n"
+			"max_header_bytes = 32k\n"
+			"max_headers = 64\n"
+			"max_body_bytes = 8m\n"
+			"max_streams = 250\n"
+			"output_buffer_bytes = 1m\n"
+			"header_timeout = 5\n"
+			"body_timeout = 15\n"
+			"idle_timeout = 120\n"
+			"drain_timeout = 30\n"
+			"[admin]\n"
+			"listen = unix:/run/pushrelay/admin.sock\n"
+			"listen = 127.0.0.1:9090\n"
+			"socket_mode = 0660\n"
+			"[log]\n"
+			"level = debug\n"
+			"target = syslog\n"
+			"access = yes\n");
+
+	ck_assert_uint_eq(c->n_listen, 2);
+	ck_assert_int_eq(c->listen[0].port, 80);
+	ck_assert_int_eq(c->listen[1].tls, 1);
+	ck_assert_str_eq(c->tls_key, "/etc/pushrelay/tls.key");
+	ck_assert_int_eq(c->max_connections, 20000);
+	ck_assert_int_eq(c->max_header_bytes, 32768);
+	ck_assert_int_eq(c->max_headers, 64);
+	ck_assert_int_eq(c->max_body_bytes, 8L << 20);
+	ck_assert_int_eq(c->max_streams, 250);
+	ck_assert_int_eq(c->output_buffer_bytes, 1L << 20);
+	ck_assert_int_eq(c->header_timeout, 5);
+	ck_assert_int_eq(c->body_timeout, 15);
+	ck_assert_int_eq(c->idle_timeout, 120);
+	ck_assert_int_eq(c->drain_timeout, 30);
+	ck_assert_uint_eq(c->n_admin_listen, 2);
+	ck_assert_str_eq(c->admin_listen[0].path, "/run/pushrelay/admin.sock");
+	ck_assert_int_eq(c->admin_listen[1].port, 9090);
+	ck_assert_int_eq(c->admin_socket_mode, 0660);
+	ck_assert_int_eq(c->log_level, PR_LOG_DEBUG);
+	ck_assert_str_eq(c->log_target, "syslog");
+	ck_assert_int_eq(c->log_access, 1);
+	pr_config_free(c);
+}
+END_TEST
+
+/* ---- listen values ------------------------------------------------------ */
+
+START_TEST(test_listen_parse_ok)
+{
+	struct pr_listen_spec s;
+	char err[256], path[200];
+
+	ck_assert_int_eq(
+		pr_config_parse_listen("127.0.0.1:8080", &s, err, sizeof(err)),
+		PR_OK);
+	ck_assert_int_eq(s.family, AF_INET);
+	ck_assert_str_eq(s.host, "127.0.0.1");
+	ck_assert_int_eq(s.port, 8080);
+	ck_assert_int_eq(s.tls, 0);
+	free(s.text);
+
+	ck_assert_int_eq(pr_config_parse_listen("[::0]:65535  tls", &s, err,
+						sizeof(err)),
+			 PR_OK);
+	ck_assert_int_eq(s.family, AF_INET6);
+	ck_assert_str_eq(s.host, "::"); /* canonical form */
+	ck_assert_int_eq(s.port, 65535);
+	ck_assert_int_eq(s.tls, 1);
+	ck_assert_str_eq(s.text, "[::0]:65535  tls");
+	free(s.text);
+
+	/* TLS over a unix socket is allowed. */
+	ck_assert_int_eq(pr_config_parse_listen("unix:/run/a.sock tls", &s, err,
+						sizeof(err)),
+			 PR_OK);
+	ck_assert_int_eq(s.family, AF_UNIX);
+	ck_assert_str_eq(s.path, "/run/a.sock");
+	ck_assert_int_eq(s.tls, 1);
+	free(s.text);
+
+	/* The longest path sun_path holds. */
+	memset(path, 'a', sizeof(path));
+	path[0] = '/';
+	path[sizeof(s.path) - 1] = '\0';
+	ck_assert_uint_eq(strlen(path), sizeof(s.path) - 1);
+	{
+		char text[256];
+
+		snprintf(text, sizeof(text), "unix:%s", path);
+		ck_assert_int_eq(
+			pr_config_parse_listen(text, &s, err, sizeof(err)),
+			PR_OK);
+		ck_assert_str_eq(s.path, path);
+		free(s.text);
+	}
+}
+END_TEST
+
+START_TEST(test_listen_parse_errors)
+{
+	char text[256];
+
+	expect_listen_error("", "empty value");
+	expect_listen_error("127.0.0.1", "missing port");
+	expect_listen_error("127.0.0.1:", "bad port ''");
+	expect_listen_error("127.0.0.1:65536", "bad port '65536' (0..65535)");
+	expect_listen_error("127.0.0.1:99999999", "bad port");
+	expect_listen_error("127.0.0.1:http", "bad port 'http'");
+	expect_listen_error("127.0.0.1:-1", "bad port '-1'");
+	expect_listen_error(":8080", "missing address");
+	expect_listen_error("localhost:8080",
+			    "'localhost' is not a numeric IP address");
+	expect_listen_error("300.1.1.1:80", "bad IPv4 address '300.1.1.1'");
+	expect_listen_error("*:80", "bad IPv4 address '*'");
+	expect_listen_error("::1:8080", "needs brackets");
+	expect_listen_error("[::1:8080", "missing ']'");
+	expect_listen_error("[::1]8080", "expected ':' after ']'");
+	expect_listen_error("[::1]", "missing port");
+	expect_listen_error("[]:80", "missing address");
+	expect_listen_error("[127.0.0.1]:80", "bad IPv6 address '127.0.0.1'");
+	expect_listen_error("[fe80::1%eth0]:80", "bad IPv6 address");
+	expect_listen_error("127.0.0.1:80 ssl", "unknown flag 'ssl'");
+	expect_listen_error("127.0.0.1:80 tls h2", "unknown flag 'h2'");
+	expect_listen_error("unix:", "missing socket path");
+	expect_listen_error("unix:run/a.sock", "not absolute");
+	memset(text, 'a', sizeof(text));
+	memcpy(text, "unix:/", 6);
+	text[5 + sizeof(((struct pr_listen_spec *)0)->path)] = '\0';
+	expect_listen_error(text, "unix socket path too long (108 bytes, at "
+				  "most 107)");
+}
+END_TEST
+
+/* ---- errors ------------------------------------------------------------- */
+
+START_TEST(test_err_unknown_section)
+{
+	/* Reported once at its header; its keys are not piled on. */
+	int n = expect_error("[server]\n[bogus]\nfoo = 1\nbar = 2\n",
+			     ":2: [bogus]: unknown section (server|admin|log)");
+
+	ck_assert_int_eq(n, 1);
+	expect_error("[server\nmax_headers = 5\n",
+		     ":1: missing ']' in section header");
+	expect_error("[server] junk\n", ":1: unexpected text after ']'");
+}
+END_TEST
+
+START_TEST(test_err_unknown_key)
+{
+	expect_error("[server]\nmax_conns = 5\n",
+		     ":2: [server] max_conns: unknown key");
+	expect_error("[server]\nlevel = info\n",
+		     ":2: [server] level: unknown key (it belongs in [log])");
+	expect_error("max_headers = 10\n",
+		     ":1: max_headers: key before any [section]");
+}
+END_TEST
+
+START_TEST(test_err_syntax)
+{
+	expect_error("[server]\njust some words\n",
+		     ":2: syntax error: expected 'key = value'");
+	expect_error("[server]\n= 5\n", ":2: syntax error: missing key");
+	expect_error("[server]\nmax_headers ; = 5\n", ":2: syntax error");
+}
+END_TEST
+
+START_TEST(test_err_bad_int)
+{
+	expect_error("[server]\nmax_connections = many\n",
+		     ":2: [server] max_connections: not a number");
+	expect_error("[server]\nmax_connections = 12abc\n",
+		     ":2: [server] max_connections: not a number");
+	expect_error("[server]\nmax_connections = 1.5\n",
+		     ":2: [server] max_connections: not a number");
+	expect_error("[server]\nmax_connections = -\n",
+		     ":2: [server] max_connections: not a number");
+	expect_error("[server]\nmax_connections =\n",
+		     ":2: [server] max_connections: empty value");
+}
+END_TEST
+
+START_TEST(test_err_range)
+{
+	expect_error("[server]\nheader_timeout = 0\n",
+		     ":2: [server] header_timeout: out of range 1..300");
+	expect_error("[server]\nheader_timeout = 301\n",
+		     ":2: [server] header_timeout: out of range 1..300");
+	expect_error("[server]\nheader_timeout = 6m\n",
+		     ":2: [server] header_timeout: out of range 1..300");
+	expect_error("[server]\nmax_connections = 1000001\n",
+		     ":2: [server] max_connections: out of range 1..1000000");
+	expect_error("[server]\nmax_connections = -5\n",
+		     ":2: [server] max_connections: out of range 1..1000000");
+	expect_error("[server]\nmax_headers = 7\n",
+		     ":2: [server] max_headers: out of range 8..1000");
+	expect_error("[server]\nmax_header_bytes = 2m\n",
+		     ":2: [server] max_header_bytes: out of range 1k..1m");
+	expect_error("[server]\nmax_body_bytes = 512\n",
+		     ":2: [server] max_body_bytes: out of range 1k..64m");
+	expect_error("[server]\nmax_body_bytes = 99999999999999999999999\n",
+		     ":2: [server] max_body_bytes: out of range 1k..64m");
+	expect_error("[server]\nmax_body_bytes = 9000000000000000000g\n",
+		     ":2: [server] max_body_bytes: out of range 1k..64m");
+	expect_error("[server]\nmax_streams = 1001\n",
+		     ":2: [server] max_streams: out of range 1..1000");
+	expect_error("[server]\noutput_buffer_bytes = 1g\n",
+		     ":2: [server] output_buffer_bytes: out of range "
+		     "64k..256m");
+	expect_error("[admin]\nsocket_mode = 01000\n",
+		     ":2: [admin] socket_mode: out of range 0000..0777");
+}
+END_TEST
+
+START_TEST(test_err_suffix)
+{
+	expect_error("[server]\nmax_header_bytes = 16x\n",
+		     ":2: [server] max_header_bytes: bad size suffix 'x' "
+		     "(k, m or g)");
+	expect_error("[server]\nmax_header_bytes = 16kb\n",
+		     ":2: [server] max_header_bytes: bad size suffix 'kb'");
+	expect_error("[server]\nidle_timeout = 10d\n",
+		     ":2: [server] idle_timeout: bad time suffix 'd' "
+		     "(s, m or h)");
+	expect_error("[server]\nmax_headers = 10k\n",
+		     ":2: [server] max_headers: not a number");
+}
+END_TEST
+
+START_TEST(test_err_bool_level_mode_target)
+{
+	expect_error("[log]\naccess = maybe\n",
+		     ":2: [log] access: not a boolean 'maybe' "
+		     "(yes|no|true|false|on|off|1|0)");
+	expect_error("[log]\nlevel = loud\n",
+		     ":2: [log] level: unknown level 'loud' "
+		     "(error|warn|info|debug)");
+	expect_error("[admin]\nsocket_mode = 0800\n",
+		     ":2: [admin] socket_mode: not an octal number");
+	expect_error("[admin]\nsocket_mode = rw\n",
+		     ":2: [admin] socket_mode: not an octal number");
+	expect_error("[log]\ntarget = journal\n",
+		     ":2: [log] target: 'journal' is not stderr, syslog or an "
+		     "absolute file path");
+}
+END_TEST
+
+START_TEST(test_err_listen)
+{
+	char text[4096];
+	size_t n;
+
+	expect_error("[server]\nlisten = localhost:8080\n",
+		     ":2: [server] listen: 'localhost' is not a numeric IP "
+		     "address (host names are not resolved)");
+	expect_error("[server]\nlisten = 127.0.0.1\n",
+		     ":2: [server] listen: missing port");
+	expect_error("[server]\nlisten = 127.0.0.1:70000\n",
+		     ":2: [server] listen: bad port '70000' (0..65535)");
+	expect_error("[admin]\nlisten = [::1:80\n",
+		     ":2: [admin] listen: missing ']' after IPv6 address");
+	expect_error("[admin]\nlisten = unix:/run/pushrelay/"
+		     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
+		     ":2: [admin] listen: unix socket path too long");
+
+	/* At most 16 per list. */
+	n = (size_t)snprintf(text, sizeof(text), "[server]\n");
+	for (int i = 0; i < 17; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+				      "listen = 127.0.0.1:%d\n", 9000 + i);
+	expect_error(text,
+		     ":18: [server] listen: too many listeners (at most 16)");
+}
+END_TEST
+
+START_TEST(test_err_duplicate)
+{
+	int n = expect_error("[server]\nmax_headers = 10\n[log]\n[server]\n"
+			     "max_headers = 20\n",
+			     ":5: [server] max_headers: duplicate key (first "
+			     "set on line 2)");
+
+	ck_assert_int_eq(n, 1);
+	expect_error("[log]\nlevel = info\nlevel = info\n",
+		     ":3: [log] level: duplicate key (first set on line 2)");
+}
+END_TEST
+
+START_TEST(test_err_long_line)
+{
+	char text[1024], line[256];
+	char err[ERRLEN], path[PATH_MAX];
+	struct pr_config *c;
+	int n;
+
+	/* 250 bytes on line 2; the line after it keeps its number. */
+	memset(line, 'x', 250);
+	line[0] = ';';
+	line[250] = '\0';
+	snprintf(text, sizeof(text), "[server]\n%s\nmax_headers = 5000\n",
+		 line);
+	n = expect_error(text, ":2: line too long (250 bytes, at most 199)");
+	ck_assert_int_eq(n, 2);
+	expect_error(text, ":3: [server] max_headers: out of range 8..1000");
+
+	/* 199 bytes is fine, also with CRLF; 200 is not. */
+	line[199] = '\0';
+	snprintf(text, sizeof(text), "[server]\n%s\r\nmax_headers = 9\n", line);
+	c = load_ok(text);
+	ck_assert_int_eq(c->max_headers, 9);
+	pr_config_free(c);
+	line[199] = 'x';
+	line[200] = '\0';
+	snprintf(text, sizeof(text), "[server]\n%s", line);
+	expect_error(text, ":2: line too long (200 bytes, at most 199)");
+
+	/* A long value is caught the same way, not split in two. */
+	line[199] = '\0';
+	snprintf(text, sizeof(text), "[server]\ntls_cert = /%s\n", line);
+	c = NULL;
+	n = load_text(text, &c, err, path);
+	ck_assert_int_eq(n, PR_ERR_CONFIG);
+	ck_assert_int_eq(count_lines(err), 1);
+	ck_assert_ptr_nonnull(strstr(err, ":2: line too long"));
+}
+END_TEST
+
+START_TEST(test_err_nul_byte)
+{
+	static const char data[] = "[server]\nmax_\0headers = 5\n";
+	char err[ERRLEN], path[PATH_MAX], want[PATH_MAX + 64];
+	struct pr_config *c = NULL;
+
+	ck_assert_int_eq(load_bytes(data, sizeof(data) - 1, &c, err,
+				    sizeof(err), path, sizeof(path)),
+			 PR_ERR_CONFIG);
+	ck_assert_ptr_null(c);
+	snprintf(want, sizeof(want), "%s:2: NUL byte in line", path);
+	ck_assert_ptr_nonnull(strstr(err, want));
+}
+END_TEST
+
+START_TEST(test_err_missing_file)
+{
+	struct pr_config *c = (struct pr_config *)&c;
+	char err[ERRLEN];
+
+	ck_assert_int_eq(pr_config_load("/nonexistent/pushrelay.conf", &c, err,
+					sizeof(err)),
+			 PR_ERR_IO);
+	ck_assert_ptr_null(c);
+	ck_assert_str_eq(err, "/nonexistent/pushrelay.conf: cannot open: No "
+			      "such file or directory");
+
+	/* A directory opens but cannot be read. */
+	c = (struct pr_config *)&c;
+	ck_assert_int_eq(pr_config_load("/", &c, err, sizeof(err)), PR_ERR_IO);
+	ck_assert_ptr_null(c);
+	ck_assert_ptr_nonnull(strstr(err, "/: read error"));
+}
+END_TEST
+
+START_TEST(test_err_tls)
+{
+	int n = expect_error("[server]\nlisten = [::]:8443 tls\n",
+			     ": [server] tls_cert: required by the tls "
+			     "listener '[::]:8443 tls'");
+
+	ck_assert_int_eq(n, 2);
+	expect_error("[server]\nlisten = [::]:8443 tls\n",
+		     ": [server] tls_key: required by the tls listener "
+		     "'[::]:8443 tls'");
+	n = expect_error("[server]\nlisten = [::]:8443 tls\ntls_cert = /c\n",
+			 ": [server] tls_key: required by the tls listener");
+	ck_assert_int_eq(n, 1);
+	expect_error("[admin]\nlisten = 127.0.0.1:9443 tls\n",
+		     ": [server] tls_cert: required by the tls listener "
+		     "'127.0.0.1:9443 tls'");
+	expect_error("[server]\ntls_cert = /c\n",
+		     ": [server] tls_key: required with tls_cert");
+	expect_error("[server]\ntls_key = /k\n",
+		     ": [server] tls_cert: required with tls_key");
+}
+END_TEST
+
+START_TEST(test_err_same_address)
+{
+	struct pr_config *c;
+
+	expect_error("[admin]\nlisten = 127.0.0.1:8080\n",
+		     ": [admin] listen: '127.0.0.1:8080' uses the address of "
+		     "[server] listen '127.0.0.1:8080'");
+	expect_error("[server]\nlisten = [::]:80\nlisten = [::0]:80\n",
+		     ": [server] listen: '[::0]:80' uses the address of "
+		     "[server] listen '[::]:80'");
+	expect_error("[server]\nlisten = unix:/run/a.sock\n"
+		     "[admin]\nlisten = unix:/run/a.sock\n",
+		     ": [admin] listen: 'unix:/run/a.sock' uses the address");
+	/* Port 0 is a fresh port each time. */
+	c = load_ok("[server]\nlisten = 127.0.0.1:0\nlisten = 127.0.0.1:0\n");
+	ck_assert_uint_eq(c->n_listen, 2);
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_err_several)
+{
+	char err[ERRLEN], path[PATH_MAX], want[PATH_MAX + 128];
+	struct pr_config *c = NULL;
+	const char *p;
+	static const char *const expected[] = {
+		":2: [server] max_connections: out of range 1..1000000",
+		":3: [server] bogus: unknown key",
+		":5: [log] level: unknown level 'loud'",
+		":6: [log] access: not a boolean 'maybe'",
+		": [server] tls_cert: required by the tls listener",
+	};
+
+	ck_assert_int_eq(load_text("[server]\n"
+				   "max_connections = 0\n"
+				   "bogus = 1\n"
+				   "[log]\n"
+				   "level = loud\n"
+				   "access = maybe\n"
+				   "[server]\n"
+				   "listen = [::]:443 tls\n",
+				   &c, err, path),
+			 PR_ERR_CONFIG);
+	ck_assert_ptr_null(c);
+	ck_assert_int_eq(count_lines(err), 6);
+	/* In file order, each starting a line. */
+	p = err;
+	for (size_t i = 0; i < PR_ARRAY_SIZE(expected); i++) {
+		snprintf(want, sizeof(want), "%s%s", path, expected[i]);
+		p = strstr(p, want);
+		ck_assert_msg(p != NULL, "want '%s' in order in:\n%s", want,
+			      err);
+		ck_assert(p == err || p[-1] == '\n');
+	}
+}
+END_TEST
+
+START_TEST(test_err_buffer_bounded)
+{
+	char text[2048], err[64], path[PATH_MAX];
+	struct pr_config *c = NULL;
+	size_t n = 0;
+
+	n += (size_t)snprintf(text + n, sizeof(text) - n, "[server]\n");
+	for (int i = 0; i < 40; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+				      "bogus%d = 1\n", i);
+	memset(err, '#', sizeof(err));
+	ck_assert_int_eq(load_bytes(text, n, &c, err, 40, path, sizeof(path)),
+			 PR_ERR_CONFIG);
+	ck_assert_ptr_null(c);
+	ck_assert_uint_eq(strlen(err), 39);
+	ck_assert_str_eq(err + 36, "...");
+	ck_assert_int_eq(err[40], '#'); /* nothing written past errlen */
+
+	/* No buffer at all is allowed. */
+	ck_assert_int_eq(load_bytes(text, n, &c, NULL, 0, path, sizeof(path)),
+			 PR_ERR_CONFIG);
+	ck_assert_ptr_null(c);
+}
+END_TEST
+
+/* ---- reload ------------------------------------------------------------- */
+
+START_TEST(test_apply_reload)
+{
+	struct pr_config *live = pr_config_new();
+	struct pr_config *fresh;
+	char note[1024];
+	int n;
+
+	ck_assert_ptr_nonnull(live);
+	fresh = load_ok("[server]\n"
+			"listen = 127.0.0.1:9999\n"
+			"tls_cert = /c\n"
+			"tls_key = /k\n"
+			"max_connections = 5\n"
+			"max_body_bytes = 2m\n"
+			"header_timeout = 20\n"
+			"[admin]\n"
+			"socket_mode = 0660\n"
+			"[log]\n"
+			"level = debug\n"
+			"target = /tmp/pushrelay-test.log\n"
+			"access = yes\n");
+
+	n = pr_config_apply_reload(live, fresh, note, sizeof(note));
+	ck_assert_int_eq(n, 4);
+	ck_assert_int_eq(count_lines(note), 4);
+	ck_assert_ptr_nonnull(strstr(note, "[server] listen: changed; restart "
+					   "to apply\n"));
+	ck_assert_int_ne(note[strlen(note) - 1], '\n');
+	ck_assert_ptr_nonnull(strstr(note, "[server] tls_cert: changed"));
+	ck_assert_ptr_nonnull(strstr(note, "[server] tls_key: changed"));
+	ck_assert_ptr_nonnull(strstr(note, "[admin] socket_mode: changed"));
+	ck_assert_ptr_nonnull(strstr(note, fresh->path));
+	/* Reloadable settings were copied ... */
+	ck_assert_int_eq(live->max_connections, 5);
+	ck_assert_int_eq(live->max_body_bytes, 2L << 20);
+	ck_assert_int_eq(live->header_timeout, 20);
+	ck_assert_int_eq(live->log_level, PR_LOG_DEBUG);
+	ck_assert_str_eq(live->log_target, "/tmp/pushrelay-test.log");
+	ck_assert_ptr_ne(live->log_target, fresh->log_target);
+	ck_assert_int_eq(live->log_access, 1);
+	/* ... the others left alone. */
+	ck_assert_int_eq(live->listen[0].port, 8080);
+	ck_assert_str_eq(live->tls_cert, "");
+	ck_assert_int_eq(live->admin_socket_mode, 0600);
+
+	/* Nothing differs now but the restart-only settings. */
+	ck_assert_int_eq(
+		pr_config_apply_reload(live, fresh, note, sizeof(note)), 4);
+	ck_assert_int_eq(
+		pr_config_apply_reload(fresh, fresh, note, sizeof(note)), 0);
+	ck_assert_str_eq(note, "");
+	pr_config_free(fresh);
+	pr_config_free(live);
+}
+END_TEST
+
+/* ---- the table, the example config and the man page --------------------- */
+
+START_TEST(test_directive_table)
+{
+	const struct pr_directive_info *d;
+	size_t i;
+	int listens = 0;
+
+	for (i = 0; (d = pr_config_directive(i)) != NULL; i++) {
+		ck_assert_ptr_nonnull(d->section);
+		ck_assert_ptr_nonnull(d->name);
+		ck_assert_ptr_nonnull(d->type);
+		ck_assert_ptr_nonnull(d->def);
+		ck_assert_msg(d->help && *d->help, "%s: no help", d->name);
+		if (strcmp(d->name, "listen") == 0) {
+			listens++;
+			ck_assert(d->repeatable);
+			ck_assert(!d->reloadable);
+		}
+		if (strcmp(d->section, "log") == 0)
+			ck_assert_msg(d->reloadable, "%s", d->name);
+	}
+	ck_assert_uint_eq(i, 18);
+	ck_assert_int_eq(listens, 2);
+	ck_assert_ptr_null(pr_config_directive(1000));
+}
+END_TEST
+
+START_TEST(test_example_roundtrip)
+{
+	char err[ERRLEN], path[PATH_MAX];
+	struct pr_config *c = NULL;
+	char *text = example_text(path, sizeof(path));
+	int rv;
+
+	rv = pr_config_load(path, &c, err, sizeof(err));
+	unlink(path);
+	ck_assert_msg(rv == PR_OK, "example does not load:\n%s", err);
+	assert_defaults(c);
+	pr_config_free(c);
+	ck_assert_ptr_nonnull(strstr(text, "\n[server]\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nmax_header_bytes = 16k\n"));
+	ck_assert_ptr_nonnull(strstr(text, "; integer, 1..1000000; "
+					   "reloadable\nmax_connections"));
+	free(text);
+}
+END_TEST
+
+/*
+ * Where directive d appears in `text` as sec[0] SECTION sec[1] ... name[0]
+ * NAME name[1], inside its own section (before the next next_mark).
+ */
+static const char *entry_in_section(const char *text, const char *const sec[2],
+				    const char *next_mark,
+				    const struct pr_directive_info *d,
+				    const char *const name[2])
+{
+	char head[64], key[96];
+	const char *start, *end, *hit;
+
+	snprintf(head, sizeof(head), "%s%s%s", sec[0], d->section, sec[1]);
+	start = strstr(text, head);
+	ck_assert_msg(start != NULL, "no section '%s'", head);
+	start += strlen(head);
+	end = strstr(start, next_mark);
+	if (!end)
+		end = start + strlen(start);
+	snprintf(key, sizeof(key), "%s%s%s", name[0], d->name, name[1]);
+	hit = strstr(start, key);
+	ck_assert_msg(hit && hit < end, "[%s] %s missing", d->section, d->name);
+	return hit;
+}
+
+START_TEST(test_example_file_in_sync)
+{
+	static const char *const sec[2] = {"\n[", "]"};
+	static const char *const key[2] = {"\n", " ="};
+	char path[PATH_MAX], tmp[PATH_MAX];
+	const struct pr_directive_info *d;
+	char *file, *text;
+	struct pr_config *c = NULL;
+	char err[ERRLEN];
+
+	src_file("etc/pushrelay.conf", path, sizeof(path));
+	file = read_all(path);
+	for (size_t i = 0; (d = pr_config_directive(i)) != NULL; i++)
+		entry_in_section(file, sec, "\n[", d, key);
+	text = example_text(tmp, sizeof(tmp));
+	unlink(tmp);
+	ck_assert_msg(strcmp(file, text) == 0,
+		      "%s is not the output of pr_config_write_example(); "
+		      "regenerate it (pushrelayd --print-config)",
+		      path);
+	ck_assert_int_eq(pr_config_load(path, &c, err, sizeof(err)), PR_OK);
+	assert_defaults(c);
+	pr_config_free(c);
+	free(text);
+	free(file);
+}
+END_TEST
+
+START_TEST(test_man_page_in_sync)
+{
+	static const char *const sec[2] = {"\n.SS \"[", "]\""};
+	static const char *const key[2] = {"\n.TP\n.B ", "\n"};
+	char path[PATH_MAX], want[256];
+	const struct pr_directive_info *d;
+	const char *entry, *end;
+	char *man;
+
+	src_file("man/pushrelay.conf.5", path, sizeof(path));
+	man = read_all(path);
+	for (size_t i = 0; (d = pr_config_directive(i)) != NULL; i++) {
+		entry = entry_in_section(man, sec, "\n.SS", d, key);
+		end = strstr(entry + 1, "\n.TP");
+		if (!end)
+			end = strstr(entry + 1, "\n.S");
+		ck_assert_ptr_nonnull(end);
+		if (d->def[0]) {
+			snprintf(want, sizeof(want), "Default: \\fB%s\\fR",
+				 d->def);
+			ck_assert_msg(strstr(entry, want) &&
+					      strstr(entry, want) < end,
+				      "[%s] %s: man page lacks '%s'",
+				      d->section, d->name, want);
+		}
+		snprintf(want, sizeof(want), "%s",
+			 d->reloadable ? "Reloadable." : "Restart to change.");
+		ck_assert_msg(strstr(entry, want) && strstr(entry, want) < end,
+			      "[%s] %s: man page lacks '%s'", d->section,
+			      d->name, want);
+	}
+	free(man);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc;
+
+	tc = tcase_create("values");
+	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_empty_file);
+	tcase_add_test(tc, test_sizes);
+	tcase_add_test(tc, test_seconds);
+	tcase_add_test(tc, test_bools);
+	tcase_add_test(tc, test_log_and_mode);
+	tcase_add_test(tc, test_listen_repeat);
+	tcase_add_test(tc, test_comments_and_layout);
+	tcase_add_test(tc, test_full_config);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("listen");
+	tcase_add_test(tc, test_listen_parse_ok);
+	tcase_add_test(tc, test_listen_parse_errors);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("errors");
+	tcase_add_test(tc, test_err_unknown_section);
+	tcase_add_test(tc, test_err_unknown_key);
+	tcase_add_test(tc, test_err_syntax);
+	tcase_add_test(tc, test_err_bad_int);
+	tcase_add_test(tc, test_err_range);
+	tcase_add_test(tc, test_err_suffix);
+	tcase_add_test(tc, test_err_bool_level_mode_target);
+	tcase_add_test(tc, test_err_listen);
+	tcase_add_test(tc, test_err_duplicate);
+	tcase_add_test(tc, test_err_long_line);
+	tcase_add_test(tc, test_err_nul_byte);
+	tcase_add_test(tc, test_err_missing_file);
+	tcase_add_test(tc, test_err_tls);
+	tcase_add_test(tc, test_err_same_address);
+	tcase_add_test(tc, test_err_several);
+	tcase_add_test(tc, test_err_buffer_bounded);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("reload");
+	tcase_add_test(tc, test_apply_reload);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("docs");
+	tcase_add_test(tc, test_directive_table);
+	tcase_add_test(tc, test_example_roundtrip);
+	tcase_add_test(tc, test_example_file_in_sync);
+	tcase_add_test(tc, test_man_page_in_sync);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(config_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

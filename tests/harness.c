@@ -1,0 +1,538 @@
+/*
+ * harness.c - see harness.h. Everything here talks to loopback only.
+ */
+#include "autoconf.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int th_tmpdir(char *out, size_t outlen)
+{
+	const char *base = getenv("TMPDIR");
+
+	snprintf(out, outlen, "%s/pushrelay-test-XXXXXX",
+		 base && *base ? base : "/tmp");
+	return mkdtemp(out) ? 0 : -1;
+}
+
+int th_write_file(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+	int rv;
+
+	if (!fp)
+		return -1;
+	rv = fputs(text, fp) < 0 ? -1 : 0;
+	if (fclose(fp) != 0)
+		rv = -1;
+	return rv;
+}
+
+char *th_read_file(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0, cap = 0, n;
+
+	if (!fp)
+		return NULL;
+	do {
+		if (len + 4096 + 1 > cap) {
+			char *p;
+
+			cap = cap ? cap * 2 : 8192;
+			p = realloc(buf, cap);
+			if (!p) {
+				free(buf);
+				fclose(fp);
+				return NULL;
+			}
+			buf = p;
+		}
+		n = fread(buf + len, 1, 4096, fp);
+		len += n;
+	} while (n > 0);
+	fclose(fp);
+	buf[len] = '\0';
+	return buf;
+}
+
+int th_free_port(int v6)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0), port = 0;
+
+	if (fd < 0)
+		return 0;
+	memset(&ss, 0, sizeof(ss));
+	if (v6) {
+		struct sockaddr_in6 *s6 = (void *)&ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_addr = in6addr_loopback;
+		len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (void *)&ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		len = sizeof(*s4);
+	}
+	if (bind(fd, (struct sockaddr *)&ss, len) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+		port = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+				: ((struct sockaddr_in *)&ss)->sin_port);
+	close(fd);
+	return port;
+}
+
+int th_make_cert(const char *cert, const char *key)
+{
+	EVP_PKEY *pk = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *name;
+	FILE *fp;
+	int rv = -1;
+
+	if (!pk || !x)
+		goto out;
+	ASN1_INTEGER_set(X509_get_serialNumber(x), (long)time(NULL));
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_set_pubkey(x, pk);
+	name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+				   (const unsigned char *)"localhost", -1, -1,
+				   0);
+	X509_set_issuer_name(x, name);
+	if (!X509_sign(x, pk, EVP_sha256()))
+		goto out;
+	fp = fopen(cert, "w");
+	if (!fp)
+		goto out;
+	PEM_write_X509(fp, x);
+	fclose(fp);
+	fp = fopen(key, "w");
+	if (!fp)
+		goto out;
+	fchmod(fileno(fp), 0600);
+	PEM_write_PrivateKey(fp, pk, NULL, NULL, 0, NULL, NULL);
+	fclose(fp);
+	rv = 0;
+out:
+	X509_free(x);
+	EVP_PKEY_free(pk);
+	return rv;
+}
+
+static int wait_healthy(struct th_daemon *d, double timeout)
+{
+	double end = now() + timeout;
+
+	while (now() < end) {
+		struct th_resp r;
+
+		if (!th_alive(d->pid))
+			return -1;
+		if (th_request(d, TH_H1, "GET", "/healthz", NULL, NULL, &r) ==
+			    0 &&
+		    r.status == 200) {
+			th_resp_free(&r);
+			return 0;
+		}
+		th_resp_free(&r);
+		usleep(20000);
+	}
+	return -1;
+}
+
+int th_daemon_start(struct th_daemon *d, const char *extra_server,
+		    const char *extra)
+{
+	const char *bin = getenv("PUSHRELAYD");
+	char conf[8192], listen6[128] = "";
+	int n;
+
+	memset(d, 0, sizeof(*d));
+	if (!bin)
+		bin = "./pushrelayd";
+	if (th_tmpdir(d->dir, sizeof(d->dir)))
+		return -1;
+	snprintf(d->conf, sizeof(d->conf), "%s/pushrelay.conf", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/pushrelayd.log", d->dir);
+	snprintf(d->cert, sizeof(d->cert), "%s/tls.crt", d->dir);
+	snprintf(d->key, sizeof(d->key), "%s/tls.key", d->dir);
+	snprintf(d->admin_sock, sizeof(d->admin_sock), "%s/admin.sock",
+		 d->dir);
+	if (th_make_cert(d->cert, d->key))
+		return -1;
+	d->port = th_free_port(0);
+	d->tls_port = th_free_port(0);
+	d->port6 = th_free_port(1);
+	if (d->port6)
+		snprintf(listen6, sizeof(listen6), "listen = [::1]:%d\n",
+			 d->port6);
+	n = snprintf(conf, sizeof(conf),
+		     "[server]\n"
+		     "listen = 127.0.0.1:%d\n"
+		     "listen = 127.0.0.1:%d tls\n"
+		     "%s"
+		     "tls_cert = %s\n"
+		     "tls_key = %s\n"
+		     "%s\n"
+		     "[admin]\n"
+		     "listen = unix:%s\n"
+		     "[log]\n"
+		     "level = info\n"
+		     "%s",
+		     d->port, d->tls_port, listen6, d->cert, d->key,
+		     extra_server ? extra_server : "", d->admin_sock,
+		     extra ? extra : "");
+	if (n < 0 || (size_t)n >= sizeof(conf) || th_write_file(d->conf, conf))
+		return -1;
+	d->pid = fork();
+	if (d->pid < 0)
+		return -1;
+	if (d->pid == 0) {
+		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+			close(fd);
+		}
+		execl(bin, bin, "-c", d->conf, (char *)NULL);
+		_exit(127);
+	}
+	return wait_healthy(d, 15.0);
+}
+
+int th_alive(pid_t pid)
+{
+	int st;
+
+	return pid > 0 && waitpid(pid, &st, WNOHANG) == 0;
+}
+
+int th_daemon_stop(struct th_daemon *d, int sig, double timeout)
+{
+	double end = now() + timeout;
+	int st;
+
+	if (d->pid <= 0)
+		return -1;
+	kill(d->pid, sig);
+	while (now() < end) {
+		pid_t r = waitpid(d->pid, &st, WNOHANG);
+
+		if (r == d->pid) {
+			d->pid = 0;
+			if (WIFEXITED(st))
+				return WEXITSTATUS(st);
+			return 128 + WTERMSIG(st);
+		}
+		usleep(10000);
+	}
+	kill(d->pid, SIGKILL);
+	waitpid(d->pid, &st, 0);
+	d->pid = 0;
+	return -1;
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag,
+		 struct FTW *ftw)
+{
+	return remove(path);
+}
+
+void th_daemon_cleanup(struct th_daemon *d)
+{
+	if (d->pid > 0)
+		th_daemon_stop(d, SIGKILL, 5);
+	if (d->dir[0])
+		nftw(d->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+long th_rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fp = fopen(path, "r");
+	if (!fp)
+		return -1;
+	while (fgets(line, sizeof(line), fp))
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(fp);
+	return kb;
+}
+
+struct sink {
+	char *p;
+	size_t len;
+};
+
+static size_t sink_cb(char *p, size_t size, size_t n, void *arg)
+{
+	struct sink *s = arg;
+	char *q = realloc(s->p, s->len + size * n + 1);
+
+	if (!q)
+		return 0;
+	memcpy(q + s->len, p, size * n);
+	s->len += size * n;
+	q[s->len] = '\0';
+	s->p = q;
+	return size * n;
+}
+
+static int perform(CURL *h, struct th_resp *r)
+{
+	struct sink body = {NULL, 0}, hdrs = {NULL, 0};
+	CURLcode rc;
+
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_cb);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, sink_cb);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &hdrs);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 20L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	rc = curl_easy_perform(h);
+	if (rc == CURLE_OK) {
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+		curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &r->version);
+	}
+	r->body = body.p ? body.p : strdup("");
+	r->len = body.len;
+	r->headers = hdrs.p ? hdrs.p : strdup("");
+	curl_easy_cleanup(h);
+	return rc == CURLE_OK ? 0 : -1;
+}
+
+int th_request(const struct th_daemon *d, enum th_mode mode,
+	       const char *method, const char *path, const char *body,
+	       const char *const *headers, struct th_resp *r)
+{
+	struct curl_slist *list = NULL;
+	char url[512];
+	CURL *h = curl_easy_init();
+	int tls = mode == TH_H2TLS || mode == TH_H1TLS, rv;
+
+	memset(r, 0, sizeof(*r));
+	if (!h)
+		return -1;
+	snprintf(url, sizeof(url), "%s://127.0.0.1:%d%s",
+		 tls ? "https" : "http", tls ? d->tls_port : d->port, path);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	if (strcmp(method, "HEAD") == 0)
+		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	if (body) {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	switch (mode) {
+	case TH_H1:
+	case TH_H1TLS:
+		curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
+				 CURL_HTTP_VERSION_1_1);
+		break;
+	case TH_H2C:
+		curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
+				 CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+		break;
+	case TH_H2TLS:
+		curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
+				 CURL_HTTP_VERSION_2TLS);
+		break;
+	}
+	if (tls) {
+		curl_easy_setopt(h, CURLOPT_CAINFO, d->cert);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	for (size_t i = 0; headers && headers[i]; i++)
+		list = curl_slist_append(list, headers[i]);
+	if (list)
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
+	rv = perform(h, r);
+	curl_slist_free_all(list);
+	return rv;
+}
+
+int th_request_unix(const char *sock, const char *path, struct th_resp *r)
+{
+	char url[512];
+	CURL *h = curl_easy_init();
+
+	memset(r, 0, sizeof(*r));
+	if (!h)
+		return -1;
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, sock);
+	return perform(h, r);
+}
+
+void th_resp_free(struct th_resp *r)
+{
+	free(r->body);
+	free(r->headers);
+	r->body = r->headers = NULL;
+}
+
+int th_connect(int port)
+{
+	struct sockaddr_in sa;
+	struct timeval tv = {10, 0};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int th_send(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+size_t th_recv_all(int fd, char *buf, size_t cap, double timeout, int *eof)
+{
+	double end = now() + timeout;
+	size_t len = 0;
+
+	*eof = 0;
+	while (now() < end) {
+		struct pollfd pfd = {fd, POLLIN, 0};
+		int ms = (int)((end - now()) * 1000) + 1;
+		char tmp[4096];
+		ssize_t n;
+
+		if (poll(&pfd, 1, ms) <= 0)
+			continue;
+		n = recv(fd, tmp, sizeof(tmp), 0);
+		if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+			*eof = 1;
+			break;
+		}
+		if (n < 0)
+			break;
+		if (len + 1 < cap) {
+			size_t take = (size_t)n;
+
+			if (take > cap - 1 - len)
+				take = cap - 1 - len;
+			memcpy(buf + len, tmp, take);
+			len += take;
+		}
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+size_t th_recv_until(int fd, char *buf, size_t cap, const char *needle,
+		     double timeout)
+{
+	double end = now() + timeout;
+	size_t len = 0;
+
+	buf[0] = '\0';
+	while (now() < end && len + 1 < cap && !strstr(buf, needle)) {
+		struct pollfd pfd = {fd, POLLIN, 0};
+		ssize_t n;
+
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		n = recv(fd, buf + len, cap - 1 - len, 0);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+	}
+	return len;
+}
+
+int th_count(const char *haystack, const char *needle)
+{
+	int n = 0;
+	size_t nl = strlen(needle);
+
+	for (const char *p = strstr(haystack, needle); p;
+	     p = strstr(p + nl, needle))
+		n++;
+	return n;
+}
+
+#include "config.h"
+#include "conn.h"
+#include "server.h"
+
+struct pr_server *th_mem_server(struct pr_config *cfg)
+{
+	char err[512];
+
+	if (!cfg)
+		cfg = pr_config_new();
+	if (!cfg)
+		return NULL;
+	return pr_server_new(EV_DEFAULT, cfg, err, sizeof(err));
+}
+
+char *th_take_output(struct pr_conn *c)
+{
+	char *s = strndup(pr_buf_peek(&c->out), pr_buf_avail(&c->out));
+
+	pr_buf_consume(&c->out, pr_buf_avail(&c->out));
+	return s;
+}
