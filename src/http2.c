@@ -85,6 +85,7 @@ struct h2 {
 	int progress;     /* stream bytes moved since the timer was set */
 	int preface_done; /* the peer's first SETTINGS arrived */
 	int conn_error;   /* a GOAWAY with an error code went out */
+	int dead;         /* nghttp2 failed; input is discarded */
 	int freeing;
 	uint32_t calm_code; /* GOAWAY code after our callback gave up */
 	enum shut_state shut;
@@ -661,6 +662,7 @@ static void fail_session(struct h2 *h, int err)
 		code = NGHTTP2_INTERNAL_ERROR;
 	pr_log(PR_LOG_INFO, h->c->id, "%s: HTTP/2 connection error: %s",
 	       h->c->peer, nghttp2_strerror(err));
+	h->dead = 1;
 	nghttp2_session_terminate_session(h->ngh, code);
 	h2_flush(h->c);
 	pr_conn_close_after_write(h->c);
@@ -671,6 +673,8 @@ static ssize_t h2_recv(struct pr_conn *c, const uint8_t *data, size_t len)
 	struct h2 *h = sess(c);
 	ssize_t n;
 
+	if (h->dead)
+		return (ssize_t)len; /* closing; nghttp2 cannot read on */
 	h->depth++;
 	n = nghttp2_session_mem_recv(h->ngh, data, len);
 	h->depth--;
@@ -783,7 +787,8 @@ static void h2_timeout(struct pr_conn *c)
 			pr_conn_set_timer(c, PR_TIMER_DRAIN);
 			break;
 		}
-		/* fall through: the streams in flight had their time */
+		/* The streams in flight had their time. */
+		/* fall through */
 	default:
 		pr_log(PR_LOG_DEBUG, c->id, "%s: HTTP/2 connection %s, closing",
 		       c->peer, h->n_streams ? "stalled" : "idle");

@@ -1,0 +1,57 @@
+#!/bin/sh
+# Install what pushrelay needs, build it with warnings as errors and the
+# sanitizers, and run the whole test suite (make check, then make
+# distcheck). This is the README's test command, and what CI runs.
+#
+#   contrib/test.sh            everything
+#   SKIP_INSTALL=1 contrib/test.sh   when the packages are already there
+#   SKIP_DISTCHECK=1 contrib/test.sh skip the distcheck pass
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+	sh contrib/install-deps.sh
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+flags="--enable-werror --enable-sanitizers"
+
+autoreconf -fi >/dev/null
+# shellcheck disable=SC2086
+./configure $flags
+make -j"$jobs"
+
+status=0
+make -j"$jobs" check || status=$?
+
+# Check's own summary for every test program, then one total line.
+passed=0
+failed=0
+for log in tests/check_*.log; do
+	[ -f "$log" ] || continue
+	echo "== ${log%.log}"
+	grep -E '^[0-9]+%: Checks: ' "$log" || true
+	grep -E ':[FE]:' "$log" || true
+	line=$(grep -E '^[0-9]+%: Checks: ' "$log" | tail -n 1 || true)
+	if [ -n "$line" ]; then
+		n=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+), Failures: ([0-9]+), Errors: ([0-9]+).*/\1 \2 \3/')
+		set -- $n
+		passed=$((passed + $1 - $2 - $3))
+		failed=$((failed + $2 + $3))
+	fi
+done
+if [ "$status" -ne 0 ]; then
+	for log in tests/check_*.log; do
+		grep -q -E '^(FAIL|ERROR)' "${log%.log}.trs" 2>/dev/null || continue
+		echo "== $log (failed)"
+		tail -n 60 "$log"
+	done
+fi
+echo "checks: $passed passed, $failed failed"
+[ "$status" -eq 0 ] || exit "$status"
+
+if [ "${SKIP_DISTCHECK:-0}" != 1 ]; then
+	make -j"$jobs" distcheck DISTCHECK_CONFIGURE_FLAGS="$flags"
+fi
