@@ -7,11 +7,13 @@
  * deferred handler may answer at any time before its abort callback runs.
  *
  * Limits come from the config. SETTINGS advertise max_streams and
- * max_header_bytes; nghttp2 refuses streams past the limit. Header bytes
- * and count (431), Content-Length and body bytes (413) and the body
- * timeout (408) answer the stream early, then reset it with NO_ERROR if
- * the peer is still sending (RFC 9113 8.1). Output is pulled from nghttp2
- * only while the connection's output buffer has room.
+ * max_header_bytes. Streams past max_streams are refused by nghttp2:
+ * REFUSED_STREAM while our SETTINGS are unacknowledged, a connection
+ * PROTOCOL_ERROR once the peer has acked them and still exceeds.
+ * Header bytes and count (431), Content-Length and body bytes (413) and
+ * the body timeout (408) answer the stream early, then reset it with
+ * NO_ERROR if the peer is still sending (RFC 9113 8.1). Output is pulled
+ * from nghttp2 only while the connection's output buffer has room.
  *
  * nghttp2 must not be re-entered from its own callbacks, and a handler may
  * answer from inside one (pr_respond -> pr_conn_kick -> flush), so flush()
@@ -41,7 +43,7 @@
  * bucket with nghttp2 1.57's defaults, which older libraries lack.
  */
 #define RST_BURST 1000.0
-#define RST_RATE 33.0
+#define RST_RATE  33.0
 
 /*
  * A peer that keeps sending header fields after passing max_header_bytes
@@ -65,14 +67,14 @@ struct h2_stream {
 	struct pr_request req; /* req.session points back here */
 	struct h2 *h;
 	int32_t id;
-	size_t sent;       /* response body bytes handed to nghttp2 */
+	size_t sent;	   /* response body bytes handed to nghttp2 */
 	size_t wire_bytes; /* header bytes seen, RFC 9113 accounting */
-	int header_err;    /* first enum pr_error from building the request */
+	int header_err;	   /* first enum pr_error from building the request */
 	int remote_done;   /* the peer ended the stream: request complete */
-	int rejected;      /* answered or reset early; input is ignored */
-	int rst_after;     /* reset with NO_ERROR once the answer is out */
+	int rejected;	   /* answered or reset early; input is ignored */
+	int rst_after;	   /* reset with NO_ERROR once the answer is out */
 	int in_dispatch;   /* the router is on the stack */
-	int closed;        /* nghttp2 is done with the stream */
+	int closed;	   /* nghttp2 is done with the stream */
 	struct h2_stream *prev, *next;
 };
 
@@ -81,11 +83,11 @@ struct h2 {
 	nghttp2_session *ngh;
 	struct h2_stream *streams; /* every stream with a request */
 	size_t n_streams;
-	int depth;        /* >0 while nghttp2 or a batch is on the stack */
-	int progress;     /* stream bytes moved since the timer was set */
+	int depth;	  /* >0 while nghttp2 or a batch is on the stack */
+	int progress;	  /* stream bytes moved since the timer was set */
 	int preface_done; /* the peer's first SETTINGS arrived */
-	int conn_error;   /* a GOAWAY with an error code went out */
-	int dead;         /* nghttp2 failed; input is discarded */
+	int conn_error;	  /* a GOAWAY with an error code went out */
+	int dead;	  /* nghttp2 failed; input is discarded */
 	int freeing;
 	uint32_t calm_code; /* GOAWAY code after our callback gave up */
 	enum shut_state shut;
@@ -239,15 +241,13 @@ static void headers_done(struct h2_stream *st)
 		rv = PR_ERR_INVAL; /* e.g. CONNECT, which has no :path */
 	pr_request_take_id(req);
 	switch (rv) {
-	case PR_OK:
-		break;
+	case PR_OK: break;
 	case PR_ERR_LIMIT:
-		reject(st, 431, "headers_too_large",
-		       "request headers exceed max_header_bytes or max_headers");
+		reject(
+		    st, 431, "headers_too_large",
+		    "request headers exceed max_header_bytes or max_headers");
 		return;
-	case PR_ERR_NOMEM:
-		reset(st, NGHTTP2_INTERNAL_ERROR);
-		return;
+	case PR_ERR_NOMEM: reset(st, NGHTTP2_INTERNAL_ERROR); return;
 	default:
 		reject(st, 400, "bad_request", "malformed request head");
 		return;
@@ -307,7 +307,8 @@ static int on_begin_headers_cb(nghttp2_session *ngh, const nghttp2_frame *frame,
 		return 0;
 	st = calloc(1, sizeof(*st));
 	if (!st)
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST the stream */
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST the stream
+							       */
 	st->h = h;
 	st->id = frame->hd.stream_id;
 	pr_request_init(&st->req, h->c, PR_PROTO_HTTP2, &h2_request_ops, st);
@@ -386,16 +387,13 @@ static int on_frame_recv_cb(nghttp2_session *ngh, const nghttp2_frame *frame,
 	struct h2_stream *st;
 
 	switch (frame->hd.type) {
-	case NGHTTP2_SETTINGS:
-		h->preface_done = 1;
-		return 0;
+	case NGHTTP2_SETTINGS: h->preface_done = 1; return 0;
 	case NGHTTP2_PING:
 		if ((frame->hd.flags & NGHTTP2_FLAG_ACK) &&
 		    h->shut == SHUT_NOTICE)
 			final_goaway(h);
 		return 0;
-	case NGHTTP2_RST_STREAM:
-		return rst_budget(h);
+	case NGHTTP2_RST_STREAM: return rst_budget(h);
 	case NGHTTP2_HEADERS:
 		st = stream_get(h, frame->hd.stream_id);
 		if (!st)
@@ -408,8 +406,7 @@ static int on_frame_recv_cb(nghttp2_session *ngh, const nghttp2_frame *frame,
 		if (!st)
 			return 0;
 		break;
-	default:
-		return 0;
+	default: return 0;
 	}
 	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
 		request_done(st);
@@ -436,11 +433,10 @@ static int on_frame_send_cb(nghttp2_session *ngh, const nghttp2_frame *frame,
 		st = stream_get(h, frame->hd.stream_id);
 		/* An early answer is out; ask the peer to stop sending. */
 		if (st && st->rst_after && !st->remote_done)
-			nghttp2_submit_rst_stream(ngh, NGHTTP2_FLAG_NONE, st->id,
-						  NGHTTP2_NO_ERROR);
+			nghttp2_submit_rst_stream(ngh, NGHTTP2_FLAG_NONE,
+						  st->id, NGHTTP2_NO_ERROR);
 		return 0;
-	default:
-		return 0;
+	default: return 0;
 	}
 }
 
@@ -481,11 +477,11 @@ static ssize_t body_read_cb(nghttp2_session *ngh, int32_t stream_id,
 static nghttp2_nv make_nv(const char *name, const char *value)
 {
 	nghttp2_nv nv = {
-		.name = (uint8_t *)name,
-		.value = (uint8_t *)value,
-		.namelen = strlen(name),
-		.valuelen = strlen(value),
-		.flags = NGHTTP2_NV_FLAG_NONE,
+	    .name = (uint8_t *)name,
+	    .value = (uint8_t *)value,
+	    .namelen = strlen(name),
+	    .valuelen = strlen(value),
+	    .flags = NGHTTP2_NV_FLAG_NONE,
 	};
 
 	return nv;
@@ -498,9 +494,8 @@ static nghttp2_nv make_nv(const char *name, const char *value)
 static int skip_header(const struct pr_request *req, const char *name)
 {
 	static const char *const banned[] = {
-		"connection",	     "keep-alive", "proxy-connection",
-		"transfer-encoding", "upgrade",	   "te",
-		"content-length",    "x-request-id",
+	    "connection", "keep-alive", "proxy-connection", "transfer-encoding",
+	    "upgrade",	  "te",		"content-length",   "x-request-id",
 	};
 
 	if (name[0] == '\0' || name[0] == ':')
@@ -568,7 +563,7 @@ static void h2_respond(struct pr_request *req)
 }
 
 static const struct pr_request_ops h2_request_ops = {
-	.respond = h2_respond,
+    .respond = h2_respond,
 };
 
 /* --- the protocol table ----------------------------------------------- */
@@ -592,16 +587,16 @@ static int h2_init(struct pr_conn *c)
 	if (nghttp2_session_callbacks_new(&cbs) || nghttp2_option_new(&opt))
 		goto out;
 	nghttp2_session_callbacks_set_on_begin_headers_callback(
-		cbs, on_begin_headers_cb);
+	    cbs, on_begin_headers_cb);
 	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header_cb);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
-		cbs, on_data_chunk_recv_cb);
+	    cbs, on_data_chunk_recv_cb);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs,
 							     on_frame_recv_cb);
 	nghttp2_session_callbacks_set_on_frame_send_callback(cbs,
 							     on_frame_send_cb);
 	nghttp2_session_callbacks_set_on_stream_close_callback(
-		cbs, on_stream_close_cb);
+	    cbs, on_stream_close_cb);
 	/* Our HPACK encoder keeps 4 KiB whatever table the peer offers. */
 	nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
 	if (nghttp2_session_server_new2(&h->ngh, cbs, h, opt))
@@ -658,7 +653,8 @@ static void fail_session(struct h2 *h, int err)
 
 	if (h->calm_code)
 		code = h->calm_code;
-	else if (err == NGHTTP2_ERR_NOMEM || err == NGHTTP2_ERR_CALLBACK_FAILURE)
+	else if (err == NGHTTP2_ERR_NOMEM ||
+		 err == NGHTTP2_ERR_CALLBACK_FAILURE)
 		code = NGHTTP2_INTERNAL_ERROR;
 	pr_log(PR_LOG_INFO, h->c->id, "%s: HTTP/2 connection error: %s",
 	       h->c->peer, nghttp2_strerror(err));
@@ -803,12 +799,12 @@ static void h2_timeout(struct pr_conn *c)
 }
 
 const struct pr_proto pr_http2_proto = {
-	.name = "h2",
-	.init = h2_init,
-	.free = h2_free,
-	.recv = h2_recv,
-	.flush = h2_flush,
-	.shutdown = h2_shutdown,
-	.busy = h2_busy,
-	.timeout = h2_timeout,
+    .name = "h2",
+    .init = h2_init,
+    .free = h2_free,
+    .recv = h2_recv,
+    .flush = h2_flush,
+    .shutdown = h2_shutdown,
+    .busy = h2_busy,
+    .timeout = h2_timeout,
 };
