@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -35,9 +36,13 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void after_io(struct pr_conn *c);
 
+#define LINGER_SECONDS 2.0
+
+/* Half the connection's own bound: a reload that changes
+ * output_buffer_bytes applies to new connections only. */
 static size_t high_water(const struct pr_conn *c)
 {
-	return (size_t)c->server->cfg->output_buffer_bytes / 2;
+	return c->out.max / 2;
 }
 
 static void conn_setup(struct pr_conn *c, struct pr_server *s, int fd)
@@ -285,7 +290,7 @@ int pr_conn_feed(struct pr_conn *c, const void *data, size_t len)
 {
 	int rv;
 
-	if (pr_buf_avail(&c->in)) {
+	if (pr_buf_avail(&c->in) && c->proto) {
 		rv = pr_buf_append(&c->in, data, len);
 		if (rv)
 			return rv;
@@ -399,9 +404,19 @@ static ssize_t sock_read(struct pr_conn *c, uint8_t *buf, size_t len)
 	return PR_ERR_IO;
 }
 
+/* A peer that is still reading is not idle: push its timer back. */
+static void wrote(struct pr_conn *c)
+{
+	if (c->timer_kind == PR_TIMER_IDLE || (c->flags & PR_CONN_CLOSING))
+		ev_timer_again(c->server->loop, &c->timer);
+}
+
 /* Write as much of c->out as the socket takes. <0 = close. */
 static int sock_flush(struct pr_conn *c)
 {
+	size_t before = pr_buf_avail(&c->out);
+	int rv = PR_OK;
+
 	while (pr_buf_avail(&c->out)) {
 		const char *p = pr_buf_peek(&c->out);
 		size_t len = pr_buf_avail(&c->out);
@@ -419,7 +434,7 @@ static int sock_flush(struct pr_conn *c)
 			switch (SSL_get_error(c->ssl, r)) {
 			case SSL_ERROR_WANT_WRITE:
 			case SSL_ERROR_WANT_READ:
-				return PR_OK;
+				goto out;
 			default:
 				log_tls_error(c, "TLS write failed");
 				return PR_ERR_TLS;
@@ -432,10 +447,49 @@ static int sock_flush(struct pr_conn *c)
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
 			      errno == EINTR))
-			return PR_OK;
+			goto out;
 		return PR_ERR_IO;
 	}
-	return PR_OK;
+out:
+	if (pr_buf_avail(&c->out) < before)
+		wrote(c);
+	return rv;
+}
+
+/*
+ * Close politely: send FIN, then read and discard what the peer still
+ * sends for a short while, so an error answer is not lost to a TCP reset
+ * caused by unread input. Returns 1 when lingering, 0 to free now.
+ */
+static int linger(struct pr_conn *c)
+{
+	if (c->ssl || (c->flags & (PR_CONN_MEM | PR_CONN_LINGER)) ||
+	    shutdown(c->fd, SHUT_WR) != 0)
+		return 0;
+	c->flags |= PR_CONN_LINGER;
+	ev_io_stop(c->server->loop, &c->wio);
+	ev_io_start(c->server->loop, &c->rio);
+	c->timer_kind = PR_TIMER_DRAIN;
+	c->timer.repeat = LINGER_SECONDS;
+	ev_timer_again(c->server->loop, &c->timer);
+	return 1;
+}
+
+/* Lingering: discard input until EOF (or the timer). <0 = free now. */
+static int linger_read(struct pr_conn *c)
+{
+	char buf[4096];
+
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = read(c->fd, buf, sizeof(buf));
+
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -472,7 +526,8 @@ static void after_io(struct pr_conn *c)
 	}
 	ev_io_stop(loop, &c->wio);
 	if (c->flags & PR_CONN_CLOSING) {
-		pr_conn_free(c);
+		if (!linger(c))
+			pr_conn_free(c);
 		return;
 	}
 	if (c->flags & PR_CONN_READ_PAUSED) {
@@ -495,6 +550,11 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	ssize_t n = 0;
 	int rv;
 
+	if (c->flags & PR_CONN_LINGER) {
+		if (linger_read(c) < 0)
+			pr_conn_free(c);
+		return;
+	}
 	if (c->ssl && !(c->flags & PR_CONN_TLS_DONE)) {
 		rv = handshake(c);
 		if (rv < 0)
@@ -512,7 +572,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		rv = deliver(c, buf, (size_t)n);
 		if (rv < 0)
 			goto close;
-		if (pr_buf_avail(&c->in)) {
+		if (pr_buf_avail(&c->in) && c->proto) {
 			/* The session paused: stop reading until it resumes. */
 			ev_io_stop(loop, &c->rio);
 			break;

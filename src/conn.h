@@ -61,6 +61,7 @@ enum pr_conn_flags {
 	PR_CONN_SHUTDOWN = 1 << 2,    /* graceful shutdown requested */
 	PR_CONN_MEM = 1 << 3,         /* no socket: test mode */
 	PR_CONN_TLS_DONE = 1 << 4,    /* TLS handshake finished */
+	PR_CONN_LINGER = 1 << 5,      /* sent FIN; reading until the peer's */
 };
 
 struct pr_conn {

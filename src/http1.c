@@ -38,7 +38,10 @@ struct h1 {
 	int stalled;      /* paused because output is backed up */
 	int dead;         /* answered an error; discard input, close */
 	int keepalive;
+	int http10;       /* HTTP/1.0 request: say keep-alive explicitly */
 	int head;         /* HEAD: no body in the answer */
+	int in_trailers;  /* header callbacks now carry chunked trailers */
+	size_t trailer_bytes;
 };
 
 static const struct pr_request_ops h1_request_ops;
@@ -105,10 +108,16 @@ static int write_response(struct h1 *h, int status, const char *ctype,
 		n += (size_t)w;
 	}
 	w = snprintf(head + n, sizeof(head) - n, "%s\r\n",
-		     close ? "Connection: close\r\n" : "");
+		     close	   ? "Connection: close\r\n"
+		     : h->http10 ? "Connection: keep-alive\r\n"
+				 : "");
 	if (w < 0 || (size_t)w >= sizeof(head) - n)
 		return PR_ERR_LIMIT;
 	n += (size_t)w;
+	/* An answer must fit whole: never a head without its body. Sessions
+	 * stop producing at half the buffer, so half is always free. */
+	if (n + (h->head ? 0 : len) > c->out.max / 2)
+		return PR_ERR_LIMIT;
 	rv = pr_conn_write(c, head, n);
 	if (rv == PR_OK && len && !h->head)
 		rv = pr_conn_write(c, body, len);
@@ -131,6 +140,7 @@ static void fail(struct h1 *h, int status, const char *code, const char *msg)
 		return;
 	}
 	h->dead = 1;
+	h->head = 0; /* no request of ours: the answer has a body */
 	len = pr_http_error_body(body, sizeof(body), code, msg);
 	write_response(h, status, "application/json", NULL, NULL, 0, body, len,
 		       1);
@@ -157,11 +167,18 @@ static void h1_respond(struct pr_request *req)
 			    req->resp_headers, req->n_resp_headers,
 			    req->resp_body, req->resp_len, close);
 	if (rv) {
+		char body[200];
+		size_t blen = pr_http_error_body(
+			body, sizeof(body), "internal",
+			"the answer is larger than output_buffer_bytes allows");
+
 		pr_log(PR_LOG_ERROR, req->id,
-		       "answer of %zu bytes does not fit output_buffer_bytes; "
-		       "closing",
+		       "answer of %zu bytes does not fit half of "
+		       "output_buffer_bytes; sent 500 instead",
 		       req->resp_len);
 		close = 1;
+		write_response(h, 500, "application/json", req->id, NULL, 0,
+			       body, blen, 1);
 	}
 	if (close) {
 		h->dead = 1;
@@ -199,6 +216,11 @@ static int on_message_begin(http_parser *p)
 
 	h->in_message = 1;
 	h->in_value = 0;
+	h->in_trailers = 0;
+	h->trailer_bytes = 0;
+	h->head = 0;
+	h->keepalive = 1;
+	h->http10 = 0;
 	pr_buf_reset(&h->url);
 	pr_buf_reset(&h->field);
 	pr_buf_reset(&h->value);
@@ -229,6 +251,22 @@ static int flush_header(struct h1 *h)
 
 	if (!h->in_value)
 		return 0;
+	if (h->in_trailers) {
+		/* Chunked trailers never become request headers (no smuggled
+		 * Authorization); they only count against the limit. */
+		h->trailer_bytes +=
+			pr_buf_avail(&h->field) + pr_buf_avail(&h->value) + 4;
+		pr_buf_reset(&h->field);
+		pr_buf_reset(&h->value);
+		h->in_value = 0;
+		if (h->trailer_bytes >
+		    (size_t)h->c->server->cfg->max_header_bytes) {
+			fail(h, 431, "headers_too_large",
+			     "chunked trailers exceed max_header_bytes");
+			return -1;
+		}
+		return 0;
+	}
 	rv = pr_request_add_header(h->req, pr_buf_peek(&h->field),
 				   pr_buf_avail(&h->field),
 				   pr_buf_peek(&h->value),
@@ -300,7 +338,12 @@ static int on_headers_complete(http_parser *p)
 	}
 	pr_request_take_id(req);
 	h->keepalive = http_should_keep_alive(p);
+	h->http10 = p->http_major == 1 && p->http_minor == 0;
 	h->head = p->method == HTTP_HEAD;
+	h->in_trailers = 1;
+	/* We upgrade to nothing here (curl offers h2c): make http-parser
+	 * treat the message as plain HTTP/1.1, body and all. */
+	p->upgrade = 0;
 	if ((p->flags & F_CONTENTLENGTH) &&
 	    p->content_length > (uint64_t)h->c->server->cfg->max_body_bytes) {
 		fail(h, 413, "body_too_large",
@@ -315,14 +358,14 @@ static int on_headers_complete(http_parser *p)
 			return -1;
 		}
 		if (p->http_minor >= 1 &&
-		    ((p->flags & F_CHUNKED) || p->content_length > 0)) {
+		    ((p->flags & F_CHUNKED) ||
+		     ((p->flags & F_CONTENTLENGTH) && p->content_length > 0))) {
 			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 			pr_conn_write(h->c, cont, sizeof(cont) - 1);
 		}
 	}
 	pr_conn_set_timer(h->c, PR_TIMER_BODY);
-	/* An Upgrade we do not take is ignored (e.g. curl's h2c offer). */
 	return 0;
 }
 
@@ -451,12 +494,6 @@ static ssize_t h1_recv(struct pr_conn *c, const uint8_t *data, size_t len)
 				fail(h, 400, "bad_request",
 				     http_errno_description(err));
 			return (ssize_t)len;
-		}
-		if (h->parser.upgrade) {
-			/* Not upgrading: go on as plain HTTP/1.1. */
-			http_parser_init(&h->parser, HTTP_REQUEST);
-			h->parser.data = h;
-			continue;
 		}
 		if (n == 0)
 			break;

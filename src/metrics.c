@@ -13,7 +13,8 @@
 #include "metrics.h"
 #include "pushrelay.h"
 
-#define STATUS_SLOTS 16
+#define STATUS_SLOTS 16 /* exact statuses per route */
+#define CLASS_SLOTS 5   /* then one overflow counter per class 1xx..5xx */
 
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 				 0.05,   0.1,   0.25,   0.5,   1.0,  2.5,
@@ -26,7 +27,7 @@ struct status_slot {
 };
 
 struct route_counts {
-	struct status_slot slots[STATUS_SLOTS];
+	struct status_slot slots[STATUS_SLOTS + CLASS_SLOTS];
 };
 
 struct pr_metrics {
@@ -96,16 +97,17 @@ void pr_metrics_request(struct pr_metrics *m, size_t route, int status,
 	if (status < 100 || status > 599)
 		status = 500;
 	rc = &m->routes[route];
-	for (i = 0; i < STATUS_SLOTS - 1; i++) {
+	for (i = 0; i < STATUS_SLOTS; i++) {
 		if (rc->slots[i].status == status || rc->slots[i].status == 0) {
 			rc->slots[i].status = status;
 			rc->slots[i].count++;
 			goto timing;
 		}
 	}
-	/* The last slot collects what did not fit, by class. */
-	rc->slots[STATUS_SLOTS - 1].status = status / 100;
-	rc->slots[STATUS_SLOTS - 1].count++;
+	/* What did not fit is counted by class ("4xx"). */
+	i = STATUS_SLOTS + (size_t)(status / 100) - 1;
+	rc->slots[i].status = status / 100;
+	rc->slots[i].count++;
 timing:
 	if (seconds < 0)
 		seconds = 0;
@@ -148,7 +150,7 @@ int pr_metrics_render(const struct pr_metrics *m, struct pr_buf *out,
 
 		if (r < m->n_routes)
 			name = route_name(ctx, r, &method);
-		for (size_t i = 0; i < STATUS_SLOTS; i++) {
+		for (size_t i = 0; i < STATUS_SLOTS + CLASS_SLOTS; i++) {
 			const struct status_slot *sl = &m->routes[r].slots[i];
 			char st[16];
 

@@ -39,6 +39,35 @@ static void later(struct pr_request *req, void *arg)
 	pr_request_defer(req, on_abort, NULL);
 }
 
+static void on_abort_answers(struct pr_request *req, void *arg)
+{
+	aborted++;
+	/* Not allowed to answer; must be ignored, not crash. */
+	pr_respond_error(req, 500, "late", NULL, "too late");
+}
+
+static void later_rude(struct pr_request *req, void *arg)
+{
+	held = req;
+	pr_request_defer(req, on_abort_answers, NULL);
+}
+
+static void show_auth(struct pr_request *req, void *arg)
+{
+	const char *v = pr_request_header(req, "authorization");
+
+	v = v ? v : "none";
+	pr_respond(req, 200, "text/plain", v, strlen(v));
+}
+
+static void big(struct pr_request *req, void *arg)
+{
+	static char body[40000];
+
+	memset(body, 'b', sizeof(body));
+	pr_respond(req, 200, "text/plain", body, sizeof(body));
+}
+
 static void make(long max_header, long max_body)
 {
 	struct pr_config *cfg = pr_config_new();
@@ -54,6 +83,11 @@ static void make(long max_header, long max_body)
 		      PR_ROUTE_PUBLIC);
 	pr_router_add(srv->router, "GET", "/later", later, NULL,
 		      PR_ROUTE_PUBLIC);
+	pr_router_add(srv->router, "GET", "/rude", later_rude, NULL,
+		      PR_ROUTE_PUBLIC);
+	pr_router_add(srv->router, "POST", "/auth", show_auth, NULL,
+		      PR_ROUTE_PUBLIC);
+	pr_router_add(srv->router, "GET", "/big", big, NULL, PR_ROUTE_PUBLIC);
 	conn = pr_conn_new_mem(srv, PR_ROUTE_PUBLIC, &pr_http1_proto);
 	ck_assert_ptr_nonnull(conn);
 	held = NULL;
@@ -393,6 +427,131 @@ START_TEST(test_backpressure_pauses_parsing)
 }
 END_TEST
 
+/* Regressions from review. */
+START_TEST(test_first_byte_alone_does_not_stall)
+{
+	struct pr_conn *c2 = pr_conn_new_mem(srv, PR_ROUTE_PUBLIC, NULL);
+	char *out;
+
+	ck_assert_int_eq(pr_conn_feed(c2, "P", 1), 0);
+	ck_assert_ptr_null(c2->proto);
+	ck_assert_int_eq(pr_conn_feed(c2, "OST /echo HTTP/1.1\r\n"
+					  "Content-Length: 2\r\n\r\nhi",
+				      strlen("OST /echo HTTP/1.1\r\nContent-"
+					     "Length: 2\r\n\r\nhi")),
+			 0);
+	out = th_take_output(c2);
+	ck_assert_msg(strncmp(out, "HTTP/1.1 200 OK", 15) == 0, "%s", out);
+	free(out);
+	pr_conn_free(c2);
+}
+END_TEST
+
+START_TEST(test_upgrade_then_pause_keeps_next_request)
+{
+	char *out;
+
+	feed("GET /later HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: foo\r\n"
+	     "\r\nGET /healthz HTTP/1.1\r\nHo");
+	ck_assert_ptr_nonnull(held);
+	pr_respond(held, 200, "text/plain", "x", 1);
+	feed("st: x\r\n\r\n");
+	out = th_take_output(conn);
+	ck_assert_int_eq(th_count(out, "HTTP/1.1 200 OK"), 2);
+	ck_assert_ptr_null(strstr(out, "400"));
+	free(out);
+}
+END_TEST
+
+START_TEST(test_trailers_are_not_headers)
+{
+	char *out;
+
+	feed("POST /auth HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	     "1\r\na\r\n0\r\nAuthorization: Bearer evil\r\nX-T: 1\r\n\r\n");
+	out = th_take_output(conn);
+	ck_assert_msg(strstr(out, "\r\n\r\nnone") != NULL, "%s", out);
+	free(out);
+}
+END_TEST
+
+START_TEST(test_oversize_answer_is_500_not_truncated)
+{
+	struct pr_config *cfg = pr_config_new();
+	char *out;
+
+	teardown();
+	cfg->output_buffer_bytes = 65536;
+	srv = th_mem_server(cfg);
+	pr_router_add(srv->router, "GET", "/big", big, NULL, PR_ROUTE_PUBLIC);
+	conn = pr_conn_new_mem(srv, PR_ROUTE_PUBLIC, &pr_http1_proto);
+	feed("GET /big HTTP/1.1\r\n\r\n");
+	out = th_take_output(conn);
+	ck_assert_msg(strncmp(out, "HTTP/1.1 500 ", 13) == 0, "%s", out);
+	ck_assert_ptr_null(strstr(out, "Content-Length: 40000"));
+	free(out);
+}
+END_TEST
+
+START_TEST(test_head_flag_not_stale)
+{
+	char *out;
+
+	feed("HEAD /healthz HTTP/1.1\r\n\r\n");
+	free(th_take_output(conn));
+	feed("\x01" "bad\r\n\r\n");
+	out = th_take_output(conn);
+	ck_assert_msg(strncmp(out, "HTTP/1.1 400 ", 13) == 0, "%s", out);
+	ck_assert_ptr_nonnull(strstr(out, "\r\n\r\n{\"error\""));
+	free(out);
+}
+END_TEST
+
+START_TEST(test_http10_keepalive_said)
+{
+	char *out;
+
+	feed("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+	out = th_take_output(conn);
+	ck_assert_ptr_nonnull(strstr(out, "Connection: keep-alive\r\n"));
+	ck_assert(!(conn->flags & PR_CONN_CLOSING));
+	free(out);
+}
+END_TEST
+
+START_TEST(test_no_continue_without_body)
+{
+	char *out;
+
+	feed("GET /healthz HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+	out = th_take_output(conn);
+	ck_assert_ptr_null(strstr(out, "100 Continue"));
+	ck_assert_msg(strncmp(out, "HTTP/1.1 200 OK", 15) == 0, "%s", out);
+	free(out);
+}
+END_TEST
+
+START_TEST(test_abort_callback_cannot_answer)
+{
+	feed("GET /rude HTTP/1.1\r\n\r\n");
+	ck_assert_ptr_nonnull(held);
+	pr_conn_free(conn);
+	conn = NULL;
+	ck_assert_int_eq(aborted, 1);
+}
+END_TEST
+
+START_TEST(test_non_ascii_target_is_400)
+{
+	char *out;
+
+	feed("GET /\x80\xff HTTP/1.1\r\n\r\n");
+	out = th_take_output(conn);
+	ck_assert_msg(strncmp(out, "HTTP/1.1 400 ", 13) == 0, "%s", out);
+	free(out);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("http1");
@@ -419,6 +578,15 @@ int main(void)
 	tcase_add_test(tc, test_deferred_abort_on_close);
 	tcase_add_test(tc, test_upgrade_h2c_ignored);
 	tcase_add_test(tc, test_backpressure_pauses_parsing);
+	tcase_add_test(tc, test_first_byte_alone_does_not_stall);
+	tcase_add_test(tc, test_upgrade_then_pause_keeps_next_request);
+	tcase_add_test(tc, test_trailers_are_not_headers);
+	tcase_add_test(tc, test_oversize_answer_is_500_not_truncated);
+	tcase_add_test(tc, test_head_flag_not_stale);
+	tcase_add_test(tc, test_http10_keepalive_said);
+	tcase_add_test(tc, test_no_continue_without_body);
+	tcase_add_test(tc, test_abort_callback_cannot_answer);
+	tcase_add_test(tc, test_non_ascii_target_is_400);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

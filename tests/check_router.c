@@ -11,6 +11,7 @@
 #include "harness.h"
 #include "pushrelay.h"
 #include "http.h"
+#include "metrics.h"
 #include "router.h"
 #include "server.h"
 
@@ -177,6 +178,33 @@ START_TEST(test_query_lookup)
 }
 END_TEST
 
+static const char *metric_route(void *ctx, size_t i, const char **method)
+{
+	*method = "GET";
+	return "/r";
+}
+
+START_TEST(test_metrics_overflow_by_class)
+{
+	struct pr_metrics *m = pr_metrics_new(1);
+	struct pr_buf out;
+
+	for (int st = 200; st < 216; st++)
+		pr_metrics_request(m, 0, st, 0.001);
+	for (int i = 0; i < 10; i++)
+		pr_metrics_request(m, 0, 429, 0.001);
+	pr_metrics_request(m, 0, 503, 0.001);
+	pr_buf_init(&out, 1 << 20);
+	ck_assert_int_eq(pr_metrics_render(m, &out, metric_route, NULL), 0);
+	ck_assert_ptr_nonnull(strstr(pr_buf_peek(&out),
+				     "status=\"4xx\"} 10\n"));
+	ck_assert_ptr_nonnull(strstr(pr_buf_peek(&out),
+				     "status=\"5xx\"} 1\n"));
+	pr_buf_cleanup(&out);
+	pr_metrics_free(m);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("router");
@@ -192,6 +220,7 @@ int main(void)
 	tcase_add_test(tc, test_admin_route_hidden_from_public);
 	tcase_add_test(tc, test_bad_percent_encoding);
 	tcase_add_test(tc, test_query_lookup);
+	tcase_add_test(tc, test_metrics_overflow_by_class);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
