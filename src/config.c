@@ -5,11 +5,18 @@
  * config. A directive is declared once, in `directives` below; apart from
  * the cross checks nothing else in this file names a particular setting.
  *
+ * Most directives set a field of struct pr_config. The [app "NAME"]
+ * section can appear once per app, so its directives (section "app",
+ * scope S_APP) hold offsets into struct pr_app_config instead and are
+ * applied to the app whose section is open; every helper below takes the
+ * base the offset is relative to.
+ *
  * inih does the INI syntax, but it reads through our own line reader: inih
  * is built without line numbers in its handler and silently splits lines
  * longer than its buffer, so the reader counts lines, rejects overlong ones
  * and hands inih only lines it will accept, which lets every error be
- * reported instead of just the first.
+ * reported instead of just the first. The reader also follows the section
+ * headers, app names included (inih would truncate a long one).
  */
 #include "autoconf.h"
 
@@ -27,22 +34,38 @@
 #include "config.h"
 #include "log.h"
 #include "pushrelay.h"
+#include "store.h"
 
-#define MAX_LISTEN 16  /* listeners per list ([server] and [admin]) */
+#define MAX_LISTEN 16   /* listeners per list ([server] and [admin]) */
+#define MAX_APPS 64     /* [app "NAME"] sections */
+#define MAX_APP_NAME 64 /* bytes of an app name */
+#define DEFAULT_APP "default"
 #define REASON_MAX 256 /* one reason, before file/line/key are added */
 #define K 1024L
 #define M (1024L * 1024L)
+#define G (1024L * M)
+#define DAY 86400L
+
+/* The database size ceiling is 1t where a long holds it. */
+#if LONG_MAX / 1024 >= G
+#define HAVE_TERA 1
+#define MAX_DB_SIZE (1024L * G)
+#else
+#define HAVE_TERA 0
+#define MAX_DB_SIZE LONG_MAX
+#endif
 
 enum dtype {
 	T_INT,
-	T_SECONDS, /* integer, optional s/m/h suffix */
-	T_SIZE,	   /* bytes, optional k/m/g suffix (powers of 1024) */
+	T_SECONDS, /* integer, optional s/m/h/d suffix */
+	T_SIZE,	   /* bytes, optional k/m/g/t suffix (powers of 1024) */
 	T_BOOL,	   /* int field */
 	T_PATH,	   /* char * field, never NULL, may be "" */
 	T_MODE,	   /* octal */
 	T_LEVEL,   /* int field, enum pr_log_level */
 	T_TARGET,  /* char *: "stderr", "syslog" or an absolute path */
 	T_LISTEN,  /* struct pr_listen_spec * plus a size_t count */
+	T_ENUM,	   /* int field, one of the directive's choices */
 };
 
 /* Public type names, spelled once per type for the table macros. */
@@ -55,29 +78,76 @@ enum dtype {
 #define TN_LEVEL "level"
 #define TN_TARGET "log target"
 #define TN_LISTEN "listen"
+#define TN_ENUM "choice"
 
-enum { F_RELOAD = 1, F_REPEAT = 2 };
+/* F_NONEMPTY: a T_PATH that may not be "". */
+enum { F_RELOAD = 1, F_NONEMPTY = 2 };
+
+/* What a directive's offset is relative to. */
+enum scope {
+	S_CONFIG, /* struct pr_config */
+	S_APP,	  /* struct pr_app_config of the open [app "NAME"] */
+};
+
+/* One word a T_ENUM accepts; a list ends with a NULL name. */
+struct choice {
+	const char *name;
+	int value;
+};
+
+static const struct choice sync_choices[] = {
+	{"full", 2},
+	{"normal", 1},
+	{NULL, 0},
+};
+
+static const struct choice push_mode_choices[] = {
+	{"wakeup", PR_PUSH_WAKEUP},
+	{"alert", PR_PUSH_ALERT},
+	{NULL, 0},
+};
 
 struct directive {
 	struct pr_directive_info info; /* what pr_config_directive() shows */
 	enum dtype type;
-	size_t off;   /* the field in struct pr_config */
+	enum scope scope;
+	int flags;
+	size_t off;   /* the field in the scope's struct */
 	size_t n_off; /* T_LISTEN: the count that goes with it */
 	long min, max;
+	const struct choice *choices; /* T_ENUM */
 };
 
-#define DIRECTIVE(sec, key, ty, field, lo, hi, dflt, flags, text)              \
+#define ENTRY(sec, key, ty, scp, base, fld, lo, hi, dflt, flg, ch, text)       \
 	{                                                                      \
 		.info = {.section = (sec),                                     \
 			 .name = (key),                                        \
 			 .type = TN_##ty,                                      \
 			 .def = (dflt),                                        \
-			 .reloadable = !!((flags)&F_RELOAD),                   \
+			 .reloadable = !!((flg)&F_RELOAD),                     \
 			 .repeatable = 0,                                      \
 			 .help = (text)},                                      \
-		.type = T_##ty, .off = offsetof(struct pr_config, field),      \
-		.n_off = 0, .min = (lo), .max = (hi),                          \
+		.type = T_##ty, .scope = (scp), .flags = (flg),                \
+		.off = offsetof(base, fld), .n_off = 0, .min = (lo),           \
+		.max = (hi), .choices = (ch),                                  \
 	}
+
+#define DIRECTIVE(sec, key, ty, fld, lo, hi, dflt, flg, text)                  \
+	ENTRY(sec, key, ty, S_CONFIG, struct pr_config, fld, lo, hi, dflt,     \
+	      flg, NULL, text)
+
+#define CHOICE(sec, key, fld, ch, dflt, flg, text)                             \
+	ENTRY(sec, key, ENUM, S_CONFIG, struct pr_config, fld, 0, 0, dflt,     \
+	      flg, ch, text)
+
+/* A key of every [app "NAME"] section. */
+#define APP(key, ty, fld, lo, hi, dflt, flg, text)                             \
+	ENTRY("app", key, ty, S_APP, struct pr_app_config, fld, lo, hi, dflt,  \
+	      flg, NULL, text)
+
+#define APP_CHOICE(key, fld, ch, dflt, flg, text)                              \
+	ENTRY("app", key, ENUM, S_APP, struct pr_app_config, fld, 0, 0, dflt,  \
+	      flg, ch, text)
 
 /* Listen lists are repeatable and never reloadable: sockets bind once. */
 #define LISTEN(sec, field, dflt, text)                                         \
@@ -89,11 +159,16 @@ struct directive {
 			 .reloadable = 0,                                      \
 			 .repeatable = 1,                                      \
 			 .help = (text)},                                      \
-		.type = T_LISTEN, .off = offsetof(struct pr_config, field),    \
+		.type = T_LISTEN, .scope = S_CONFIG, .flags = 0,               \
+		.off = offsetof(struct pr_config, field),                      \
 		.n_off = offsetof(struct pr_config, n_##field), .min = 0,      \
-		.max = MAX_LISTEN,                                             \
+		.max = MAX_LISTEN, .choices = NULL,                            \
 	}
 
+/*
+ * The order is the order of the example config and of pushrelay.conf(5);
+ * a section's directives stay together.
+ */
 static const struct directive directives[] = {
 	LISTEN("server", listen, "127.0.0.1:8080",
 	       "Address the HTTP API listens on; repeat the key for more."),
@@ -131,6 +206,55 @@ static const struct directive directives[] = {
 	       "Address of the admin API (pushrelayctl); repeatable."),
 	DIRECTIVE("admin", "socket_mode", MODE, admin_socket_mode, 0, 0777,
 		  "0600", 0, "File mode of admin unix sockets."),
+	DIRECTIVE("admin", "max_api_keys", INT, max_api_keys, 1, 100000,
+		  "1000", 0, "Most live API keys."),
+
+	DIRECTIVE("storage", "path", PATH, storage_path, 0, 0,
+		  "/var/lib/pushrelay/pushrelay.db", F_NONEMPTY,
+		  "SQLite database file; created when missing."),
+	CHOICE("storage", "synchronous", storage_synchronous, sync_choices,
+	       "full", 0,
+	       "normal is faster, but a power loss may undo the last "
+	       "commits."),
+	DIRECTIVE("storage", "busy_timeout", INT, storage_busy_timeout, 0,
+		  60000, "5000", 0,
+		  "Time to wait for a database lock, in milliseconds."),
+	DIRECTIVE("storage", "commit_batch", INT, storage_commit_batch, 1,
+		  100000, "1024", 0,
+		  "Most jobs committed in one transaction (group commit)."),
+	DIRECTIVE("storage", "max_pending_jobs", INT, storage_max_pending_jobs,
+		  16, 1000000, "65536", F_RELOAD,
+		  "Most jobs waiting for the store thread; more are refused."),
+	DIRECTIVE("storage", "max_messages", INT, storage_max_messages, 1,
+		  1000000000, "10000000", F_RELOAD,
+		  "Most messages stored at once; ingest answers 429 beyond."),
+	DIRECTIVE("storage", "max_size", SIZE, storage_max_size, 0,
+		  MAX_DB_SIZE, "0", F_RELOAD,
+		  "Largest database file, in bytes; 0 for no limit."),
+	DIRECTIVE("storage", "sweep_interval", SECONDS, storage_sweep_interval,
+		  1, DAY, "60", F_RELOAD,
+		  "Time between sweeps that delete expired and old rows."),
+	DIRECTIVE("storage", "sweep_batch", INT, storage_sweep_batch, 100,
+		  1000000, "5000", F_RELOAD,
+		  "Most rows one slice of a sweep deletes."),
+	DIRECTIVE("storage", "checkpoint_interval", SECONDS,
+		  storage_checkpoint_interval, 1, DAY, "300", F_RELOAD,
+		  "Time between checkpoints of the write-ahead log."),
+	DIRECTIVE("storage", "history", SECONDS, storage_history, 0, 365 * DAY,
+		  "1d", F_RELOAD,
+		  "How long finished messages and pushes are kept for the "
+		  "admin API."),
+
+	DIRECTIVE("ingest", "max_events", INT, ingest_max_events, 1, 10000,
+		  "100", F_RELOAD, "Most events in one POST /v1/events."),
+	DIRECTIVE("ingest", "max_payload_bytes", SIZE, ingest_max_payload_bytes,
+		  64, 1 * M, "16k", F_RELOAD,
+		  "Largest payload of one event, as JSON, in bytes."),
+	DIRECTIVE("ingest", "max_devices", INT, ingest_max_devices, 1, 1000,
+		  "100", F_RELOAD, "Most devices one event may name."),
+	DIRECTIVE("ingest", "max_id_bytes", INT, ingest_max_id_bytes, 16, 1024,
+		  "256", F_RELOAD,
+		  "Longest event id, user name or device id, in bytes."),
 
 	DIRECTIVE("log", "level", LEVEL, log_level, 0, 0, "info", F_RELOAD,
 		  "Least severe level that is logged."),
@@ -138,6 +262,17 @@ static const struct directive directives[] = {
 		  "Where log lines go; a file is reopened on SIGHUP."),
 	DIRECTIVE("log", "access", BOOL, log_access, 0, 0, "no", F_RELOAD,
 		  "Log one line per HTTP request."),
+
+	APP_CHOICE("push_mode", push_mode, push_mode_choices, "wakeup", 0,
+		   "Push sent for events that do not say: wakeup (silent) or "
+		   "alert."),
+	APP("default_ttl", SECONDS, default_ttl, 0, 28 * DAY, "28d", 0,
+	    "How long a message waits for a device when the event sets no "
+	    "ttl."),
+	APP("max_ttl", SECONDS, max_ttl, 1, 28 * DAY, "28d", 0,
+	    "Longest ttl an event may set."),
+	APP("push_delay", SECONDS, push_delay, 0, 3600, "0", F_RELOAD,
+	    "Time a push waits for the device to fetch the message first."),
 };
 
 #define N_DIRECTIVES PR_ARRAY_SIZE(directives)
@@ -220,30 +355,34 @@ static void reason(char *why, size_t whylen, const char *fmt, ...)
 
 /* ---- fields ------------------------------------------------------------- */
 
-static void *field(struct pr_config *c, const struct directive *d)
+/*
+ * A directive's field in base: a struct pr_config for S_CONFIG, the
+ * struct pr_app_config being set for S_APP.
+ */
+static void *field(void *base, const struct directive *d)
 {
-	return (char *)c + d->off;
+	return (char *)base + d->off;
 }
 
-static const void *cfield(const struct pr_config *c, const struct directive *d)
+static const void *cfield(const void *base, const struct directive *d)
 {
-	return (const char *)c + d->off;
+	return (const char *)base + d->off;
 }
 
-static size_t *count_field(struct pr_config *c, const struct directive *d)
+static size_t *count_field(void *base, const struct directive *d)
 {
-	return (size_t *)(void *)((char *)c + d->n_off);
+	return (size_t *)(void *)((char *)base + d->n_off);
 }
 
-static size_t ccount(const struct pr_config *c, const struct directive *d)
+static size_t ccount(const void *base, const struct directive *d)
 {
-	return *(const size_t *)(const void *)((const char *)c + d->n_off);
+	return *(const size_t *)(const void *)((const char *)base + d->n_off);
 }
 
-static void listen_list_clear(struct pr_config *c, const struct directive *d)
+static void listen_list_clear(void *base, const struct directive *d)
 {
-	struct pr_listen_spec **v = field(c, d);
-	size_t *n = count_field(c, d);
+	struct pr_listen_spec **v = field(base, d);
+	size_t *n = count_field(base, d);
 
 	for (size_t i = 0; i < *n; i++)
 		free((*v)[i].text);
@@ -264,67 +403,142 @@ static int set_string(char **slot, const char *s)
 	return PR_OK;
 }
 
+/* Free what the directives of one scope own in base. */
+static void free_fields(void *base, enum scope scope)
+{
+	const struct directive *d;
+
+	for (size_t i = 0; i < N_DIRECTIVES; i++) {
+		d = &directives[i];
+		if (d->scope != scope)
+			continue;
+		if (d->type == T_PATH || d->type == T_TARGET)
+			free(*(char **)field(base, d));
+		else if (d->type == T_LISTEN)
+			listen_list_clear(base, d);
+	}
+}
+
 /* ---- value parsers ------------------------------------------------------ */
 
-/* A number as the table shows it: sizes with a suffix, modes in octal. */
+struct suffix {
+	char c;
+	long mult;
+};
+
+/* Largest first: fmt_num() picks the first that divides a value. */
+static const struct suffix size_suffixes[] = {
+#if HAVE_TERA
+	{'t', 1024L * G},
+#endif
+	{'g', G},
+	{'m', M},
+	{'k', K},
+};
+
+static const struct suffix time_suffixes[] = {
+	{'d', DAY},
+	{'h', 3600},
+	{'m', 60},
+	{'s', 1},
+};
+
+/* "k, m, g or t" (last = " or ") or "k, m, g, t" (last = ", "). */
+static void suffix_list(const struct suffix *tab, size_t n, const char *last,
+			char *out, size_t len)
+{
+	size_t used = 0;
+	int w;
+
+	out[0] = '\0';
+	for (size_t i = n; i-- > 0 && used < len;) {
+		w = snprintf(out + used, len - used, "%s%c",
+			     i == n - 1 ? ""
+			     : i == 0   ? last
+					: ", ",
+			     tab[i].c);
+		used += w > 0 ? (size_t)w : 0;
+	}
+}
+
+/* "full|normal" */
+static void choice_list(const struct directive *d, const char *sep,
+			const char *last, char *out, size_t len)
+{
+	size_t used = 0;
+	int w;
+
+	out[0] = '\0';
+	for (const struct choice *ch = d->choices; ch->name && used < len;
+	     ch++) {
+		w = snprintf(out + used, len - used, "%s%s",
+			     ch == d->choices ? ""
+			     : ch[1].name     ? sep
+					      : last,
+			     ch->name);
+		used += w > 0 ? (size_t)w : 0;
+	}
+}
+
+/*
+ * A number as the table shows it: sizes with a suffix, modes in octal,
+ * whole days of seconds in days (hours stay seconds: "3600" reads well).
+ */
 static void fmt_num(const struct directive *d, long v, char *out, size_t len)
 {
-	if (d->type == T_MODE)
+	if (d->type == T_MODE) {
 		snprintf(out, len, "%04lo", (unsigned long)v);
-	else if (d->type == T_SIZE && v && v % (1024 * M) == 0)
-		snprintf(out, len, "%ldg", v / (1024 * M));
-	else if (d->type == T_SIZE && v && v % M == 0)
-		snprintf(out, len, "%ldm", v / M);
-	else if (d->type == T_SIZE && v && v % K == 0)
-		snprintf(out, len, "%ldk", v / K);
-	else
-		snprintf(out, len, "%ld", v);
+		return;
+	}
+	if (d->type == T_SIZE && v) {
+		for (size_t i = 0; i < PR_ARRAY_SIZE(size_suffixes); i++) {
+			if (v % size_suffixes[i].mult == 0) {
+				snprintf(out, len, "%ld%c",
+					 v / size_suffixes[i].mult,
+					 size_suffixes[i].c);
+				return;
+			}
+		}
+	}
+	if (d->type == T_SECONDS && v && v % DAY == 0) {
+		snprintf(out, len, "%ldd", v / DAY);
+		return;
+	}
+	snprintf(out, len, "%ld", v);
 }
 
 static int suffix_mult(const struct directive *d, const char *sfx, long *mult,
 		       char *why, size_t whylen)
 {
+	const struct suffix *tab = NULL;
+	char list[32];
+	size_t n = 0;
+
 	*mult = 1;
 	if (!*sfx)
 		return PR_OK;
-	if (!isalpha((unsigned char)*sfx))
-		goto not_number;
-	if (d->type == T_SIZE && !sfx[1]) {
-		switch (tolower((unsigned char)*sfx)) {
-		case 'k':
-			*mult = K;
-			return PR_OK;
-		case 'm':
-			*mult = M;
-			return PR_OK;
-		case 'g':
-			*mult = 1024 * M;
-			return PR_OK;
-		}
-	}
-	if (d->type == T_SECONDS && !sfx[1]) {
-		switch (tolower((unsigned char)*sfx)) {
-		case 's':
-			return PR_OK;
-		case 'm':
-			*mult = 60;
-			return PR_OK;
-		case 'h':
-			*mult = 3600;
-			return PR_OK;
-		}
-	}
 	if (d->type == T_SIZE) {
-		reason(why, whylen, "bad size suffix '%s' (k, m or g)", sfx);
+		tab = size_suffixes;
+		n = PR_ARRAY_SIZE(size_suffixes);
+	} else if (d->type == T_SECONDS) {
+		tab = time_suffixes;
+		n = PR_ARRAY_SIZE(time_suffixes);
+	}
+	if (!tab || !isalpha((unsigned char)*sfx)) {
+		reason(why, whylen,
+		       d->type == T_MODE ? "not an octal number"
+					 : "not a number");
 		return PR_ERR_CONFIG;
 	}
-	if (d->type == T_SECONDS) {
-		reason(why, whylen, "bad time suffix '%s' (s, m or h)", sfx);
-		return PR_ERR_CONFIG;
+	for (size_t i = 0; i < n && !sfx[1]; i++) {
+		if (tolower((unsigned char)*sfx) == tab[i].c) {
+			*mult = tab[i].mult;
+			return PR_OK;
+		}
 	}
-not_number:
-	reason(why, whylen,
-	       d->type == T_MODE ? "not an octal number" : "not a number");
+	suffix_list(tab, n, " or ", list, sizeof(list));
+	reason(why, whylen, "bad %s suffix '%s' (%s)",
+	       d->type == T_SIZE ? "size" : "time", sfx, list);
 	return PR_ERR_CONFIG;
 }
 
@@ -581,11 +795,11 @@ out:
 	return rv;
 }
 
-static int add_listen(struct pr_config *c, const struct directive *d,
-		      const char *value, char *why, size_t whylen)
+static int add_listen(void *base, const struct directive *d, const char *value,
+		      char *why, size_t whylen)
 {
-	struct pr_listen_spec **v = field(c, d);
-	size_t *n = count_field(c, d);
+	struct pr_listen_spec **v = field(base, d);
+	size_t *n = count_field(base, d);
 	struct pr_listen_spec spec, *grown;
 	int rv;
 
@@ -607,12 +821,29 @@ static int add_listen(struct pr_config *c, const struct directive *d,
 	return PR_OK;
 }
 
+static int parse_choice(const struct directive *d, const char *value, int *out,
+			char *why, size_t whylen)
+{
+	char names[64];
+
+	for (const struct choice *ch = d->choices; ch->name; ch++) {
+		if (strcasecmp(value, ch->name) == 0) {
+			*out = ch->value;
+			return PR_OK;
+		}
+	}
+	choice_list(d, "|", "|", names, sizeof(names));
+	reason(why, whylen, "unknown value '%s' (%s)", value, names);
+	return PR_ERR_CONFIG;
+}
+
 /*
- * Parse value for d into c; a repeatable directive appends. On failure c
- * is unchanged and why says what is wrong with the value.
+ * Parse value for d into base (see field()); a repeatable directive
+ * appends. On failure base is unchanged and why says what is wrong with
+ * the value.
  */
-static int set_value(struct pr_config *c, const struct directive *d,
-		     const char *value, char *why, size_t whylen)
+static int set_value(void *base, const struct directive *d, const char *value,
+		     char *why, size_t whylen)
 {
 	long num;
 	int i, rv;
@@ -628,12 +859,17 @@ static int set_value(struct pr_config *c, const struct directive *d,
 		}
 		rv = parse_number(d, value, &num, why, whylen);
 		if (!rv)
-			*(long *)field(c, d) = num;
+			*(long *)field(base, d) = num;
 		return rv;
 	case T_BOOL:
 		rv = parse_bool(value, &i, why, whylen);
 		if (!rv)
-			*(int *)field(c, d) = i;
+			*(int *)field(base, d) = i;
+		return rv;
+	case T_ENUM:
+		rv = parse_choice(d, value, &i, why, whylen);
+		if (!rv)
+			*(int *)field(base, d) = i;
 		return rv;
 	case T_LEVEL:
 		i = pr_log_level_parse(value);
@@ -643,7 +879,7 @@ static int set_value(struct pr_config *c, const struct directive *d,
 			       value);
 			return PR_ERR_CONFIG;
 		}
-		*(int *)field(c, d) = i;
+		*(int *)field(base, d) = i;
 		return PR_OK;
 	case T_TARGET:
 		if (strcmp(value, "stderr") != 0 &&
@@ -656,13 +892,17 @@ static int set_value(struct pr_config *c, const struct directive *d,
 		}
 		/* fall through */
 	case T_PATH:
+		if (!*value && (d->flags & F_NONEMPTY)) {
+			reason(why, whylen, "empty value (a path is required)");
+			return PR_ERR_CONFIG;
+		}
 		if (strlen(value) >= PATH_MAX) {
 			reason(why, whylen, "path too long");
 			return PR_ERR_CONFIG;
 		}
-		return set_string(field(c, d), value);
+		return set_string(field(base, d), value);
 	case T_LISTEN:
-		return add_listen(c, d, value, why, whylen);
+		return add_listen(base, d, value, why, whylen);
 	}
 	reason(why, whylen, "unknown directive type");
 	return PR_ERR_CONFIG;
@@ -670,39 +910,102 @@ static int set_value(struct pr_config *c, const struct directive *d,
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+/* Set the directives of one scope in base to their defaults. */
+static int set_defaults(void *base, enum scope scope)
+{
+	char why[REASON_MAX];
+	int rv;
+
+	/* Defaults go through the parser, so a bad one cannot hide. */
+	for (size_t i = 0; i < N_DIRECTIVES; i++) {
+		if (directives[i].scope != scope)
+			continue;
+		rv = set_value(base, &directives[i], directives[i].info.def,
+			       why, sizeof(why));
+		if (rv)
+			return rv;
+	}
+	return PR_OK;
+}
+
+static void apps_clear(struct pr_config *c)
+{
+	for (size_t i = 0; i < c->n_apps; i++) {
+		free_fields(&c->apps[i], S_APP);
+		free(c->apps[i].name);
+	}
+	free(c->apps);
+	c->apps = NULL;
+	c->n_apps = 0;
+}
+
+/* Append an app with the defaults: 0, PR_ERR_LIMIT or PR_ERR_NOMEM. */
+static int app_add(struct pr_config *c, const char *name)
+{
+	struct pr_app_config *grown, *app;
+	int rv;
+
+	if (c->n_apps >= MAX_APPS)
+		return PR_ERR_LIMIT;
+	grown = realloc(c->apps, (c->n_apps + 1) * sizeof(*grown));
+	if (!grown)
+		return PR_ERR_NOMEM;
+	c->apps = grown;
+	app = &grown[c->n_apps];
+	memset(app, 0, sizeof(*app));
+	app->name = strdup(name);
+	if (!app->name)
+		return PR_ERR_NOMEM;
+	rv = set_defaults(app, S_APP);
+	if (rv) {
+		free_fields(app, S_APP);
+		free(app->name);
+		return rv;
+	}
+	c->n_apps++;
+	return PR_OK;
+}
+
+static int app_index(const struct pr_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_apps; i++)
+		if (strcmp(c->apps[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
 struct pr_config *pr_config_new(void)
 {
 	struct pr_config *cfg = calloc(1, sizeof(*cfg));
-	char why[REASON_MAX];
 
 	if (!cfg)
 		return NULL;
-	/* Defaults go through the parser, so a bad one cannot hide. */
-	for (size_t i = 0; i < N_DIRECTIVES; i++) {
-		if (set_value(cfg, &directives[i], directives[i].info.def, why,
-			      sizeof(why))) {
-			pr_config_free(cfg);
-			return NULL;
-		}
+	if (set_defaults(cfg, S_CONFIG) || app_add(cfg, DEFAULT_APP)) {
+		pr_config_free(cfg);
+		return NULL;
 	}
 	return cfg;
 }
 
 void pr_config_free(struct pr_config *cfg)
 {
-	const struct directive *d;
-
 	if (!cfg)
 		return;
-	for (size_t i = 0; i < N_DIRECTIVES; i++) {
-		d = &directives[i];
-		if (d->type == T_PATH || d->type == T_TARGET)
-			free(*(char **)field(cfg, d));
-		else if (d->type == T_LISTEN)
-			listen_list_clear(cfg, d);
-	}
+	free_fields(cfg, S_CONFIG);
+	apps_clear(cfg);
 	free(cfg->path);
 	free(cfg);
+}
+
+const struct pr_app_config *pr_config_app(const struct pr_config *cfg,
+					  const char *name)
+{
+	int i;
+
+	if (!cfg || !name)
+		return NULL;
+	i = app_index(cfg, name);
+	return i < 0 ? NULL : &cfg->apps[i];
 }
 
 const struct pr_directive_info *pr_config_directive(size_t i)
@@ -720,20 +1023,37 @@ struct parse {
 	struct pr_config *cfg;
 	int lineno;
 	enum sec_state sec;
-	int seen[N_DIRECTIVES]; /* line of the first occurrence, or 0 */
+	/* The open section as messages name it: "server", "app \"chat\"". */
+	char label[MAX_APP_NAME + 8];
+	int app;		/* the open [app] section's index in cfg->apps, or -1 */
+	int file_apps;		/* an [app] section was opened: no implicit app */
+	int app_line[MAX_APPS]; /* line of each app's section header */
+	/*
+	 * Line of a directive's first occurrence, or 0; for S_APP
+	 * directives, in the open [app] section (an app's section cannot
+	 * be opened twice).
+	 */
+	int seen[N_DIRECTIVES];
 	int nomem;
 	struct msgs errs;
 };
 
+/* A section as the user writes it. */
+static const char *section_title(const char *section)
+{
+	return strcmp(section, "app") == 0 ? "app \"NAME\"" : section;
+}
+
 static int section_known(const char *name)
 {
 	for (size_t i = 0; i < N_DIRECTIVES; i++)
-		if (strcmp(directives[i].info.section, name) == 0)
+		if (directives[i].scope == S_CONFIG &&
+		    strcmp(directives[i].info.section, name) == 0)
 			return 1;
 	return 0;
 }
 
-/* "server|admin|log", from the table. */
+/* "server|admin|...|app \"NAME\"", from the table. */
 static void section_list(char *out, size_t len)
 {
 	const char *prev = NULL;
@@ -745,9 +1065,176 @@ static void section_list(char *out, size_t len)
 		if (prev && strcmp(prev, directives[i].info.section) == 0)
 			continue;
 		prev = directives[i].info.section;
-		w = snprintf(out + n, len - n, "%s%s", n ? "|" : "", prev);
+		w = snprintf(out + n, len - n, "%s%s", n ? "|" : "",
+			     section_title(prev));
 		n += w > 0 ? (size_t)w : 0;
 	}
+}
+
+static int app_name_ok(const char *s, size_t n)
+{
+	if (!n || n > MAX_APP_NAME)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return 0;
+	return 1;
+}
+
+/*
+ * The inside of an `[app "NAME"]` header (h starts with "app" and a blank
+ * or the end) into name. The name must be quoted, which leaves room for
+ * more words in the header later.
+ */
+static int app_header(const char *h, char *name, size_t len, char *why,
+		      size_t whylen)
+{
+	const char *s = h + 3, *q, *rest;
+	size_t n;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (!*s) {
+		reason(why, whylen, "section [app] needs a name: [app \"NAME\"]");
+		return PR_ERR_CONFIG;
+	}
+	if (*s != '"') {
+		reason(why, whylen,
+		       "[%s]: the app name must be quoted: [app \"NAME\"]", h);
+		return PR_ERR_CONFIG;
+	}
+	q = strchr(s + 1, '"');
+	if (!q) {
+		reason(why, whylen, "[%s]: missing '\"' after the app name", h);
+		return PR_ERR_CONFIG;
+	}
+	for (rest = q + 1; isspace((unsigned char)*rest); rest++)
+		;
+	if (*rest) {
+		reason(why, whylen, "[%s]: unexpected text after the app name",
+		       h);
+		return PR_ERR_CONFIG;
+	}
+	n = (size_t)(q - s - 1);
+	if (!app_name_ok(s + 1, n) || n >= len) {
+		reason(why, whylen,
+		       "[%s]: bad app name '%.*s' (1..%d of A-Z a-z 0-9 . _ -)",
+		       h, (int)n, s + 1, MAX_APP_NAME);
+		return PR_ERR_CONFIG;
+	}
+	memcpy(name, s + 1, n);
+	name[n] = '\0';
+	return PR_OK;
+}
+
+static int directive_index(enum scope scope, const char *name)
+{
+	for (size_t i = 0; i < N_DIRECTIVES; i++)
+		if (directives[i].scope == scope &&
+		    strcmp(directives[i].info.name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * Leaving an [app] section: its settings that are fine alone but not
+ * together, reported at the line of the key that was set.
+ */
+static void close_app(struct parse *p)
+{
+	int dt = directive_index(S_APP, "default_ttl");
+	int mt = directive_index(S_APP, "max_ttl");
+	const struct pr_app_config *app;
+	char a[32], b[32];
+
+	if (p->app < 0)
+		return;
+	app = &p->cfg->apps[p->app];
+	p->app = -1;
+	if (app->default_ttl <= app->max_ttl)
+		return;
+	fmt_num(&directives[dt], app->default_ttl, a, sizeof(a));
+	fmt_num(&directives[mt], app->max_ttl, b, sizeof(b));
+	if (p->seen[dt])
+		msgs_add(&p->errs,
+			 "%s:%d: [app \"%s\"] default_ttl: %s is longer than "
+			 "max_ttl (%s)",
+			 p->path, p->seen[dt], app->name, a, b);
+	else
+		msgs_add(&p->errs,
+			 "%s:%d: [app \"%s\"] max_ttl: %s is shorter than "
+			 "default_ttl (%s)",
+			 p->path, p->seen[mt], app->name, b, a);
+}
+
+/*
+ * `[app "NAME"]`: a new app, set to the defaults before its keys are
+ * read. The first one drops the implicit app "default".
+ */
+static void open_app(struct parse *p, const char *header)
+{
+	char name[MAX_APP_NAME + 1], why[REASON_MAX];
+	int i, rv;
+
+	p->sec = SEC_UNKNOWN; /* until the app is open, its keys are skipped */
+	if (app_header(header, name, sizeof(name), why, sizeof(why))) {
+		msgs_add(&p->errs, "%s:%d: %s", p->path, p->lineno, why);
+		return;
+	}
+	i = p->file_apps ? app_index(p->cfg, name) : -1;
+	if (i >= 0) {
+		msgs_add(&p->errs,
+			 "%s:%d: [app \"%s\"]: duplicate app (first on line "
+			 "%d)",
+			 p->path, p->lineno, name, p->app_line[i]);
+		return;
+	}
+	if (!p->file_apps) {
+		apps_clear(p->cfg);
+		p->file_apps = 1;
+	}
+	rv = app_add(p->cfg, name);
+	if (rv == PR_ERR_LIMIT) {
+		msgs_add(&p->errs,
+			 "%s:%d: [app \"%s\"]: too many apps (at most %d)",
+			 p->path, p->lineno, name, MAX_APPS);
+		return;
+	}
+	if (rv) {
+		p->nomem = 1;
+		return;
+	}
+	p->app = (int)p->cfg->n_apps - 1;
+	p->app_line[p->app] = p->lineno;
+	p->sec = SEC_KNOWN;
+	snprintf(p->label, sizeof(p->label), "app \"%s\"", name);
+	for (size_t k = 0; k < N_DIRECTIVES; k++)
+		if (directives[k].scope == S_APP)
+			p->seen[k] = 0;
+}
+
+static void open_section(struct parse *p, const char *name)
+{
+	char names[128];
+
+	close_app(p);
+	p->label[0] = '\0';
+	if (strncmp(name, "app", 3) == 0 &&
+	    (!name[3] || isspace((unsigned char)name[3]))) {
+		open_app(p, name);
+		return;
+	}
+	if (!section_known(name)) {
+		p->sec = SEC_UNKNOWN;
+		section_list(names, sizeof(names));
+		msgs_add(&p->errs, "%s:%d: [%s]: unknown section (%s)",
+			 p->path, p->lineno, name, names);
+		return;
+	}
+	p->sec = SEC_KNOWN;
+	/* A table section name: short, never cut. */
+	snprintf(p->label, sizeof(p->label), "%.*s",
+		 (int)sizeof(p->label) - 1, name);
 }
 
 /* inih's scan: stop at a char of `chars` or at a ';' after whitespace. */
@@ -769,7 +1256,7 @@ static const char *find_or_comment(const char *s, const char *chars)
  */
 static void check_line(struct parse *p, char *line)
 {
-	char names[64], name[256], *s = line;
+	char name[256], *s = line;
 	const char *e;
 	size_t n;
 
@@ -785,6 +1272,7 @@ static void check_line(struct parse *p, char *line)
 			msgs_add(&p->errs,
 				 "%s:%d: missing ']' in section header",
 				 p->path, p->lineno);
+			close_app(p);
 			p->sec = SEC_UNKNOWN;
 			line[0] = '\0';
 			return;
@@ -797,12 +1285,7 @@ static void check_line(struct parse *p, char *line)
 		if (*e && *e != ';' && *e != '#')
 			msgs_add(&p->errs, "%s:%d: unexpected text after ']'",
 				 p->path, p->lineno);
-		p->sec = section_known(name) ? SEC_KNOWN : SEC_UNKNOWN;
-		if (p->sec == SEC_UNKNOWN) {
-			section_list(names, sizeof(names));
-			msgs_add(&p->errs, "%s:%d: [%s]: unknown section (%s)",
-				 p->path, p->lineno, name, names);
-		}
+		open_section(p, name);
 		return;
 	}
 	e = find_or_comment(line, "=:");
@@ -882,31 +1365,37 @@ static int find_directive(const char *section, const char *name)
 	return -1;
 }
 
-static void unknown_key(struct parse *p, const char *section, const char *name)
+static void unknown_key(struct parse *p, const char *name)
 {
 	for (size_t i = 0; i < N_DIRECTIVES; i++) {
 		if (strcmp(directives[i].info.name, name) == 0) {
 			msgs_add(&p->errs,
 				 "%s:%d: [%s] %s: unknown key (it belongs in "
 				 "[%s])",
-				 p->path, p->lineno, section, name,
-				 directives[i].info.section);
+				 p->path, p->lineno, p->label, name,
+				 section_title(directives[i].info.section));
 			return;
 		}
 	}
 	msgs_add(&p->errs, "%s:%d: [%s] %s: unknown key", p->path, p->lineno,
-		 section, name);
+		 p->label, name);
 }
 
-/* inih calls this for each key; errors are collected, parsing goes on. */
+/*
+ * inih calls this for each key; errors are collected, parsing goes on.
+ * The section is the one read_line() followed (inih's copy of a long
+ * [app "NAME"] header may be cut short).
+ */
 static int handle_key(void *user, const char *section, const char *name,
 		      const char *value)
 {
 	struct parse *p = user;
 	const struct directive *d;
 	char why[REASON_MAX];
+	void *base;
 	int i, rv;
 
+	(void)section;
 	if (p->sec == SEC_UNKNOWN)
 		return 1; /* reported once, at the section header */
 	if (p->sec == SEC_NONE) {
@@ -914,29 +1403,35 @@ static int handle_key(void *user, const char *section, const char *name,
 			 p->path, p->lineno, name);
 		return 1;
 	}
-	i = find_directive(section, name);
+	if (p->app >= 0) {
+		i = find_directive("app", name);
+		base = &p->cfg->apps[p->app];
+	} else {
+		i = find_directive(p->label, name);
+		base = p->cfg;
+	}
 	if (i < 0) {
-		unknown_key(p, section, name);
+		unknown_key(p, name);
 		return 1;
 	}
 	d = &directives[i];
 	if (p->seen[i] && !d->info.repeatable) {
 		msgs_add(&p->errs,
 			 "%s:%d: [%s] %s: duplicate key (first set on line %d)",
-			 p->path, p->lineno, section, name, p->seen[i]);
+			 p->path, p->lineno, p->label, name, p->seen[i]);
 		return 1;
 	}
 	/* A repeatable key's first occurrence replaces the default list. */
 	if (!p->seen[i] && d->type == T_LISTEN)
-		listen_list_clear(p->cfg, d);
+		listen_list_clear(base, d);
 	if (!p->seen[i])
 		p->seen[i] = p->lineno;
-	rv = set_value(p->cfg, d, value, why, sizeof(why));
+	rv = set_value(base, d, value, why, sizeof(why));
 	if (rv == PR_ERR_NOMEM)
 		p->nomem = 1;
 	else if (rv)
 		msgs_add(&p->errs, "%s:%d: [%s] %s: %s", p->path, p->lineno,
-			 section, name, why);
+			 p->label, name, why);
 	return 1;
 }
 
@@ -958,7 +1453,7 @@ static const struct directive *directive_of(const char *section,
 	return i < 0 ? NULL : &directives[i];
 }
 
-/* Settings that are fine alone but not together. */
+/* Settings that are fine alone but not together (apps: close_app()). */
 static void cross_check(struct parse *p, const struct pr_config *c)
 {
 	const struct directive *lists[] = {directive_of("server", "listen"),
@@ -1032,6 +1527,7 @@ int pr_config_load(const char *path, struct pr_config **out, char *err,
 	memset(&p, 0, sizeof(p));
 	msgs_init(&p.errs, err, errlen);
 	p.path = path;
+	p.app = -1;
 	*out = NULL;
 	p.cfg = pr_config_new();
 	if (!p.cfg) {
@@ -1062,6 +1558,7 @@ int pr_config_load(const char *path, struct pr_config **out, char *err,
 		rv = PR_ERR_NOMEM;
 		goto out;
 	}
+	close_app(&p);
 	/* check_line blanks what inih rejects; this is a safety net. */
 	if (rv > 0 && !p.errs.count)
 		msgs_add(&p.errs, "%s:%d: syntax error", path, rv);
@@ -1095,8 +1592,7 @@ static int listen_equal(const struct pr_listen_spec *a, size_t na,
 	return 1;
 }
 
-static int field_equal(const struct directive *d, const struct pr_config *a,
-		       const struct pr_config *b)
+static int field_equal(const struct directive *d, const void *a, const void *b)
 {
 	switch (d->type) {
 	case T_INT:
@@ -1107,6 +1603,7 @@ static int field_equal(const struct directive *d, const struct pr_config *a,
 		       *(const long *)cfield(b, d);
 	case T_BOOL:
 	case T_LEVEL:
+	case T_ENUM:
 		return *(const int *)cfield(a, d) == *(const int *)cfield(b, d);
 	case T_PATH:
 	case T_TARGET:
@@ -1122,8 +1619,7 @@ static int field_equal(const struct directive *d, const struct pr_config *a,
 	return 0;
 }
 
-static int copy_field(const struct directive *d, struct pr_config *dst,
-		      const struct pr_config *src)
+static int copy_field(const struct directive *d, void *dst, const void *src)
 {
 	switch (d->type) {
 	case T_INT:
@@ -1134,6 +1630,7 @@ static int copy_field(const struct directive *d, struct pr_config *dst,
 		return PR_OK;
 	case T_BOOL:
 	case T_LEVEL:
+	case T_ENUM:
 		*(int *)field(dst, d) = *(const int *)cfield(src, d);
 		return PR_OK;
 	case T_PATH:
@@ -1146,26 +1643,66 @@ static int copy_field(const struct directive *d, struct pr_config *dst,
 	return PR_ERR_INVAL;
 }
 
+/*
+ * Copy the reloadable directives of one scope from fresh to live and note
+ * the others that differ. app is the app's name for S_APP, else NULL.
+ */
+static void reload_scope(struct msgs *m, const char *path, enum scope scope,
+			 const char *app, void *live, const void *fresh)
+{
+	const struct directive *d;
+	const char *what;
+
+	for (size_t i = 0; i < N_DIRECTIVES; i++) {
+		d = &directives[i];
+		if (d->scope != scope || field_equal(d, live, fresh))
+			continue;
+		if (!d->info.reloadable)
+			what = "changed; restart to apply";
+		else if (copy_field(d, live, fresh))
+			what = "not applied (out of memory)";
+		else
+			continue;
+		if (app)
+			msgs_add(m, "%s: [app \"%s\"] %s: %s", path, app,
+				 d->info.name, what);
+		else
+			msgs_add(m, "%s: [%s] %s: %s", path, d->info.section,
+				 d->info.name, what);
+	}
+}
+
+/*
+ * Apps are matched by name. An app added or removed needs a restart (the
+ * store and the providers are set up per app at start).
+ */
 int pr_config_apply_reload(struct pr_config *live,
 			   const struct pr_config *fresh, char *note,
 			   size_t notelen)
 {
 	const char *path = fresh->path ? fresh->path : "config";
-	const struct directive *d;
+	struct pr_app_config *app;
 	struct msgs m;
+	int j;
 
 	msgs_init(&m, note, notelen);
-	for (size_t i = 0; i < N_DIRECTIVES; i++) {
-		d = &directives[i];
-		if (field_equal(d, live, fresh))
-			continue;
-		if (!d->info.reloadable)
-			msgs_add(&m, "%s: [%s] %s: changed; restart to apply",
-				 path, d->info.section, d->info.name);
-		else if (copy_field(d, live, fresh))
-			msgs_add(&m, "%s: [%s] %s: not applied (out of memory)",
-				 path, d->info.section, d->info.name);
+	reload_scope(&m, path, S_CONFIG, NULL, live, fresh);
+	for (size_t i = 0; i < live->n_apps; i++) {
+		app = &live->apps[i];
+		j = app_index(fresh, app->name);
+		if (j < 0)
+			msgs_add(&m,
+				 "%s: [app \"%s\"]: removed; restart to apply",
+				 path, app->name);
+		else
+			reload_scope(&m, path, S_APP, app->name, app,
+				     &fresh->apps[j]);
 	}
+	for (size_t i = 0; i < fresh->n_apps; i++)
+		if (app_index(live, fresh->apps[i].name) < 0)
+			msgs_add(&m,
+				 "%s: [app \"%s\"]: added; restart to apply",
+				 path, fresh->apps[i].name);
 	return m.count;
 }
 
@@ -1173,7 +1710,7 @@ int pr_config_apply_reload(struct pr_config *live,
 
 static void describe(const struct directive *d, char *out, size_t len)
 {
-	char lo[32], hi[32];
+	char lo[32], hi[32], list[64];
 
 	fmt_num(d, d->min, lo, sizeof(lo));
 	fmt_num(d, d->max, hi, sizeof(hi));
@@ -1182,10 +1719,15 @@ static void describe(const struct directive *d, char *out, size_t len)
 		snprintf(out, len, "integer, %s..%s", lo, hi);
 		return;
 	case T_SECONDS:
-		snprintf(out, len, "seconds (or with s, m, h), %s..%s", lo, hi);
+		suffix_list(time_suffixes, PR_ARRAY_SIZE(time_suffixes), ", ",
+			    list, sizeof(list));
+		snprintf(out, len, "seconds (or with %s), %s..%s", list, lo,
+			 hi);
 		return;
 	case T_SIZE:
-		snprintf(out, len, "bytes (or with k, m, g), %s..%s", lo, hi);
+		suffix_list(size_suffixes, PR_ARRAY_SIZE(size_suffixes), ", ",
+			    list, sizeof(list));
+		snprintf(out, len, "bytes (or with %s), %s..%s", list, lo, hi);
 		return;
 	case T_MODE:
 		snprintf(out, len, "octal file mode, %s..%s", lo, hi);
@@ -1193,11 +1735,17 @@ static void describe(const struct directive *d, char *out, size_t len)
 	case T_BOOL:
 		snprintf(out, len, "yes or no");
 		return;
+	case T_ENUM:
+		choice_list(d, ", ", " or ", list, sizeof(list));
+		snprintf(out, len, "%s", list);
+		return;
 	case T_LEVEL:
 		snprintf(out, len, "error, warn, info or debug");
 		return;
 	case T_PATH:
-		snprintf(out, len, "file path, empty for none");
+		snprintf(out, len, "%s",
+			 d->flags & F_NONEMPTY ? "file path"
+					       : "file path, empty for none");
 		return;
 	case T_TARGET:
 		snprintf(out, len, "stderr, syslog or an absolute file path");
@@ -1210,6 +1758,21 @@ static void describe(const struct directive *d, char *out, size_t len)
 		return;
 	}
 	snprintf(out, len, "?");
+}
+
+static void section_header(FILE *fp, const struct directive *d)
+{
+	if (d->scope != S_APP) {
+		fprintf(fp, "\n[%s]\n", d->info.section);
+		return;
+	}
+	fprintf(fp,
+		"\n; One [app \"NAME\"] section per mobile app, at most %d; "
+		"NAME is 1..%d of\n"
+		"; A-Z a-z 0-9 . _ -. Without any, there is one app \"%s\" "
+		"set as below.\n"
+		"[app \"%s\"]\n",
+		MAX_APPS, MAX_APP_NAME, DEFAULT_APP, DEFAULT_APP);
 }
 
 void pr_config_write_example(FILE *fp)
@@ -1236,7 +1799,7 @@ void pr_config_write_example(FILE *fp)
 		d = &directives[i];
 		if (!section || strcmp(section, d->info.section) != 0) {
 			section = d->info.section;
-			fprintf(fp, "\n[%s]\n", section);
+			section_header(fp, d);
 		}
 		describe(d, desc, sizeof(desc));
 		fprintf(fp, "\n; %s\n; %s; %s\n", d->info.help, desc,

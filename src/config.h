@@ -3,8 +3,8 @@
  * bounds, default, reloadable) drives parsing, `pushrelayd -t`, reload on
  * SIGHUP and the example config (`pushrelayd --print-config`).
  *
- * The file format is INI, read with inih. Sections are [server], [admin]
- * and [log]. Unknown sections or keys and bad values are errors that name
+ * The file format is INI, read with inih. Sections are [server], [admin],
+ * [storage], [ingest], [log] and any number of [app "NAME"]. Unknown sections or keys and bad values are errors that name
  * the file, the line and the key.
  */
 #ifndef PR_CONFIG_H
@@ -23,6 +23,15 @@ struct pr_listen_spec {
 	int port;       /* TCP port, 0..65535; 0 picks an ephemeral port */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* AF_UNIX */
 	int tls;        /* "tls" flag: TLS with ALPN h2 and http/1.1 */
+};
+
+/* One [app "name"] section: a mobile app whose devices we serve. */
+struct pr_app_config {
+	char *name;       /* the quoted name; [a-zA-Z0-9._-], 1..64 chars */
+	int push_mode;    /* enum pr_push_mode: for events that do not say */
+	long default_ttl; /* seconds a message lives when the event says not */
+	long max_ttl;     /* longest ttl an event may ask for */
+	long push_delay;  /* seconds a push waits for an inbox ack first */
 };
 
 struct pr_config {
@@ -48,6 +57,31 @@ struct pr_config {
 	struct pr_listen_spec *admin_listen;
 	size_t n_admin_listen;
 	long admin_socket_mode;
+	long max_api_keys; /* live API keys */
+
+	/* [storage] */
+	char *storage_path;
+	int storage_synchronous;       /* 1 = NORMAL, 2 = FULL */
+	long storage_busy_timeout;     /* milliseconds */
+	long storage_commit_batch;     /* jobs per group-commit transaction */
+	long storage_max_pending_jobs; /* jobs waiting for the store thread */
+	long storage_max_messages;     /* stored messages; 429 beyond */
+	long storage_max_size;         /* database bytes; 0 = no limit */
+	long storage_sweep_interval;   /* seconds between retention sweeps */
+	long storage_sweep_batch;      /* rows one sweep slice may delete */
+	long storage_checkpoint_interval; /* seconds between WAL checkpoints */
+	long storage_history;          /* seconds finished work is kept */
+
+	/* [ingest] */
+	long ingest_max_events;        /* events in one POST /v1/events */
+	long ingest_max_payload_bytes; /* one event's payload, as JSON */
+	long ingest_max_devices;       /* explicit device targets per event */
+	long ingest_max_id_bytes;      /* ids, user names, device ids */
+
+	/* [app "name"] sections; when none is given, one app "default" with
+	 * the defaults exists. */
+	struct pr_app_config *apps;
+	size_t n_apps;
 
 	/* [log] */
 	int log_level; /* enum pr_log_level */
@@ -83,7 +117,17 @@ int pr_config_apply_reload(struct pr_config *live,
 			   const struct pr_config *fresh, char *note,
 			   size_t notelen);
 
-/* Parse one listen value into spec; 0 or PR_ERR_CONFIG with a reason. */
+/* The app called name, or NULL. The pointer stays valid across
+ * pr_config_apply_reload() (a reload never adds or removes apps) until the
+ * config is freed. */
+const struct pr_app_config *pr_config_app(const struct pr_config *cfg,
+					  const char *name);
+
+/*
+ * Parse one listen value into spec; 0 or PR_ERR_CONFIG with a reason.
+ * On success spec->text is malloc'd (the caller frees it); on failure it
+ * is NULL.
+ */
 int pr_config_parse_listen(const char *text, struct pr_listen_spec *spec,
 			   char *err, size_t errlen);
 

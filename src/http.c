@@ -93,8 +93,9 @@ int pr_request_set_target(struct pr_request *req, const char *t, size_t len)
 		return rv;
 	if (len == 0 || t[0] != '/' || req->target)
 		return PR_ERR_INVAL;
+	/* Targets are ASCII (RFC 3986); anything else is percent-encoded. */
 	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)t[i] <= 0x20 || t[i] == 0x7f)
+		if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f)
 			return PR_ERR_INVAL;
 	req->target = strndup(t, len);
 	if (!req->target)
@@ -309,25 +310,47 @@ void pr_respond_json(struct pr_request *req, int status, json_t *doc)
 	free(text);
 }
 
-void pr_respond_error(struct pr_request *req, int status, const char *code,
-		      const char *field, const char *fmt, ...)
+static void respond_error(struct pr_request *req, int status,
+			  const char *code, const char *field, long index,
+			  const char *fmt, va_list ap)
 {
 	char msg[512];
 	json_t *err, *doc;
-	va_list ap;
 
-	va_start(ap, fmt);
+	if (req->responded)
+		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	err = json_pack("{s:s, s:s}", "code", code, "message", msg);
 	if (err && field)
 		json_object_set_new(err, "field", json_string(field));
+	if (err && index >= 0)
+		json_object_set_new(err, "index", json_integer(index));
 	doc = err ? json_pack("{s:o}", "error", err) : NULL;
 	if (status >= 500)
 		pr_log(PR_LOG_WARN, req->id, "%d %s: %s", status, code, msg);
 	else
 		pr_log(PR_LOG_DEBUG, req->id, "%d %s: %s", status, code, msg);
 	pr_respond_json(req, status, doc);
+}
+
+void pr_respond_error(struct pr_request *req, int status, const char *code,
+		      const char *field, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	respond_error(req, status, code, field, -1, fmt, ap);
+	va_end(ap);
+}
+
+void pr_respond_error_at(struct pr_request *req, int status, const char *code,
+			 const char *field, long index, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	respond_error(req, status, code, field, index, fmt, ap);
+	va_end(ap);
 }
 
 void pr_request_defer(struct pr_request *req,
@@ -340,10 +363,15 @@ void pr_request_defer(struct pr_request *req,
 
 void pr_request_abort(struct pr_request *req)
 {
-	if (req->responded || !req->on_abort)
+	void (*cb)(struct pr_request *, void *) = req->on_abort;
+
+	if (req->responded || !cb)
 		return;
-	req->on_abort(req, req->abort_arg);
+	/* The peer is gone: nothing may answer from here on, not even the
+	 * callback (an answer would reach a session being freed). */
 	req->on_abort = NULL;
+	req->responded = 1;
+	cb(req, req->abort_arg);
 }
 
 const char *pr_http_reason(int status)

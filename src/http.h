@@ -132,10 +132,17 @@ void pr_respond_error(struct pr_request *req, int status, const char *code,
 		      const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 
+/* The same with the batch index of the offending item (index >= 0). */
+void pr_respond_error_at(struct pr_request *req, int status, const char *code,
+			 const char *field, long index, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
 /* Say the handler will answer later; see the lifetime rules above. */
 void pr_request_defer(struct pr_request *req,
 		      void (*on_abort)(struct pr_request *, void *), void *arg);
-/* Called by the session when the peer went away before an answer. */
+/* Called by the session when the peer went away before an answer. The
+ * abort callback must not answer (any answer is ignored); it only lets
+ * go of the request. */
 void pr_request_abort(struct pr_request *req);
 
 /* "OK", "Not Found", ... for a status code. */

@@ -17,6 +17,7 @@
 #include "pushrelay.h"
 #include "router.h"
 #include "server.h"
+#include "store.h"
 #include "version.h"
 
 #define METRICS_MAX (4u << 20)
@@ -34,6 +35,13 @@ static void readyz(struct pr_request *req, void *arg)
 		pr_response_header(req, "Retry-After", "1");
 		pr_respond_json(req, 503, json_pack("{s:s}", "status",
 						    "draining"));
+		return;
+	}
+	if (s->store && pr_store_health(s->store)) {
+		pr_response_header(req, "Retry-After", "5");
+		pr_respond_json(req, 503,
+				json_pack("{s:s, s:s}", "status", "unavailable",
+					  "reason", "storage is failing"));
 		return;
 	}
 	pr_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
@@ -58,6 +66,54 @@ static long resident_bytes(void)
 		rss = 0;
 	fclose(fp);
 	return rss * sysconf(_SC_PAGESIZE);
+}
+
+static int render_store(const struct pr_store *st, struct pr_buf *out)
+{
+	const struct pr_store_stats *ss = pr_store_stats(st);
+	int rv;
+
+	rv = pr_buf_printf(
+		out,
+		"# HELP pushrelay_store_commits_total Store transactions "
+		"committed.\n"
+		"# TYPE pushrelay_store_commits_total counter\n"
+		"pushrelay_store_commits_total %llu\n"
+		"# HELP pushrelay_store_commit_errors_total Store transactions "
+		"that failed.\n"
+		"# TYPE pushrelay_store_commit_errors_total counter\n"
+		"pushrelay_store_commit_errors_total %llu\n"
+		"# HELP pushrelay_store_pending_jobs Jobs waiting for the "
+		"store.\n"
+		"# TYPE pushrelay_store_pending_jobs gauge\n"
+		"pushrelay_store_pending_jobs %zu\n"
+		"# HELP pushrelay_store_healthy 1 while the last commit "
+		"succeeded.\n"
+		"# TYPE pushrelay_store_healthy gauge\n"
+		"pushrelay_store_healthy %d\n"
+		"# HELP pushrelay_store_commit_latency_seconds From submit to "
+		"commit.\n"
+		"# TYPE pushrelay_store_commit_latency_seconds histogram\n",
+		(unsigned long long)ss->commits,
+		(unsigned long long)ss->commit_errors, pr_store_pending(st),
+		pr_store_health(st) == 0);
+	for (size_t i = 0; rv == PR_OK && i < 12; i++)
+		rv = pr_buf_printf(out,
+				   "pushrelay_store_commit_latency_seconds_"
+				   "bucket{le=\"%g\"} %llu\n",
+				   pr_store_latency_bounds[i],
+				   (unsigned long long)
+					   ss->commit_latency_buckets[i]);
+	if (rv == PR_OK)
+		rv = pr_buf_printf(
+			out,
+			"pushrelay_store_commit_latency_seconds_bucket{le="
+			"\"+Inf\"} %llu\n"
+			"pushrelay_store_commit_latency_seconds_sum %.6f\n"
+			"pushrelay_store_commit_latency_seconds_count %llu\n",
+			(unsigned long long)ss->jobs, ss->commit_seconds,
+			(unsigned long long)ss->jobs);
+	return rv;
 }
 
 static void metrics(struct pr_request *req, void *arg)
@@ -85,6 +141,8 @@ static void metrics(struct pr_request *req, void *arg)
 		pr_version(), s->started, resident_bytes(), s->draining);
 	if (rv == PR_OK)
 		rv = pr_metrics_render(s->metrics, &out, route_name, s->router);
+	if (rv == PR_OK && s->store)
+		rv = render_store(s->store, &out);
 	if (rv) {
 		pr_buf_cleanup(&out);
 		pr_respond_error(req, 500, "internal", NULL,

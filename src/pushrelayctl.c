@@ -10,6 +10,7 @@
 #include "autoconf.h"
 
 #include <curl/curl.h>
+#include <ctype.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@ enum { EXIT_OK = 0, EXIT_REPLY = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 struct ctl {
 	char socket_path[108];
 	char base[128];
+	char key[128]; /* admin key for TCP admin listeners ($PUSHRELAY_KEY) */
 	int json;
 };
 
@@ -40,6 +42,10 @@ static void usage(FILE *fp)
 		"  ready      is it ready for traffic (GET /readyz)\n"
 		"  version    daemon and library versions\n"
 		"  metrics    the Prometheus metrics text\n"
+		"  keys list                         API keys\n"
+		"  keys create NAME [--scope S]      a new key (ingest|admin),\n"
+		"                                    shown once\n"
+		"  keys revoke ID|NAME               revoke a key\n"
 		"Options:\n"
 		"  -c, --config FILE   the daemon's config (default %s)\n"
 		"  -s, --socket PATH   admin socket, overriding the config\n"
@@ -55,11 +61,13 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
 	return pr_buf_append(b, p, size * n) == PR_OK ? size * n : 0;
 }
 
-/* GET path from the admin listener. Returns the HTTP status, or -1 when
- * the daemon cannot be reached (the reason goes to stderr). */
-static long get(const struct ctl *ctl, const char *path, struct pr_buf *out)
+/* Send one request to the admin listener. Returns the HTTP status, or -1
+ * when the daemon cannot be reached (the reason goes to stderr). */
+static long request(const struct ctl *ctl, const char *method,
+		    const char *path, const char *body, struct pr_buf *out)
 {
-	char url[512], errbuf[CURL_ERROR_SIZE] = "";
+	char url[1024], errbuf[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdrs = NULL;
 	long status = -1;
 	CURL *h = curl_easy_init();
 	CURLcode rc;
@@ -68,6 +76,21 @@ static long get(const struct ctl *ctl, const char *path, struct pr_buf *out)
 		return -1;
 	snprintf(url, sizeof(url), "%s%s", ctl->base, path);
 	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		hdrs = curl_slist_append(hdrs,
+					 "Content-Type: application/json");
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	}
+	if (ctl->key[0]) {
+		char auth[192];
+
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
+			 ctl->key);
+		hdrs = curl_slist_append(hdrs, auth);
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	}
 	if (ctl->socket_path[0])
 		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, ctl->socket_path);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
@@ -85,6 +108,7 @@ static long get(const struct ctl *ctl, const char *path, struct pr_buf *out)
 			errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	}
 	curl_easy_cleanup(h);
+	curl_slist_free_all(hdrs);
 	return status;
 }
 
@@ -125,6 +149,60 @@ static int locate(struct ctl *ctl, const char *path)
 	return EXIT_OK;
 }
 
+/* One cell of a table: strings as they are, null as "-", others as JSON. */
+static void cell(json_t *v, char *out, size_t outlen)
+{
+	if (!v || json_is_null(v)) {
+		snprintf(out, outlen, "-");
+	} else if (json_is_string(v)) {
+		snprintf(out, outlen, "%s", json_string_value(v));
+	} else if (json_is_boolean(v)) {
+		snprintf(out, outlen, "%s", json_is_true(v) ? "yes" : "no");
+	} else {
+		char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+
+		snprintf(out, outlen, "%s", t ? t : "?");
+		free(t);
+	}
+}
+
+/* Columns sized to their widest cell, upper-case headers. */
+static void print_table(json_t *rows, const char *const *columns)
+{
+	size_t ncol = 0, width[16] = {0}, i;
+	char buf[256];
+	json_t *row;
+
+	while (columns[ncol] && ncol < 16)
+		ncol++;
+	for (size_t c = 0; c < ncol; c++)
+		width[c] = strlen(columns[c]);
+	json_array_foreach(rows, i, row) {
+		for (size_t c = 0; c < ncol; c++) {
+			cell(json_object_get(row, columns[c]), buf,
+			     sizeof(buf));
+			if (strlen(buf) > width[c])
+				width[c] = strlen(buf);
+		}
+	}
+	for (size_t c = 0; c < ncol; c++) {
+		for (const char *p = columns[c]; *p; p++)
+			putchar(*p == '_' ? ' ' : toupper((unsigned char)*p));
+		printf("%*s", (int)(width[c] - strlen(columns[c]) + 2), "");
+	}
+	putchar('\n');
+	json_array_foreach(rows, i, row) {
+		for (size_t c = 0; c < ncol; c++) {
+			cell(json_object_get(row, columns[c]), buf,
+			     sizeof(buf));
+			printf("%-*s  ", (int)width[c], buf);
+		}
+		putchar('\n');
+	}
+	if (json_array_size(rows) == 0)
+		printf("(none)\n");
+}
+
 static void print_pairs(json_t *obj, int depth)
 {
 	const char *k;
@@ -148,42 +226,18 @@ static void print_pairs(json_t *obj, int depth)
 	}
 }
 
-static int run(const struct ctl *ctl, const char *cmd)
+/* Print the daemon's answer: JSON on request, a table for `columns`,
+ * pairs otherwise. Returns the exit code for the status. */
+static int show(const struct ctl *ctl, long status, struct pr_buf *out,
+		const char *list_key, const char *const *columns)
 {
-	static const struct {
-		const char *name, *path;
-	} cmds[] = {
-		{"health", "/healthz"},
-		{"ready", "/readyz"},
-		{"version", "/v1/version"},
-		{"metrics", "/metrics"},
-	};
-	const char *path = NULL;
-	struct pr_buf out;
-	json_t *doc;
-	long status;
-	int rv;
+	json_t *doc = json_loadb(pr_buf_peek(out), pr_buf_avail(out), 0, NULL);
+	int rv = status >= 200 && status < 300 ? EXIT_OK : EXIT_REPLY;
 
-	for (size_t i = 0; i < PR_ARRAY_SIZE(cmds); i++)
-		if (strcmp(cmd, cmds[i].name) == 0)
-			path = cmds[i].path;
-	if (!path) {
-		fprintf(stderr, "pushrelayctl: unknown command '%s'\n", cmd);
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	pr_buf_init(&out, MAX_REPLY);
-	status = get(ctl, path, &out);
-	if (status < 0) {
-		pr_buf_cleanup(&out);
-		return EXIT_UNREACHABLE;
-	}
-	rv = status >= 200 && status < 300 ? EXIT_OK : EXIT_REPLY;
-	doc = json_loadb(pr_buf_peek(&out), pr_buf_avail(&out), 0, NULL);
 	if (!doc || ctl->json) {
-		fwrite(pr_buf_peek(&out), 1, pr_buf_avail(&out), stdout);
-		if (pr_buf_avail(&out) &&
-		    pr_buf_peek(&out)[pr_buf_avail(&out) - 1] != '\n')
+		fwrite(pr_buf_peek(out), 1, pr_buf_avail(out), stdout);
+		if (pr_buf_avail(out) &&
+		    pr_buf_peek(out)[pr_buf_avail(out) - 1] != '\n')
 			putchar('\n');
 	} else if (json_is_object(json_object_get(doc, "error"))) {
 		json_t *e = json_object_get(doc, "error");
@@ -191,12 +245,122 @@ static int run(const struct ctl *ctl, const char *cmd)
 		fprintf(stderr, "pushrelayctl: %ld %s: %s\n", status,
 			json_string_value(json_object_get(e, "code")),
 			json_string_value(json_object_get(e, "message")));
+	} else if (list_key && json_is_array(json_object_get(doc, list_key))) {
+		print_table(json_object_get(doc, list_key), columns);
 	} else {
 		print_pairs(doc, 0);
 	}
 	json_decref(doc);
+	return rv;
+}
+
+/* Percent-encode one path segment. */
+static void encode_segment(const char *s, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (; *s && o + 4 < outlen; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+}
+
+static int call(const struct ctl *ctl, const char *method, const char *path,
+		const char *body, const char *list_key,
+		const char *const *columns)
+{
+	struct pr_buf out;
+	long status;
+	int rv;
+
+	pr_buf_init(&out, MAX_REPLY);
+	status = request(ctl, method, path, body, &out);
+	if (status < 0) {
+		pr_buf_cleanup(&out);
+		return EXIT_UNREACHABLE;
+	}
+	rv = show(ctl, status, &out, list_key, columns);
 	pr_buf_cleanup(&out);
 	return rv;
+}
+
+static int cmd_keys(const struct ctl *ctl, int argc, char **argv)
+{
+	static const char *const cols[] = {"id",	 "name",
+					   "scope",	 "prefix",
+					   "created_at", "last_used_at",
+					   "revoked",	 NULL};
+	char path[512], seg[400];
+
+	if (argc >= 1 && strcmp(argv[0], "list") == 0 && argc == 1)
+		return call(ctl, "GET", "/v1/admin/keys", NULL, "keys", cols);
+	if (argc >= 2 && strcmp(argv[0], "create") == 0) {
+		const char *scope = "ingest";
+		json_t *body;
+		char *text;
+		int rv;
+
+		for (int i = 2; i < argc; i++) {
+			if (strcmp(argv[i], "--scope") == 0 && i + 1 < argc)
+				scope = argv[++i];
+			else if (strncmp(argv[i], "--scope=", 8) == 0)
+				scope = argv[i] + 8;
+			else
+				goto usage;
+		}
+		body = json_pack("{s:s, s:s}", "name", argv[1], "scope", scope);
+		text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+		json_decref(body);
+		if (!text)
+			return EXIT_USAGE;
+		rv = call(ctl, "POST", "/v1/admin/keys", text, NULL, NULL);
+		free(text);
+		if (rv == EXIT_OK && !ctl->json)
+			fprintf(stderr, "pushrelayctl: the key is shown only "
+					"once; store it now.\n");
+		return rv;
+	}
+	if (argc == 2 && strcmp(argv[0], "revoke") == 0) {
+		encode_segment(argv[1], seg, sizeof(seg));
+		snprintf(path, sizeof(path), "/v1/admin/keys/%s", seg);
+		return call(ctl, "DELETE", path, NULL, NULL, NULL);
+	}
+usage:
+	fprintf(stderr, "usage: pushrelayctl keys list | create NAME "
+			"[--scope ingest|admin] | revoke ID|NAME\n");
+	return EXIT_USAGE;
+}
+
+static int run(const struct ctl *ctl, int argc, char **argv)
+{
+	static const struct {
+		const char *name, *path;
+	} simple[] = {
+		{"health", "/healthz"},
+		{"ready", "/readyz"},
+		{"version", "/v1/version"},
+		{"metrics", "/metrics"},
+	};
+	const char *cmd = argv[0];
+
+	for (size_t i = 0; i < PR_ARRAY_SIZE(simple); i++)
+		if (strcmp(cmd, simple[i].name) == 0 && argc == 1)
+			return call(ctl, "GET", simple[i].path, NULL, NULL,
+				    NULL);
+	if (strcmp(cmd, "keys") == 0)
+		return cmd_keys(ctl, argc - 1, argv + 1);
+	fprintf(stderr, "pushrelayctl: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
@@ -210,14 +374,17 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	const char *config = getenv("PUSHRELAY_CONFIG");
+	const char *key = getenv("PUSHRELAY_KEY");
 	const char *sock = NULL, *url = NULL;
 	struct ctl ctl;
 	int opt, rv;
 
 	memset(&ctl, 0, sizeof(ctl));
+	if (key)
+		snprintf(ctl.key, sizeof(ctl.key), "%s", key);
 	if (!config)
 		config = DEFAULT_CONFIG;
-	while ((opt = getopt_long(argc, argv, "c:s:u:jh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+c:s:u:jh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			config = optarg;
@@ -239,7 +406,7 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
+	if (optind >= argc) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -257,8 +424,25 @@ int main(int argc, char **argv)
 		if (rv)
 			return rv;
 	}
+	/* --json may also follow the command ("keys list --json"). */
+	{
+		int n = 0;
+
+		for (int i = optind; i < argc; i++) {
+			if (strcmp(argv[i], "--json") == 0 ||
+			    strcmp(argv[i], "-j") == 0)
+				ctl.json = 1;
+			else
+				argv[optind + n++] = argv[i];
+		}
+		argc = optind + n;
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	rv = run(&ctl, argv[optind]);
+	rv = run(&ctl, argc - optind, argv + optind);
 	curl_global_cleanup();
 	return rv;
 }

@@ -21,7 +21,12 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "api_admin.h"
+#include "api_devices.h"
+#include "api_ingest.h"
+#include "auth.h"
 #include "ops_api.h"
+#include "store.h"
 #include "pushrelay.h"
 #include "router.h"
 #include "server.h"
@@ -29,6 +34,151 @@
 
 static void server_signal_cb(struct ev_loop *loop, ev_signal *w, int revents);
 static void server_drain_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void server_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void server_checkpoint_cb(struct ev_loop *loop, ev_timer *w,
+				 int revents);
+static void server_touch_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+#define TOUCH_INTERVAL 60.0
+#define TOUCH_MAX 256
+
+/* A periodic job owned by the server: at most one of each in flight. */
+struct periodic {
+	struct pr_store_job job;
+	struct pr_server *server;
+	int64_t ids[TOUCH_MAX];
+	int64_t times[TOUCH_MAX];
+};
+
+static void periodic_done(struct pr_store_job *job, void *arg)
+{
+	struct periodic *p = arg;
+
+	if (job->rv)
+		pr_log(PR_LOG_WARN, NULL, "store %s failed: %s",
+		       job->op == PR_STORE_SWEEP	 ? "sweep"
+		       : job->op == PR_STORE_CHECKPOINT ? "checkpoint"
+							 : "key touch",
+		       job->err);
+	else if (job->op == PR_STORE_SWEEP && job->result)
+		pr_log(PR_LOG_DEBUG, NULL, "retention sweep done");
+	if (job->op == PR_STORE_SWEEP)
+		p->server->sweep_running = 0;
+	json_decref(job->result);
+	free(p);
+}
+
+static void submit_periodic(struct pr_server *s, enum pr_store_op op,
+			    struct periodic *p)
+{
+	p->server = s;
+	p->job.op = op;
+	p->job.now = (int64_t)time(NULL);
+	p->job.limit = s->cfg->storage_sweep_batch;
+	p->job.done = periodic_done;
+	p->job.arg = p;
+	if (pr_store_submit(s->store, &p->job)) {
+		if (op == PR_STORE_SWEEP)
+			s->sweep_running = 0;
+		free(p);
+	}
+}
+
+static void server_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pr_server *s = w->data;
+	struct periodic *p;
+
+	w->repeat = (double)s->cfg->storage_sweep_interval;
+	ev_timer_again(loop, w);
+	if (s->sweep_running || !s->store)
+		return;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return;
+	s->sweep_running = 1;
+	submit_periodic(s, PR_STORE_SWEEP, p);
+}
+
+static void server_checkpoint_cb(struct ev_loop *loop, ev_timer *w,
+				 int revents)
+{
+	struct pr_server *s = w->data;
+	struct periodic *p = calloc(1, sizeof(*p));
+
+	w->repeat = (double)s->cfg->storage_checkpoint_interval;
+	ev_timer_again(loop, w);
+	if (p)
+		submit_periodic(s, PR_STORE_CHECKPOINT, p);
+}
+
+/* Record API keys' last use in batches, not per request. */
+static void server_touch_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pr_server *s = w->data;
+	struct periodic *p = calloc(1, sizeof(*p));
+	size_t n;
+
+	if (!p)
+		return;
+	n = pr_auth_take_used(s->auth, p->ids, p->times, TOUCH_MAX);
+	if (n == 0) {
+		free(p);
+		return;
+	}
+	p->job.touch_ids = p->ids;
+	p->job.touch_times = p->times;
+	p->job.n_touch = n;
+	submit_periodic(s, PR_STORE_KEY_TOUCH, p);
+}
+
+struct key_load {
+	int done;
+	int rv;
+	char err[160];
+};
+
+static void key_load_done(struct pr_store_job *job, void *arg)
+{
+	struct key_load *kl = arg;
+
+	kl->done = 1;
+	kl->rv = job->rv;
+	snprintf(kl->err, sizeof(kl->err), "%s", job->err);
+}
+
+/* Open the store and fill the key cache before any listener opens. */
+static int open_store(struct pr_server *s, char *err, size_t errlen)
+{
+	struct pr_store_job job;
+	struct key_load kl;
+	int rv;
+
+	s->store = pr_store_new(s->loop, s->cfg, err, errlen);
+	if (!s->store)
+		return PR_ERR_STORE;
+	memset(&job, 0, sizeof(job));
+	memset(&kl, 0, sizeof(kl));
+	job.op = PR_STORE_KEY_LOAD;
+	job.done = key_load_done;
+	job.arg = &kl;
+	rv = pr_store_submit(s->store, &job);
+	while (rv == PR_OK && !kl.done)
+		ev_run(s->loop, EVRUN_ONCE);
+	if (rv == PR_OK)
+		rv = kl.rv;
+	if (rv == PR_OK)
+		rv = pr_auth_load(s->auth, job.result);
+	json_decref(job.result);
+	if (rv) {
+		snprintf(err, errlen, "cannot load API keys: %s",
+			 kl.err[0] ? kl.err : pr_strerror(rv));
+		return rv;
+	}
+	pr_log(PR_LOG_INFO, NULL, "storage %s open; %zu API key(s)",
+	       s->cfg->storage_path, pr_auth_count(s->auth));
+	return PR_OK;
+}
 
 static int needs_tls(const struct pr_config *cfg)
 {
@@ -59,7 +209,11 @@ struct pr_server *pr_server_new(struct ev_loop *loop, struct pr_config *cfg,
 	    (ssize_t)sizeof(s->id_salt))
 		s->id_salt = (uint32_t)getpid() ^ (uint32_t)time(NULL);
 	s->router = pr_router_new();
-	if (!s->router || pr_ops_api_register(s)) {
+	s->auth = pr_auth_new(cfg->max_api_keys > 0 ? (size_t)cfg->max_api_keys
+						     : 1);
+	if (!s->router || !s->auth || pr_ops_api_register(s) ||
+	    pr_api_ingest_register(s) || pr_api_devices_register(s) ||
+	    pr_api_admin_register(s)) {
 		snprintf(err, errlen, "cannot set up routes");
 		goto fail;
 	}
@@ -82,6 +236,10 @@ struct pr_server *pr_server_new(struct ev_loop *loop, struct pr_config *cfg,
 	}
 	ev_init(&s->drain_w, server_drain_cb);
 	s->drain_w.data = s;
+	ev_init(&s->sweep_w, server_sweep_cb);
+	ev_init(&s->checkpoint_w, server_checkpoint_cb);
+	ev_init(&s->touch_w, server_touch_cb);
+	s->sweep_w.data = s->checkpoint_w.data = s->touch_w.data = s;
 	return s;
 fail:
 	pr_server_free(s);
@@ -118,6 +276,9 @@ int pr_server_start(struct pr_server *s, char *err, size_t errlen)
 	const struct pr_config *cfg = s->cfg;
 	int rv;
 
+	rv = open_store(s, err, errlen);
+	if (rv)
+		return rv;
 	rv = add_listeners(s, cfg->listen, cfg->n_listen, PR_ROUTE_PUBLIC, 0666,
 			   err, errlen);
 	if (rv == PR_OK)
@@ -137,6 +298,13 @@ int pr_server_start(struct pr_server *s, char *err, size_t errlen)
 	ev_signal_start(s->loop, &s->sigterm_w);
 	ev_signal_start(s->loop, &s->sigint_w);
 	ev_signal_start(s->loop, &s->sighup_w);
+
+	s->sweep_w.repeat = (double)cfg->storage_sweep_interval;
+	ev_timer_again(s->loop, &s->sweep_w);
+	s->checkpoint_w.repeat = (double)cfg->storage_checkpoint_interval;
+	ev_timer_again(s->loop, &s->checkpoint_w);
+	s->touch_w.repeat = TOUCH_INTERVAL;
+	ev_timer_again(s->loop, &s->touch_w);
 	return PR_OK;
 }
 
@@ -240,7 +408,18 @@ void pr_server_free(struct pr_server *s)
 		ev_signal_stop(s->loop, &s->sigint_w);
 		ev_signal_stop(s->loop, &s->sighup_w);
 		ev_timer_stop(s->loop, &s->drain_w);
+		ev_timer_stop(s->loop, &s->sweep_w);
+		ev_timer_stop(s->loop, &s->checkpoint_w);
+		ev_timer_stop(s->loop, &s->touch_w);
 	}
+	/* Pending jobs finish (and their callbacks run) before this returns;
+	 * connections are gone, so deferred requests were aborted. */
+	if (s->store) {
+		if (s->auth)
+			server_touch_cb(s->loop, &s->touch_w, 0);
+		pr_store_free(s->store);
+	}
+	pr_auth_free(s->auth);
 	if (s->reserve_fd >= 0)
 		close(s->reserve_fd);
 	SSL_CTX_free(s->tls);

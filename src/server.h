@@ -19,6 +19,8 @@ struct pr_server {
 	struct pr_config *cfg; /* owned; replaced piecewise on reload */
 	struct pr_router *router;
 	struct pr_metrics *metrics;
+	struct pr_store *store; /* opened by pr_server_start */
+	struct pr_auth *auth;
 	SSL_CTX *tls; /* NULL when no listener uses TLS */
 
 	struct pr_listener *listeners;
@@ -29,6 +31,10 @@ struct pr_server {
 	ev_signal sigint_w;
 	ev_signal sighup_w;
 	ev_timer drain_w;
+	ev_timer sweep_w;      /* retention sweep */
+	ev_timer checkpoint_w; /* WAL checkpoint */
+	ev_timer touch_w;      /* write API keys' last use */
+	int sweep_running;
 	int draining;
 	double drain_started;
 	int exit_code;

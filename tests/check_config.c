@@ -17,6 +17,7 @@
 #include "config.h"
 #include "log.h"
 #include "pushrelay.h"
+#include "store.h"
 
 #define ERRLEN 4096
 
@@ -127,6 +128,14 @@ static void expect_listen_error(const char *text, const char *needle)
 	ck_assert_ptr_null(spec.text);
 }
 
+static void assert_app_defaults(const struct pr_app_config *a)
+{
+	ck_assert_int_eq(a->push_mode, PR_PUSH_WAKEUP);
+	ck_assert_int_eq(a->default_ttl, 28 * 86400);
+	ck_assert_int_eq(a->max_ttl, 28 * 86400);
+	ck_assert_int_eq(a->push_delay, 0);
+}
+
 static void assert_defaults(const struct pr_config *c)
 {
 	ck_assert_uint_eq(c->n_listen, 1);
@@ -152,9 +161,28 @@ static void assert_defaults(const struct pr_config *c)
 	ck_assert_str_eq(c->admin_listen[0].path,
 			 "/var/lib/pushrelay/admin.sock");
 	ck_assert_int_eq(c->admin_socket_mode, 0600);
+	ck_assert_str_eq(c->storage_path, "/var/lib/pushrelay/pushrelay.db");
+	ck_assert_int_eq(c->storage_synchronous, 2);
+	ck_assert_int_eq(c->storage_busy_timeout, 5000);
+	ck_assert_int_eq(c->storage_commit_batch, 1024);
+	ck_assert_int_eq(c->storage_max_pending_jobs, 65536);
+	ck_assert_int_eq(c->storage_max_messages, 10000000);
+	ck_assert_int_eq(c->storage_max_size, 0);
+	ck_assert_int_eq(c->storage_sweep_interval, 60);
+	ck_assert_int_eq(c->storage_sweep_batch, 5000);
+	ck_assert_int_eq(c->storage_checkpoint_interval, 300);
+	ck_assert_int_eq(c->storage_history, 86400);
+	ck_assert_int_eq(c->ingest_max_events, 100);
+	ck_assert_int_eq(c->ingest_max_payload_bytes, 16 * 1024);
+	ck_assert_int_eq(c->ingest_max_devices, 100);
+	ck_assert_int_eq(c->ingest_max_id_bytes, 256);
 	ck_assert_int_eq(c->log_level, PR_LOG_INFO);
 	ck_assert_str_eq(c->log_target, "stderr");
 	ck_assert_int_eq(c->log_access, 0);
+	/* No [app] section: one app "default". */
+	ck_assert_uint_eq(c->n_apps, 1);
+	ck_assert_str_eq(c->apps[0].name, "default");
+	assert_app_defaults(&c->apps[0]);
 }
 
 /* A source-tree file: $PR_SRCDIR/rel, else ../rel, else rel. */
@@ -438,6 +466,145 @@ START_TEST(test_full_config)
 }
 END_TEST
 
+START_TEST(test_storage_and_ingest)
+{
+	struct pr_config *c = load_ok("[storage]\n"
+				      "path = /srv/pushrelay/relay.db\n"
+				      "synchronous = normal\n"
+				      "busy_timeout = 0\n"
+				      "commit_batch = 1\n"
+				      "max_pending_jobs = 16\n"
+				      "max_messages = 1000000000\n"
+				      "max_size = 1t\n"
+				      "sweep_interval = 1d\n"
+				      "sweep_batch = 100\n"
+				      "checkpoint_interval = 5m\n"
+				      "history = 7d\n"
+				      "[ingest]\n"
+				      "max_events = 10000\n"
+				      "max_payload_bytes = 64\n"
+				      "max_devices = 1\n"
+				      "max_id_bytes = 1024\n");
+
+	ck_assert_str_eq(c->storage_path, "/srv/pushrelay/relay.db");
+	ck_assert_int_eq(c->storage_synchronous, 1);
+	ck_assert_int_eq(c->storage_busy_timeout, 0);
+	ck_assert_int_eq(c->storage_commit_batch, 1);
+	ck_assert_int_eq(c->storage_max_pending_jobs, 16);
+	ck_assert_int_eq(c->storage_max_messages, 1000000000);
+	ck_assert_int_eq(c->storage_max_size, 1L << 40);
+	ck_assert_int_eq(c->storage_sweep_interval, 86400);
+	ck_assert_int_eq(c->storage_sweep_batch, 100);
+	ck_assert_int_eq(c->storage_checkpoint_interval, 300);
+	ck_assert_int_eq(c->storage_history, 7 * 86400);
+	ck_assert_int_eq(c->ingest_max_events, 10000);
+	ck_assert_int_eq(c->ingest_max_payload_bytes, 64);
+	ck_assert_int_eq(c->ingest_max_devices, 1);
+	ck_assert_int_eq(c->ingest_max_id_bytes, 1024);
+	pr_config_free(c);
+
+	/* Choices in any case; "d" and "D" are days; 0 keeps no history. */
+	c = load_ok("[storage]\nsynchronous = FULL\nmax_size = 2G\n"
+		    "history = 0\nsweep_interval = 2h\n"
+		    "checkpoint_interval = 1D\n");
+	ck_assert_int_eq(c->storage_synchronous, 2);
+	ck_assert_int_eq(c->storage_max_size, 2L << 30);
+	ck_assert_int_eq(c->storage_history, 0);
+	ck_assert_int_eq(c->storage_sweep_interval, 7200);
+	ck_assert_int_eq(c->storage_checkpoint_interval, 86400);
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_apps)
+{
+	static const char long_name[] = "a123456789b123456789c123456789"
+					"d123456789e123456789f123456789"
+					"g123"; /* 64 */
+	const struct pr_app_config *a;
+	char text[512];
+	struct pr_config *c;
+
+	c = load_ok("[app \"chat\"]\n"
+		    "push_mode = alert\n"
+		    "default_ttl = 1d\n"
+		    "max_ttl = 7d\n"
+		    "push_delay = 30s\n"
+		    "[server]\n"
+		    "max_headers = 50\n"
+		    "[app\t \"com.example.Other_app-2\"]\n"
+		    "push_delay = 5\n");
+
+	/* In file order; the implicit "default" app is gone. */
+	ck_assert_uint_eq(c->n_apps, 2);
+	ck_assert_str_eq(c->apps[0].name, "chat");
+	ck_assert_int_eq(c->apps[0].push_mode, PR_PUSH_ALERT);
+	ck_assert_int_eq(c->apps[0].default_ttl, 86400);
+	ck_assert_int_eq(c->apps[0].max_ttl, 7 * 86400);
+	ck_assert_int_eq(c->apps[0].push_delay, 30);
+	ck_assert_str_eq(c->apps[1].name, "com.example.Other_app-2");
+	ck_assert_int_eq(c->apps[1].push_mode, PR_PUSH_WAKEUP);
+	ck_assert_int_eq(c->apps[1].default_ttl, 28 * 86400);
+	ck_assert_int_eq(c->apps[1].max_ttl, 28 * 86400);
+	ck_assert_int_eq(c->apps[1].push_delay, 5);
+	/* A section after an app's takes the keys again. */
+	ck_assert_int_eq(c->max_headers, 50);
+
+	ck_assert_ptr_eq(pr_config_app(c, "chat"), &c->apps[0]);
+	ck_assert_ptr_eq(pr_config_app(c, "com.example.Other_app-2"),
+			 &c->apps[1]);
+	ck_assert_ptr_null(pr_config_app(c, "default"));
+	ck_assert_ptr_null(pr_config_app(c, "Chat"));
+	ck_assert_ptr_null(pr_config_app(c, "cha"));
+	ck_assert_ptr_null(pr_config_app(c, NULL));
+	ck_assert_ptr_null(pr_config_app(NULL, "chat"));
+	pr_config_free(c);
+
+	/* An app section may be empty; a 64-byte name; default_ttl 0. */
+	snprintf(text, sizeof(text),
+		 "[app \"%s\"]\n[app \"x\"]  ; comment\ndefault_ttl = 0\n"
+		 "max_ttl = 1\n",
+		 long_name);
+	c = load_ok(text);
+	ck_assert_uint_eq(c->n_apps, 2);
+	a = pr_config_app(c, long_name);
+	ck_assert_ptr_nonnull(a);
+	assert_app_defaults(a);
+	a = pr_config_app(c, "x");
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(a->default_ttl, 0);
+	ck_assert_int_eq(a->max_ttl, 1);
+	pr_config_free(c);
+
+	/* Naming the default app sets it. */
+	c = load_ok("[app \"default\"]\npush_mode = alert\n");
+	ck_assert_uint_eq(c->n_apps, 1);
+	ck_assert_int_eq(pr_config_app(c, "default")->push_mode,
+			 PR_PUSH_ALERT);
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_implicit_default_app)
+{
+	struct pr_config *c = pr_config_new();
+	const struct pr_app_config *a;
+
+	ck_assert_uint_eq(c->n_apps, 1);
+	a = pr_config_app(c, "default");
+	ck_assert_ptr_eq(a, &c->apps[0]);
+	assert_app_defaults(a);
+	pr_config_free(c);
+
+	c = load_ok("[server]\nmax_headers = 10\n");
+	ck_assert_uint_eq(c->n_apps, 1);
+	a = pr_config_app(c, "default");
+	ck_assert_ptr_nonnull(a);
+	assert_app_defaults(a);
+	pr_config_free(c);
+}
+END_TEST
+
 /* ---- listen values ------------------------------------------------------ */
 
 START_TEST(test_listen_parse_ok)
@@ -532,7 +699,8 @@ START_TEST(test_err_unknown_section)
 {
 	/* Reported once at its header; its keys are not piled on. */
 	int n = expect_error("[server]\n[bogus]\nfoo = 1\nbar = 2\n",
-			     ":2: [bogus]: unknown section (server|admin|log)");
+			     ":2: [bogus]: unknown section (server|admin|"
+			     "storage|ingest|log|app \"NAME\")");
 
 	ck_assert_int_eq(n, 1);
 	expect_error("[server\nmax_headers = 5\n",
@@ -612,12 +780,16 @@ START_TEST(test_err_suffix)
 {
 	expect_error("[server]\nmax_header_bytes = 16x\n",
 		     ":2: [server] max_header_bytes: bad size suffix 'x' "
-		     "(k, m or g)");
+		     "(k, m, g or t)");
 	expect_error("[server]\nmax_header_bytes = 16kb\n",
 		     ":2: [server] max_header_bytes: bad size suffix 'kb'");
-	expect_error("[server]\nidle_timeout = 10d\n",
-		     ":2: [server] idle_timeout: bad time suffix 'd' "
-		     "(s, m or h)");
+	expect_error("[server]\nidle_timeout = 10w\n",
+		     ":2: [server] idle_timeout: bad time suffix 'w' "
+		     "(s, m, h or d)");
+	expect_error("[server]\nidle_timeout = 1d\n",
+		     ":2: [server] idle_timeout: out of range 1..3600");
+	expect_error("[storage]\nhistory = 1dd\n",
+		     ":2: [storage] history: bad time suffix 'dd'");
 	expect_error("[server]\nmax_headers = 10k\n",
 		     ":2: [server] max_headers: not a number");
 }
@@ -862,6 +1034,177 @@ START_TEST(test_err_buffer_bounded)
 }
 END_TEST
 
+START_TEST(test_err_storage_ingest)
+{
+	expect_error("[storage]\npath =\n",
+		     ":2: [storage] path: empty value (a path is required)");
+	expect_error("[storage]\nsynchronous = off\n",
+		     ":2: [storage] synchronous: unknown value 'off' "
+		     "(full|normal)");
+	expect_error("[storage]\nsynchronous =\n",
+		     ":2: [storage] synchronous: unknown value '' "
+		     "(full|normal)");
+	expect_error("[storage]\nbusy_timeout = 60001\n",
+		     ":2: [storage] busy_timeout: out of range 0..60000");
+	expect_error("[storage]\ncommit_batch = 0\n",
+		     ":2: [storage] commit_batch: out of range 1..100000");
+	expect_error("[storage]\nmax_pending_jobs = 15\n",
+		     ":2: [storage] max_pending_jobs: out of range "
+		     "16..1000000");
+	expect_error("[storage]\nmax_messages = 1000000001\n",
+		     ":2: [storage] max_messages: out of range "
+		     "1..1000000000");
+	expect_error("[storage]\nmax_size = 1025g\n",
+		     ":2: [storage] max_size: out of range 0..1t");
+	expect_error("[storage]\nmax_size = 1p\n",
+		     ":2: [storage] max_size: bad size suffix 'p' "
+		     "(k, m, g or t)");
+	expect_error("[storage]\nsweep_interval = 2d\n",
+		     ":2: [storage] sweep_interval: out of range 1..1d");
+	expect_error("[storage]\nsweep_batch = 99\n",
+		     ":2: [storage] sweep_batch: out of range 100..1000000");
+	expect_error("[storage]\ncheckpoint_interval = 0\n",
+		     ":2: [storage] checkpoint_interval: out of range 1..1d");
+	expect_error("[storage]\nhistory = 366d\n",
+		     ":2: [storage] history: out of range 0..365d");
+	expect_error("[ingest]\nmax_events = 10001\n",
+		     ":2: [ingest] max_events: out of range 1..10000");
+	expect_error("[ingest]\nmax_payload_bytes = 63\n",
+		     ":2: [ingest] max_payload_bytes: out of range 64..1m");
+	expect_error("[ingest]\nmax_devices = 0\n",
+		     ":2: [ingest] max_devices: out of range 1..1000");
+	expect_error("[ingest]\nmax_id_bytes = 1k\n",
+		     ":2: [ingest] max_id_bytes: not a number");
+	expect_error("[ingest]\npath = /x\n",
+		     ":2: [ingest] path: unknown key (it belongs in "
+		     "[storage])");
+}
+END_TEST
+
+START_TEST(test_err_app_section)
+{
+	char text[2048], name[80], want[256];
+	size_t n = 0;
+
+	/* Reported once at the header; the section's keys are skipped. */
+	ck_assert_int_eq(expect_error("[app]\npush_mode = bogus\n",
+				      ":1: section [app] needs a name: "
+				      "[app \"NAME\"]"),
+			 1);
+	expect_error("[server]\n[app  ]\n",
+		     ":2: section [app] needs a name: [app \"NAME\"]");
+	ck_assert_int_eq(expect_error("[app chat]\npush_delay = 1\n",
+				      ":1: [app chat]: the app name must be "
+				      "quoted: [app \"NAME\"]"),
+			 1);
+	expect_error("[app \"chat]\n",
+		     ":1: [app \"chat]: missing '\"' after the app name");
+	expect_error("[app \"chat\" beta]\n",
+		     ":1: [app \"chat\" beta]: unexpected text after the app "
+		     "name");
+	expect_error("[app \"\"]\n",
+		     ":1: [app \"\"]: bad app name '' (1..64 of A-Z a-z 0-9 . "
+		     "_ -)");
+	expect_error("[app \"my app\"]\n",
+		     ":1: [app \"my app\"]: bad app name 'my app'");
+	expect_error("[app \"a/b\"]\n", ":1: [app \"a/b\"]: bad app name");
+	memset(name, 'n', 65);
+	name[65] = '\0';
+	snprintf(text, sizeof(text), "[server]\n[app \"%s\"]\n", name);
+	snprintf(want, sizeof(want), ":2: [app \"%s\"]: bad app name '%s'",
+		 name, name);
+	expect_error(text, want);
+	/* Not an app section at all. */
+	expect_error("[apps]\n", ":1: [apps]: unknown section");
+	expect_error("[App \"chat\"]\n", ":1: [App \"chat\"]: unknown section");
+
+	/* Each app once; the duplicate's keys are skipped. */
+	ck_assert_int_eq(expect_error("[app \"chat\"]\n[app \"other\"]\n"
+				      "[app \"chat\"]\npush_mode = x\n",
+				      ":3: [app \"chat\"]: duplicate app "
+				      "(first on line 1)"),
+			 1);
+
+	/* At most 64 apps. */
+	for (int i = 0; i < 65; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+				      "[app \"a%d\"]\n", i);
+	ck_assert_int_eq(expect_error(text, ":65: [app \"a64\"]: too many "
+					    "apps (at most 64)"),
+			 1);
+}
+END_TEST
+
+START_TEST(test_err_app_keys)
+{
+	expect_error("[app \"chat\"]\npush_mode = loud\n",
+		     ":2: [app \"chat\"] push_mode: unknown value 'loud' "
+		     "(wakeup|alert)");
+	expect_error("[app \"chat\"]\npush_mode = none\n",
+		     ":2: [app \"chat\"] push_mode: unknown value 'none'");
+	expect_error("[app \"chat\"]\npush_delay = 3601\n",
+		     ":2: [app \"chat\"] push_delay: out of range 0..3600");
+	expect_error("[app \"chat\"]\nmax_ttl = 29d\n",
+		     ":2: [app \"chat\"] max_ttl: out of range 1..28d");
+	expect_error("[app \"chat\"]\nmax_ttl = 0\n",
+		     ":2: [app \"chat\"] max_ttl: out of range 1..28d");
+	expect_error("[app \"chat\"]\ndefault_ttl = -1\n",
+		     ":2: [app \"chat\"] default_ttl: out of range 0..28d");
+	expect_error("[app \"chat\"]\npush_delay = soon\n",
+		     ":2: [app \"chat\"] push_delay: not a number");
+	/* Once per app, but each app has its own. */
+	expect_error("[app \"chat\"]\npush_delay = 1\n[app \"b\"]\n"
+		     "push_delay = 1\n[app \"c\"]\npush_delay = 1\n"
+		     "push_delay = 2\n",
+		     ":7: [app \"c\"] push_delay: duplicate key (first set on "
+		     "line 6)");
+	ck_assert_int_eq(expect_error("[app \"chat\"]\npush_delay = 1\n"
+				      "[app \"b\"]\npush_delay = 1\n"
+				      "push_delay = 2\n",
+				      ":5: [app \"b\"] push_delay: duplicate "
+				      "key (first set on line 4)"),
+			 1);
+	expect_error("[app \"chat\"]\nbogus = 1\n",
+		     ":2: [app \"chat\"] bogus: unknown key");
+	expect_error("[app \"chat\"]\nmax_headers = 5\n",
+		     ":2: [app \"chat\"] max_headers: unknown key (it belongs "
+		     "in [server])");
+	/* App keys belong in an [app] section only. */
+	expect_error("[server]\npush_mode = alert\n",
+		     ":2: [server] push_mode: unknown key (it belongs in "
+		     "[app \"NAME\"])");
+	expect_error("[storage]\nmax_ttl = 1d\n",
+		     ":2: [storage] max_ttl: unknown key (it belongs in "
+		     "[app \"NAME\"])");
+}
+END_TEST
+
+START_TEST(test_err_app_ttl)
+{
+	struct pr_config *c;
+
+	expect_error("[app \"chat\"]\ndefault_ttl = 8d\nmax_ttl = 7d\n",
+		     ":2: [app \"chat\"] default_ttl: 8d is longer than "
+		     "max_ttl (7d)");
+	expect_error("[app \"chat\"]\nmax_ttl = 1h\n",
+		     ":2: [app \"chat\"] max_ttl: 3600 is shorter than "
+		     "default_ttl (28d)");
+	/* Checked when the section ends, whatever ends it. */
+	ck_assert_int_eq(expect_error("[app \"a\"]\nmax_ttl = 60\n"
+				      "[app \"b\"]\n[log]\n",
+				      ":2: [app \"a\"] max_ttl: 60 is shorter "
+				      "than default_ttl (28d)"),
+			 1);
+	expect_error("[app \"a\"]\nmax_ttl = 60\n[server\n",
+		     ":2: [app \"a\"] max_ttl: 60 is shorter");
+	expect_error("[app \"a\"]\n[app \"b\"]\nmax_ttl = 60\n",
+		     ":3: [app \"b\"] max_ttl: 60 is shorter");
+	c = load_ok("[app \"chat\"]\ndefault_ttl = 7d\nmax_ttl = 7d\n");
+	ck_assert_int_eq(c->apps[0].default_ttl, c->apps[0].max_ttl);
+	pr_config_free(c);
+}
+END_TEST
+
 /* ---- reload ------------------------------------------------------------- */
 
 START_TEST(test_apply_reload)
@@ -920,13 +1263,80 @@ START_TEST(test_apply_reload)
 }
 END_TEST
 
+START_TEST(test_reload_storage_ingest_apps)
+{
+	struct pr_config *live, *fresh;
+	char note[1024];
+	int n;
+
+	live = load_ok("[app \"chat\"]\npush_delay = 5\n[app \"old\"]\n");
+	fresh = load_ok("[storage]\n"
+			"path = /srv/relay.db\n"
+			"history = 2d\n"
+			"max_messages = 100\n"
+			"[ingest]\n"
+			"max_events = 10\n"
+			"[app \"new\"]\n"
+			"push_delay = 9\n"
+			"[app \"chat\"]\n"
+			"push_delay = 20\n"
+			"push_mode = alert\n");
+
+	n = pr_config_apply_reload(live, fresh, note, sizeof(note));
+	ck_assert_msg(n == 4, "%d notes:\n%s", n, note);
+	ck_assert_int_eq(count_lines(note), 4);
+	ck_assert_ptr_nonnull(strstr(note, "[storage] path: changed; restart "
+					   "to apply"));
+	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"] push_mode: changed; "
+					   "restart to apply"));
+	ck_assert_ptr_nonnull(strstr(note, "[app \"old\"]: removed; restart "
+					   "to apply"));
+	ck_assert_ptr_nonnull(strstr(note, "[app \"new\"]: added; restart to "
+					   "apply"));
+	/* Reloadable settings were copied, apps matched by name ... */
+	ck_assert_int_eq(live->storage_history, 2 * 86400);
+	ck_assert_int_eq(live->storage_max_messages, 100);
+	ck_assert_int_eq(live->ingest_max_events, 10);
+	ck_assert_int_eq(pr_config_app(live, "chat")->push_delay, 20);
+	/* ... the others left alone, apps neither added nor removed. */
+	ck_assert_str_eq(live->storage_path, "/var/lib/pushrelay/pushrelay.db");
+	ck_assert_int_eq(pr_config_app(live, "chat")->push_mode,
+			 PR_PUSH_WAKEUP);
+	ck_assert_uint_eq(live->n_apps, 2);
+	ck_assert_ptr_nonnull(pr_config_app(live, "old"));
+	ck_assert_ptr_null(pr_config_app(live, "new"));
+	pr_config_free(fresh);
+
+	/* Only push_delay differs: applied silently. */
+	fresh = load_ok("[app \"chat\"]\npush_delay = 0\n[app \"old\"]\n"
+			"push_delay = 1m\n");
+	ck_assert_int_eq(
+		pr_config_apply_reload(live, fresh, note, sizeof(note)), 0);
+	ck_assert_str_eq(note, "");
+	ck_assert_int_eq(pr_config_app(live, "chat")->push_delay, 0);
+	ck_assert_int_eq(pr_config_app(live, "old")->push_delay, 60);
+	pr_config_free(fresh);
+	pr_config_free(live);
+
+	/* From the implicit app to named ones. */
+	live = pr_config_new();
+	fresh = load_ok("[app \"chat\"]\n");
+	ck_assert_int_eq(
+		pr_config_apply_reload(live, fresh, note, sizeof(note)), 2);
+	ck_assert_ptr_nonnull(strstr(note, "[app \"default\"]: removed"));
+	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"]: added"));
+	pr_config_free(fresh);
+	pr_config_free(live);
+}
+END_TEST
+
 /* ---- the table, the example config and the man page --------------------- */
 
 START_TEST(test_directive_table)
 {
 	const struct pr_directive_info *d;
 	size_t i;
-	int listens = 0;
+	int listens = 0, apps = 0;
 
 	for (i = 0; (d = pr_config_directive(i)) != NULL; i++) {
 		ck_assert_ptr_nonnull(d->section);
@@ -939,11 +1349,20 @@ START_TEST(test_directive_table)
 			ck_assert(d->repeatable);
 			ck_assert(!d->reloadable);
 		}
-		if (strcmp(d->section, "log") == 0)
+		if (strcmp(d->section, "log") == 0 ||
+		    strcmp(d->section, "ingest") == 0)
 			ck_assert_msg(d->reloadable, "%s", d->name);
+		if (strcmp(d->section, "app") == 0) {
+			apps++;
+			ck_assert_msg(d->reloadable ==
+					      (strcmp(d->name, "push_delay") ==
+					       0),
+				      "[app] %s", d->name);
+		}
 	}
-	ck_assert_uint_eq(i, 18);
+	ck_assert_uint_eq(i, 37);
 	ck_assert_int_eq(listens, 2);
+	ck_assert_int_eq(apps, 4);
 	ck_assert_ptr_null(pr_config_directive(1000));
 }
 END_TEST
@@ -970,9 +1389,11 @@ END_TEST
 
 /*
  * Where directive d appears in `text` as sec[0] SECTION sec[1] ... name[0]
- * NAME name[1], inside its own section (before the next next_mark).
+ * NAME name[1], inside its own section (before the next next_mark). The
+ * per-app directives (section "app") are under sec[0] app_title sec[1].
  */
 static const char *entry_in_section(const char *text, const char *const sec[2],
+				    const char *app_title,
 				    const char *next_mark,
 				    const struct pr_directive_info *d,
 				    const char *const name[2])
@@ -980,7 +1401,9 @@ static const char *entry_in_section(const char *text, const char *const sec[2],
 	char head[64], key[96];
 	const char *start, *end, *hit;
 
-	snprintf(head, sizeof(head), "%s%s%s", sec[0], d->section, sec[1]);
+	snprintf(head, sizeof(head), "%s%s%s", sec[0],
+		 strcmp(d->section, "app") == 0 ? app_title : d->section,
+		 sec[1]);
 	start = strstr(text, head);
 	ck_assert_msg(start != NULL, "no section '%s'", head);
 	start += strlen(head);
@@ -1006,7 +1429,7 @@ START_TEST(test_example_file_in_sync)
 	src_file("etc/pushrelay.conf", path, sizeof(path));
 	file = read_all(path);
 	for (size_t i = 0; (d = pr_config_directive(i)) != NULL; i++)
-		entry_in_section(file, sec, "\n[", d, key);
+		entry_in_section(file, sec, "app \"default\"", "\n[", d, key);
 	text = example_text(tmp, sizeof(tmp));
 	unlink(tmp);
 	ck_assert_msg(strcmp(file, text) == 0,
@@ -1033,7 +1456,8 @@ START_TEST(test_man_page_in_sync)
 	src_file("man/pushrelay.conf.5", path, sizeof(path));
 	man = read_all(path);
 	for (size_t i = 0; (d = pr_config_directive(i)) != NULL; i++) {
-		entry = entry_in_section(man, sec, "\n.SS", d, key);
+		entry = entry_in_section(man, sec, "app \\(dqNAME\\(dq",
+					 "\n.SS", d, key);
 		end = strstr(entry + 1, "\n.TP");
 		if (!end)
 			end = strstr(entry + 1, "\n.S");
@@ -1071,6 +1495,9 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_listen_repeat);
 	tcase_add_test(tc, test_comments_and_layout);
 	tcase_add_test(tc, test_full_config);
+	tcase_add_test(tc, test_storage_and_ingest);
+	tcase_add_test(tc, test_apps);
+	tcase_add_test(tc, test_implicit_default_app);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("listen");
@@ -1095,10 +1522,15 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_err_same_address);
 	tcase_add_test(tc, test_err_several);
 	tcase_add_test(tc, test_err_buffer_bounded);
+	tcase_add_test(tc, test_err_storage_ingest);
+	tcase_add_test(tc, test_err_app_section);
+	tcase_add_test(tc, test_err_app_keys);
+	tcase_add_test(tc, test_err_app_ttl);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("reload");
 	tcase_add_test(tc, test_apply_reload);
+	tcase_add_test(tc, test_reload_storage_ingest_apps);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("docs");

@@ -177,13 +177,10 @@ static int wait_healthy(struct th_daemon *d, double timeout)
 int th_daemon_start(struct th_daemon *d, const char *extra_server,
 		    const char *extra)
 {
-	const char *bin = getenv("PUSHRELAYD");
 	char conf[8192], listen6[128] = "";
 	int n;
 
 	memset(d, 0, sizeof(*d));
-	if (!bin)
-		bin = "./pushrelayd";
 	if (th_tmpdir(d->dir, sizeof(d->dir)))
 		return -1;
 	snprintf(d->conf, sizeof(d->conf), "%s/pushrelay.conf", d->dir);
@@ -210,14 +207,25 @@ int th_daemon_start(struct th_daemon *d, const char *extra_server,
 		     "%s\n"
 		     "[admin]\n"
 		     "listen = unix:%s\n"
+		     "[storage]\n"
+		     "path = %s/pushrelay.db\n"
 		     "[log]\n"
 		     "level = info\n"
 		     "%s",
 		     d->port, d->tls_port, listen6, d->cert, d->key,
-		     extra_server ? extra_server : "", d->admin_sock,
+		     extra_server ? extra_server : "", d->admin_sock, d->dir,
 		     extra ? extra : "");
 	if (n < 0 || (size_t)n >= sizeof(conf) || th_write_file(d->conf, conf))
 		return -1;
+	return th_daemon_restart(d);
+}
+
+int th_daemon_restart(struct th_daemon *d)
+{
+	const char *bin = getenv("PUSHRELAYD");
+
+	if (!bin)
+		bin = "./pushrelayd";
 	d->pid = fork();
 	if (d->pid < 0)
 		return -1;

@@ -42,6 +42,8 @@ int th_make_cert(const char *cert, const char *key);
  */
 int th_daemon_start(struct th_daemon *d, const char *extra_server,
 		    const char *extra);
+/* Start the daemon again on the same directory and config. */
+int th_daemon_restart(struct th_daemon *d);
 /* Send sig and wait up to `timeout` s. Returns the exit status, or -1. */
 int th_daemon_stop(struct th_daemon *d, int sig, double timeout);
 /* Remove the temporary directory. */

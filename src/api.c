@@ -1,0 +1,232 @@
+/*
+ * api.c - shared pieces of the JSON endpoints. See api.h.
+ */
+#include "autoconf.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "api.h"
+#include "http.h"
+#include "pushrelay.h"
+
+int pr_api_depth(json_t *v, int limit)
+{
+	int best = 0;
+
+	if (limit <= 0)
+		return 1;
+	if (json_is_object(v)) {
+		const char *k;
+		json_t *c;
+
+		json_object_foreach(v, k, c) {
+			int d = pr_api_depth(c, limit - 1);
+
+			if (d > best)
+				best = d;
+			if (best >= limit)
+				break;
+		}
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *c;
+
+		json_array_foreach(v, i, c) {
+			int d = pr_api_depth(c, limit - 1);
+
+			if (d > best)
+				best = d;
+			if (best >= limit)
+				break;
+		}
+	}
+	return best + 1;
+}
+
+json_t *pr_api_body(struct pr_request *req)
+{
+	const char *ct = pr_request_header(req, "content-type");
+	json_error_t jerr;
+	json_t *doc;
+
+	if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+		pr_respond_error(req, 415, "unsupported_media_type", NULL,
+				 "the body must be application/json");
+		return NULL;
+	}
+	if (pr_buf_avail(&req->body) == 0) {
+		pr_respond_error(req, 400, "invalid_json", NULL,
+				 "the request needs a JSON body");
+		return NULL;
+	}
+	/* jansson refuses NUL in strings and invalid UTF-8, and stops at
+	 * its own depth limit; ours is lower and checked below. */
+	doc = json_loadb(pr_buf_peek(&req->body), pr_buf_avail(&req->body),
+			 JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc) {
+		pr_respond_error(req, 400, "invalid_json", NULL,
+				 "malformed JSON at line %d column %d: %s",
+				 jerr.line, jerr.column, jerr.text);
+		return NULL;
+	}
+	if (!json_is_object(doc)) {
+		json_decref(doc);
+		pr_respond_error(req, 400, "invalid_json", NULL,
+				 "the body must be a JSON object");
+		return NULL;
+	}
+	if (pr_api_depth(doc, PR_API_MAX_DEPTH + 1) > PR_API_MAX_DEPTH) {
+		json_decref(doc);
+		pr_respond_error(req, 400, "invalid_json", NULL,
+				 "JSON nested deeper than %d levels",
+				 PR_API_MAX_DEPTH);
+		return NULL;
+	}
+	return doc;
+}
+
+const char *pr_api_text(json_t *v, size_t max)
+{
+	const char *s = json_string_value(v);
+	size_t n;
+
+	if (!s)
+		return NULL;
+	n = json_string_length(v);
+	if (n == 0 || n > max)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return NULL;
+	return s;
+}
+
+void pr_api_store_error(struct pr_request *req, int rv, const char *reason)
+{
+	switch (rv) {
+	case PR_ERR_LIMIT:
+		pr_response_header(req, "Retry-After", "30");
+		pr_respond_error(req, 429, "queue_full", NULL,
+				 "the relay's queue is full; retry later");
+		return;
+	case PR_ERR_BUSY:
+		pr_response_header(req, "Retry-After", "1");
+		pr_respond_error(req, 503, "overloaded", NULL,
+				 "too many requests waiting for storage; "
+				 "retry later");
+		return;
+	case PR_ERR_NOTFOUND:
+		pr_respond_error(req, 404, "not_found", NULL, "%s",
+				 reason && *reason ? reason : "not found");
+		return;
+	case PR_ERR_INVAL:
+		pr_respond_error(req, 400, "invalid_request", NULL, "%s",
+				 reason && *reason ? reason : "invalid");
+		return;
+	default:
+		pr_response_header(req, "Retry-After", "5");
+		pr_respond_error(req, 503, "storage_unavailable", NULL,
+				 "storage failed (%s); nothing was stored, "
+				 "retry later",
+				 reason && *reason ? reason : pr_strerror(rv));
+		return;
+	}
+}
+
+void pr_api_time(long long t, char out[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+#include <stdlib.h>
+
+#include "server.h"
+#include "store.h"
+
+struct pr_api_call *pr_api_call_new(struct pr_server *s,
+				    struct pr_request *req, int op,
+				    int ok_status)
+{
+	struct pr_api_call *call = calloc(1, sizeof(*call));
+
+	if (!call) {
+		pr_respond_error(req, 500, "internal", NULL, "out of memory");
+		return NULL;
+	}
+	call->req = req;
+	call->server = s;
+	call->ok_status = ok_status;
+	call->job.op = (enum pr_store_op)op;
+	call->job.now = (int64_t)time(NULL);
+	return call;
+}
+
+const char *pr_api_call_keep(struct pr_api_call *call, const char *s)
+{
+	if (!s || call->n_own >= PR_ARRAY_SIZE(call->own))
+		return NULL;
+	call->own[call->n_own] = strdup(s);
+	return call->own[call->n_own++];
+}
+
+void pr_api_call_free(struct pr_api_call *call)
+{
+	if (!call)
+		return;
+	for (size_t i = 0; i < call->n_own; i++)
+		free(call->own[i]);
+	json_decref(call->hold);
+	json_decref(call->job.result);
+	free(call);
+}
+
+static void call_abort(struct pr_request *req, void *arg)
+{
+	struct pr_api_call *call = arg;
+
+	call->req = NULL;
+}
+
+static void call_done(struct pr_store_job *job, void *arg)
+{
+	struct pr_api_call *call = arg;
+	struct pr_request *req = call->req;
+
+	if (!req)
+		goto out;
+	if (job->rv) {
+		pr_api_store_error(req, job->rv, job->err);
+		goto out;
+	}
+	if (call->finish) {
+		call->finish(call);
+		goto out;
+	}
+	pr_respond_json(req, call->ok_status,
+			job->result ? json_incref(job->result) : json_object());
+out:
+	pr_api_call_free(call);
+}
+
+void pr_api_call_submit(struct pr_api_call *call)
+{
+	struct pr_request *req = call->req;
+	int rv;
+
+	call->job.done = call_done;
+	call->job.arg = call;
+	rv = pr_store_submit(call->server->store, &call->job);
+	if (rv) {
+		pr_api_store_error(req, rv, NULL);
+		pr_api_call_free(call);
+		return;
+	}
+	pr_request_defer(req, call_abort, call);
+}

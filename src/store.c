@@ -1,0 +1,456 @@
+/*
+ * store.c - the store's front half: a bounded queue of jobs from the event
+ * loop to one store thread, group commit, and the way back through
+ * ev_async. The loop submits; the store thread takes every job waiting (up
+ * to commit_batch), runs them in one transaction with a savepoint each,
+ * commits, and queues them as finished; the loop's async callback runs
+ * their done() in submit order and keeps the statistics. Which database is
+ * underneath is the backend's business (store_sqlite.c): this file only
+ * sequences begin / savepoint / exec / release / commit, so the loop never
+ * waits for an fsync and nothing answered as stored was left out of a
+ * committed transaction.
+ */
+#include "autoconf.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "store.h"
+
+/* Upper bounds (seconds) of the submit-to-commit latency histogram;
+ * cumulative like Prometheus buckets, +Inf is stats.jobs. */
+const double pr_store_latency_bounds[12] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+};
+
+#define DEFAULT_COMMIT_BATCH 1024
+#define DEFAULT_MAX_PENDING  65536
+
+/* The [storage] settings a reload may change that the backend reads. */
+struct limits {
+	long max_messages;
+	long max_size;
+	long history;
+	long sweep_batch;
+};
+
+struct pr_store {
+	struct ev_loop *loop;
+	ev_async done_w;	     /* store thread -> loop: jobs finished */
+	const struct pr_config *cfg; /* the live config (loop thread) */
+	const struct pr_store_backend *ops;
+	void *be;
+	size_t batch_max;
+	unsigned char *skip; /* store thread: batch_max flags, job failed */
+	/* Store thread: the config the backend was opened with (a shallow
+	 * copy; after open only its reloadable numbers are read, and they
+	 * change between batches only). */
+	struct pr_config snap;
+
+	pthread_t thread;
+	int thread_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+
+	/* Guarded by mu. */
+	struct pr_store_job *q_head, *q_tail; /* waiting for the thread */
+	struct pr_store_job *d_head, *d_tail; /* finished, for the loop */
+	uint64_t d_commits;		      /* since the loop last looked */
+	uint64_t d_commit_errors;
+	int d_health;
+	int stopping;
+	struct limits want; /* the live values, copied in at every submit */
+
+	/* Loop thread only. */
+	int closed;
+	size_t pending; /* submitted, done() not yet run */
+	int health;
+	struct pr_store_stats stats;
+};
+
+/* ---- store thread -------------------------------------------------------- */
+
+static const char *be_reason(const struct pr_store *st, int rv)
+{
+	const char *why = st->ops->errmsg ? st->ops->errmsg(st->be) : NULL;
+
+	return why && *why ? why : pr_strerror(rv);
+}
+
+static void job_fail(struct pr_store_job *job, int rv, const char *why)
+{
+	job->rv = rv;
+	snprintf(job->err, sizeof(job->err), "%s", why);
+	json_decref(job->result);
+	job->result = NULL;
+}
+
+/* Fail every job of the batch still in play with the same reason. */
+static void fail_rest(struct pr_store *st, struct pr_store_job *first,
+		      const char *why)
+{
+	size_t i = 0;
+
+	for (struct pr_store_job *j = first; j; j = j->next, i++)
+		if (!st->skip[i])
+			job_fail(j, PR_ERR_STORE, why);
+}
+
+/*
+ * Run the jobs of one batch [first, NULL) in one transaction, each inside
+ * the backend's savepoint. A failed job is undone with rollback_to; when
+ * the backend cannot undo it alone (SQLite's lazy savepoints: the job had
+ * already changed rows, or the database itself dropped the transaction on
+ * a full disk or an I/O error), the whole transaction is rolled back and
+ * run again without that job, which keeps its error. The jobs before it
+ * run again, so a backend's exec must depend only on the job's inputs and
+ * the database. Every retry drops one job, so this ends. Returns the
+ * batch's health: 0, or PR_ERR_STORE when storage failed some job.
+ */
+static int run_batch(struct pr_store *st, struct pr_store_job *first,
+		     uint64_t *commits, uint64_t *errors)
+{
+	const struct pr_store_backend *ops = st->ops;
+	struct pr_store_job *j;
+	size_t i, broken;
+	int rv;
+
+	memset(st->skip, 0, st->batch_max);
+	for (;;) {
+		rv = ops->begin(st->be);
+		if (rv) {
+			fail_rest(st, first, be_reason(st, rv));
+			(*errors)++;
+			return PR_ERR_STORE;
+		}
+		broken = SIZE_MAX;
+		for (j = first, i = 0; j && broken == SIZE_MAX;
+		     j = j->next, i++) {
+			if (st->skip[i])
+				continue;
+			j->rv = 0;
+			j->err[0] = '\0';
+			json_decref(j->result);
+			j->result = NULL;
+			if (ops->savepoint(st->be)) {
+				job_fail(j, PR_ERR_STORE,
+					 be_reason(st, PR_ERR_STORE));
+				broken = i;
+				continue;
+			}
+			ops->exec(st->be, j);
+			if (j->rv) {
+				json_decref(j->result);
+				j->result = NULL;
+				if (ops->rollback_to(st->be))
+					broken = i;
+			} else if (ops->release(st->be)) {
+				job_fail(j, PR_ERR_STORE,
+					 be_reason(st, PR_ERR_STORE));
+				broken = i;
+			}
+		}
+		if (broken == SIZE_MAX)
+			break;
+		st->skip[broken] = 1;
+		ops->rollback(st->be);
+	}
+	rv = ops->commit(st->be);
+	if (rv) {
+		fail_rest(st, first, be_reason(st, rv));
+		ops->rollback(st->be);
+		(*errors)++;
+		return PR_ERR_STORE;
+	}
+	(*commits)++;
+	for (j = first; j; j = j->next)
+		if (j->rv == PR_ERR_STORE || j->rv == PR_ERR_NOMEM)
+			return PR_ERR_STORE;
+	return PR_OK;
+}
+
+/* Storage failures are logged at most every LOG_EVERY seconds (with the
+ * number of failed batches since the last line), not once per job or
+ * batch; after a logged failure one line says when batches succeed
+ * again. Store thread only. */
+#define LOG_EVERY 10.0
+
+struct fail_log {
+	double last;	 /* when a failure was last logged */
+	unsigned long n; /* failed batches since then */
+	int failing;	 /* a failure was logged, no recovery yet */
+};
+
+static void note_health(struct fail_log *fl, const struct pr_store_job *batch,
+			int health, double t)
+{
+	const struct pr_store_job *j;
+
+	if (!health) {
+		if (fl->failing)
+			pr_info("store: transactions commit again");
+		fl->failing = 0;
+		return;
+	}
+	fl->n++;
+	if (fl->last > 0 && t - fl->last < LOG_EVERY)
+		return;
+	for (j = batch; j; j = j->next)
+		if (j->rv == PR_ERR_STORE || j->rv == PR_ERR_NOMEM)
+			break;
+	pr_err("store: %lu failed transaction%s: %s", fl->n,
+	       fl->n == 1 ? "" : "s",
+	       j && j->err[0] ? j->err : pr_strerror(health));
+	fl->last = t;
+	fl->n = 0;
+	fl->failing = 1;
+}
+
+static void *store_thread(void *arg)
+{
+	struct pr_store *st = arg;
+	struct pr_store_job *batch, *last, *j;
+	uint64_t commits, errors;
+	size_t n;
+	struct fail_log fl = {0};
+	int health;
+	double t;
+
+	pthread_mutex_lock(&st->mu);
+	for (;;) {
+		while (!st->q_head && !st->stopping)
+			pthread_cond_wait(&st->cv, &st->mu);
+		if (!st->q_head)
+			break; /* stopping, and every job has run */
+		/* A reload's new bounds reach the backend between batches. */
+		st->snap.storage_max_messages = st->want.max_messages;
+		st->snap.storage_max_size = st->want.max_size;
+		st->snap.storage_history = st->want.history;
+		st->snap.storage_sweep_batch = st->want.sweep_batch;
+		batch = st->q_head;
+		last = batch;
+		for (n = 1; n < st->batch_max && last->next; n++)
+			last = last->next;
+		st->q_head = last->next;
+		if (!st->q_head)
+			st->q_tail = NULL;
+		last->next = NULL;
+		pthread_mutex_unlock(&st->mu);
+
+		commits = errors = 0;
+		health = run_batch(st, batch, &commits, &errors);
+		t = ev_time();
+		for (j = batch; j; j = j->next)
+			j->committed_at = t;
+		note_health(&fl, batch, health, t);
+
+		pthread_mutex_lock(&st->mu);
+		if (st->d_tail)
+			st->d_tail->next = batch;
+		else
+			st->d_head = batch;
+		st->d_tail = last;
+		st->d_commits += commits;
+		st->d_commit_errors += errors;
+		st->d_health = health;
+		pthread_mutex_unlock(&st->mu);
+		ev_async_send(st->loop, &st->done_w);
+		pthread_mutex_lock(&st->mu);
+	}
+	pthread_mutex_unlock(&st->mu);
+	return NULL;
+}
+
+/* ---- loop thread --------------------------------------------------------- */
+
+static void observe(struct pr_store *st, const struct pr_store_job *job)
+{
+	double s = job->committed_at - job->queued_at;
+
+	if (s < 0)
+		s = 0;
+	st->stats.jobs++;
+	st->stats.commit_seconds += s;
+	for (size_t i = 0; i < PR_ARRAY_SIZE(pr_store_latency_bounds); i++)
+		if (s <= pr_store_latency_bounds[i])
+			st->stats.commit_latency_buckets[i]++;
+}
+
+/* Take what the thread finished (briefly under the lock), then run the
+ * done() callbacks without it: a callback may submit again. */
+static void finish_jobs(struct pr_store *st)
+{
+	struct pr_store_job *list, *next;
+	int have;
+
+	pthread_mutex_lock(&st->mu);
+	list = st->d_head;
+	st->d_head = st->d_tail = NULL;
+	st->stats.commits += st->d_commits;
+	st->stats.commit_errors += st->d_commit_errors;
+	have = st->d_commits || st->d_commit_errors || list;
+	st->d_commits = st->d_commit_errors = 0;
+	if (have)
+		st->health = st->d_health;
+	pthread_mutex_unlock(&st->mu);
+
+	for (; list; list = next) {
+		next = list->next;
+		list->next = NULL;
+		st->pending--;
+		observe(st, list);
+		if (list->done)
+			list->done(list, list->arg);
+	}
+}
+
+static void store_done_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	finish_jobs(w->data);
+}
+
+static void read_limits(const struct pr_config *cfg, struct limits *l)
+{
+	l->max_messages = cfg->storage_max_messages;
+	l->max_size = cfg->storage_max_size;
+	l->history = cfg->storage_history;
+	l->sweep_batch = cfg->storage_sweep_batch;
+}
+
+/*
+ * cfg must outlive the store: its reloadable [storage] settings
+ * (max_pending_jobs, max_messages, max_size, history, sweep_batch) are
+ * read again at every submit, so a reload that changes them in place
+ * (pr_config_apply_reload) takes effect from the next batch.
+ */
+struct pr_store *pr_store_new(struct ev_loop *loop, const struct pr_config *cfg,
+			      char *err, size_t errlen)
+{
+	struct pr_store *st;
+	sigset_t all, old;
+	int rv;
+
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	st->loop = loop;
+	st->ops = &pr_store_sqlite;
+	st->batch_max = cfg->storage_commit_batch > 0
+			    ? (size_t)cfg->storage_commit_batch
+			    : DEFAULT_COMMIT_BATCH;
+	st->cfg = cfg;
+	st->snap = *cfg;
+	read_limits(cfg, &st->want);
+	st->skip = malloc(st->batch_max);
+	if (!st->skip) {
+		snprintf(err, errlen, "out of memory");
+		free(st);
+		return NULL;
+	}
+	rv = st->ops->open(&st->be, &st->snap, err, errlen);
+	if (rv) {
+		free(st->skip);
+		free(st);
+		return NULL;
+	}
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_cond_init(&st->cv, NULL);
+	ev_async_init(&st->done_w, store_done_cb);
+	st->done_w.data = st;
+	ev_async_start(loop, &st->done_w);
+
+	/* Signals belong to the loop thread: the store thread blocks all. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rv = pthread_create(&st->thread, NULL, store_thread, st);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rv) {
+		snprintf(err, errlen, "cannot start the store thread: %s",
+			 strerror(rv));
+		pr_store_free(st);
+		return NULL;
+	}
+	st->thread_started = 1;
+	return st;
+}
+
+void pr_store_free(struct pr_store *st)
+{
+	if (!st)
+		return;
+	st->closed = 1;
+	if (st->thread_started) {
+		pthread_mutex_lock(&st->mu);
+		st->stopping = 1;
+		pthread_cond_signal(&st->cv);
+		pthread_mutex_unlock(&st->mu);
+		pthread_join(st->thread, NULL);
+	}
+	/* The thread ran every queued job; their done() runs here. */
+	finish_jobs(st);
+	ev_async_stop(st->loop, &st->done_w);
+	st->ops->close(st->be);
+	pthread_cond_destroy(&st->cv);
+	pthread_mutex_destroy(&st->mu);
+	free(st->skip);
+	free(st);
+}
+
+/*
+ * Besides PR_ERR_BUSY, a submit while pr_store_free() is running (from a
+ * done() callback) is refused with PR_ERR_CLOSED; done() does not run.
+ */
+int pr_store_submit(struct pr_store *st, struct pr_store_job *job)
+{
+	size_t max;
+
+	if (st->closed)
+		return PR_ERR_CLOSED;
+	max = st->cfg->storage_max_pending_jobs > 0
+		  ? (size_t)st->cfg->storage_max_pending_jobs
+		  : DEFAULT_MAX_PENDING;
+	if (st->pending >= max)
+		return PR_ERR_BUSY;
+	job->rv = 0;
+	job->err[0] = '\0';
+	job->result = NULL;
+	job->next = NULL;
+	job->queued_at = ev_time();
+	job->committed_at = 0;
+	st->pending++;
+	pthread_mutex_lock(&st->mu);
+	read_limits(st->cfg, &st->want);
+	if (st->q_tail)
+		st->q_tail->next = job;
+	else
+		st->q_head = job;
+	st->q_tail = job;
+	pthread_cond_signal(&st->cv);
+	pthread_mutex_unlock(&st->mu);
+	return PR_OK;
+}
+
+size_t pr_store_pending(const struct pr_store *st)
+{
+	return st->pending;
+}
+
+int pr_store_health(const struct pr_store *st)
+{
+	return st->health;
+}
+
+const struct pr_store_stats *pr_store_stats(const struct pr_store *st)
+{
+	return &st->stats;
+}

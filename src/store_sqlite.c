@@ -1,0 +1,1937 @@
+/*
+ * store_sqlite.c - the embedded storage backend: one SQLite database in WAL
+ * mode, used by the store thread alone. It owns the schema and its
+ * migrations (PRAGMA user_version), every prepared statement (prepared
+ * once at open, reset and reused), a name -> id cache of apps and an
+ * in-memory count of stored messages for the [storage] max_messages bound.
+ * store.c decides when transactions begin and end; this file carries out
+ * the domain operations of store.h inside them. Payloads, device tokens
+ * and key hashes never reach a log line or an error reason.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "store.h"
+
+/* A user's devices reached by one all-devices event. Explicit targets are
+ * bounded by [ingest] max_devices; this bounds the rest until devices per
+ * user have a directive of their own. */
+#define MAX_FANOUT 10000
+/* Rows one listing returns at most. */
+#define MAX_LIST 1000
+/* invalid_tokens rows are kept this long for GET /v1/invalid-tokens. */
+#define INVALID_TOKEN_DAYS 30
+/* A sweep slice when neither the job nor [storage] sweep_batch says. */
+#define DEFAULT_SWEEP_BATCH 5000
+/* Cached app ids; more apps still work, uncached. */
+#define MAX_CACHED_APPS 256
+/* Checkpoint jobs answered by one transaction's checkpoint. */
+#define MAX_CKPT_JOBS 16
+
+/* ---- schema -------------------------------------------------------------- */
+
+/*
+ * migrations[i] takes user_version i to i + 1. Append, never edit: a
+ * database at version N runs steps N.. in one transaction at open.
+ *
+ * Times are unix seconds. A message lives once per (app, ext_id), the
+ * idempotency key; each device's inbox is its rows in deliveries, with
+ * its own gap-free seq taken from devices.next_seq. pending_fanout marks
+ * a message that waits for devices yet to register (until it expires).
+ */
+static const char *const migrations[] = {
+    /* 1: the initial schema */
+    "CREATE TABLE apps ("
+    " id INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " created_at INTEGER NOT NULL);"
+
+    "CREATE TABLE api_keys ("
+    " id INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " scope TEXT NOT NULL CHECK (scope IN ('ingest', 'admin')),"
+    " hash BLOB NOT NULL UNIQUE,"
+    " prefix TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " last_used_at INTEGER,"
+    " revoked_at INTEGER);"
+
+    "CREATE TABLE devices ("
+    " id INTEGER PRIMARY KEY,"
+    " app_id INTEGER NOT NULL REFERENCES apps(id),"
+    " device_id TEXT NOT NULL,"
+    " user_id TEXT NOT NULL,"
+    " platform TEXT NOT NULL,"
+    " token TEXT,"
+    " environment TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " last_seen_at INTEGER NOT NULL,"
+    " next_seq INTEGER NOT NULL DEFAULT 1,"
+    " acked_seq INTEGER NOT NULL DEFAULT 0,"
+    " push_state TEXT NOT NULL DEFAULT 'ok'"
+    "  CHECK (push_state IN ('ok', 'invalid')),"
+    " UNIQUE (app_id, device_id),"
+    " UNIQUE (app_id, platform, token));"
+    "CREATE INDEX devices_user ON devices(app_id, user_id);"
+
+    "CREATE TABLE messages ("
+    " id INTEGER PRIMARY KEY,"
+    " app_id INTEGER NOT NULL REFERENCES apps(id),"
+    " ext_id TEXT NOT NULL,"
+    " user_id TEXT NOT NULL,"
+    " payload TEXT,"
+    " push TEXT,"
+    " push_mode INTEGER NOT NULL DEFAULT 0,"
+    " targets TEXT," /* JSON array of device ids; NULL = all */
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL,"
+    " pending_fanout INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE (app_id, ext_id));"
+    "CREATE INDEX messages_expiry ON messages(expires_at);"
+    "CREATE INDEX messages_fanout ON messages(app_id, user_id)"
+    " WHERE pending_fanout = 1;"
+
+    "CREATE TABLE deliveries ("
+    " device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,"
+    " seq INTEGER NOT NULL,"
+    " message_id INTEGER NOT NULL"
+    "  REFERENCES messages(id) ON DELETE CASCADE,"
+    " created_at INTEGER NOT NULL,"
+    " PRIMARY KEY (device_id, seq)) WITHOUT ROWID;"
+    "CREATE INDEX deliveries_message ON deliveries(message_id);"
+
+    "CREATE TABLE push_jobs ("
+    " id INTEGER PRIMARY KEY,"
+    " device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,"
+    " message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('pending', 'in_flight',"
+    "  'sent', 'retry', 'dead', 'cancelled', 'expired',"
+    "  'invalid_token')),"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt_at INTEGER NOT NULL,"
+    " last_status INTEGER,"
+    " last_reason TEXT,"
+    " apns_id TEXT,"
+    " provider_id TEXT,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE INDEX push_jobs_due ON push_jobs(state, next_attempt_at);"
+    "CREATE INDEX push_jobs_device ON push_jobs(device_id, state);"
+    /* ON DELETE SET NULL and the sweep look jobs up by message. */
+    "CREATE INDEX push_jobs_message ON push_jobs(message_id);"
+
+    "CREATE TABLE push_attempts ("
+    " id INTEGER PRIMARY KEY,"
+    " job_id INTEGER NOT NULL REFERENCES push_jobs(id) ON DELETE CASCADE,"
+    " at INTEGER NOT NULL,"
+    " provider TEXT,"
+    " status INTEGER,"
+    " reason TEXT,"
+    " latency_ms INTEGER,"
+    " apns_id TEXT);"
+    "CREATE INDEX push_attempts_job ON push_attempts(job_id);"
+
+    "CREATE TABLE invalid_tokens ("
+    " id INTEGER PRIMARY KEY,"
+    " app_id INTEGER NOT NULL REFERENCES apps(id),"
+    " device_id TEXT,"
+    " user_id TEXT,"
+    " platform TEXT,"
+    " token TEXT,"
+    " reason TEXT,"
+    " at INTEGER NOT NULL);"
+    "CREATE INDEX invalid_tokens_app ON invalid_tokens(app_id, id);",
+};
+
+#define SCHEMA_VERSION ((int)PR_ARRAY_SIZE(migrations))
+
+/* ---- prepared statements ------------------------------------------------- */
+
+enum stmt {
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_SAVEPOINT,
+	S_RELEASE,
+	S_ROLLBACK_TO,
+	S_APP_GET,
+	S_APP_ADD,
+	S_MSG_ADD,
+	S_MSG_HOLD,
+	S_MSG_KNOWN,
+	S_DEVS_USER,
+	S_DEVS_ONE,
+	S_SEQ_SET,
+	S_DELIVERY_ADD,
+	S_PUSH_COALESCE,
+	S_PUSH_ADD,
+	S_DEV_GET,
+	S_DEV_HOLDER,
+	S_DEV_UNTOKEN,
+	S_PUSH_CANCEL,
+	S_INBOX_DROP,
+	S_DEV_ADD,
+	S_DEV_SET,
+	S_BACKLOG,
+	S_SEQ_ADD,
+	S_DEV_DEL,
+	S_DEV_LIST,
+	S_INVALID_LIST,
+	S_KEY_NAMED,
+	S_KEY_HASHED,
+	S_KEY_ADD,
+	S_KEY_LIST,
+	S_KEY_REVOKE_ID,
+	S_KEY_REVOKE_NAME,
+	S_KEY_LOAD,
+	S_KEY_TOUCH,
+	S_SWEEP_EXPIRE_JOBS,
+	S_SWEEP_EXPIRED,
+	S_SWEEP_JOBS,
+	S_SWEEP_DONE,
+	S_SWEEP_INVALID,
+	S_COUNT,
+	S_COUNT_JOBS,
+	N_STMT
+};
+
+static const char *const stmt_sql[N_STMT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT job",
+    [S_RELEASE] = "RELEASE job",
+    [S_ROLLBACK_TO] = "ROLLBACK TO job",
+
+    [S_APP_GET] = "SELECT id FROM apps WHERE name = ?1",
+    [S_APP_ADD] = "INSERT INTO apps(name, created_at) VALUES (?1, ?2)"
+		  " RETURNING id",
+
+    /* No change: (app, ext_id) is stored already, a duplicate. (No
+     * RETURNING on the hot path: it costs a temporary table a row.) */
+    [S_MSG_ADD] = "INSERT INTO messages(app_id, ext_id, user_id, payload,"
+		  " push, push_mode, targets, created_at, expires_at)"
+		  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+		  " ON CONFLICT (app_id, ext_id) DO NOTHING",
+    [S_MSG_HOLD] = "UPDATE messages SET pending_fanout = 1 WHERE id = ?1",
+    [S_MSG_KNOWN] = "SELECT 1 FROM messages WHERE app_id = ?1"
+		    " AND ext_id = ?2",
+    [S_DEVS_USER] = "SELECT id, next_seq,"
+		    " token IS NOT NULL AND push_state = 'ok'"
+		    " FROM devices WHERE app_id = ?1 AND user_id = ?2",
+    [S_DEVS_ONE] = "SELECT id, next_seq,"
+		   " token IS NOT NULL AND push_state = 'ok'"
+		   " FROM devices WHERE app_id = ?1 AND device_id = ?2"
+		   " AND user_id = ?3",
+    [S_SEQ_SET] = "UPDATE devices SET next_seq = ?2 WHERE id = ?1",
+    [S_DELIVERY_ADD] = "INSERT INTO deliveries(device_id, seq, message_id,"
+		       " created_at) VALUES (?1, ?2, ?3, ?4)",
+    /* One waiting push per device: a newer message takes it over. */
+    [S_PUSH_COALESCE] = "UPDATE push_jobs SET message_id = ?1,"
+			" updated_at = ?2 WHERE device_id = ?3"
+			" AND state IN ('pending', 'retry')",
+    [S_PUSH_ADD] = "INSERT INTO push_jobs(device_id, message_id, state,"
+		   " next_attempt_at, created_at, updated_at)"
+		   " VALUES (?1, ?2, 'pending', ?3, ?4, ?4)",
+
+    [S_DEV_GET] = "SELECT id, user_id, next_seq FROM devices"
+		  " WHERE app_id = ?1 AND device_id = ?2",
+    [S_DEV_HOLDER] = "SELECT id, device_id, user_id FROM devices"
+		     " WHERE app_id = ?1 AND platform = ?2 AND token = ?3"
+		     " AND device_id <> ?4",
+    [S_DEV_UNTOKEN] = "UPDATE devices SET token = NULL WHERE id = ?1",
+    [S_PUSH_CANCEL] = "UPDATE push_jobs SET state = 'cancelled',"
+		      " updated_at = ?2, last_reason = ?3"
+		      " WHERE device_id = ?1"
+		      " AND state IN ('pending', 'retry')",
+    [S_INBOX_DROP] = "DELETE FROM deliveries WHERE device_id = ?1",
+    [S_DEV_ADD] = "INSERT INTO devices(app_id, device_id, user_id,"
+		  " platform, token, environment, created_at,"
+		  " last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)"
+		  " RETURNING id, next_seq",
+    [S_DEV_SET] = "UPDATE devices SET user_id = ?2, platform = ?3,"
+		  " token = ?4, environment = ?5, last_seen_at = ?6,"
+		  " push_state = 'ok' WHERE id = ?1",
+    /* The waiting messages a newly reachable device gets, in order. */
+    [S_BACKLOG] = "INSERT INTO deliveries(device_id, seq, message_id,"
+		  " created_at)"
+		  " SELECT ?1, ?2 + row_number() OVER (ORDER BY m.id) - 1,"
+		  " m.id, ?3 FROM messages m"
+		  " WHERE m.app_id = ?4 AND m.user_id = ?5"
+		  " AND m.pending_fanout = 1 AND m.expires_at > ?3"
+		  " AND (m.targets IS NULL OR EXISTS (SELECT 1 FROM"
+		  " json_each(m.targets) AS t WHERE t.value = ?6))"
+		  " AND NOT EXISTS (SELECT 1 FROM deliveries d"
+		  " WHERE d.message_id = m.id AND d.device_id = ?1)"
+		  " ORDER BY m.id",
+    [S_SEQ_ADD] = "UPDATE devices SET next_seq = next_seq + ?2"
+		  " WHERE id = ?1",
+    [S_DEV_DEL] = "DELETE FROM devices WHERE app_id = ?1"
+		  " AND device_id = ?2",
+    [S_DEV_LIST] = "SELECT device_id, user_id, platform, token,"
+		   " environment, created_at, last_seen_at, push_state"
+		   " FROM devices WHERE app_id = ?1 AND user_id = ?2"
+		   " ORDER BY device_id LIMIT ?3",
+    [S_INVALID_LIST] = "SELECT id, device_id, user_id, platform, token,"
+		       " reason, at FROM invalid_tokens"
+		       " WHERE app_id = ?1 AND id > ?2 ORDER BY id"
+		       " LIMIT ?3",
+
+    [S_KEY_NAMED] = "SELECT id FROM api_keys WHERE name = ?1",
+    [S_KEY_HASHED] = "SELECT id FROM api_keys WHERE hash = ?1",
+    [S_KEY_ADD] = "INSERT INTO api_keys(name, scope, hash, prefix,"
+		  " created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+    [S_KEY_LIST] = "SELECT id, name, scope, prefix, created_at,"
+		   " last_used_at, revoked_at FROM api_keys ORDER BY id"
+		   " LIMIT ?1",
+    [S_KEY_REVOKE_ID] = "UPDATE api_keys SET revoked_at ="
+			" coalesce(revoked_at, ?2) WHERE id = ?1"
+			" RETURNING id",
+    [S_KEY_REVOKE_NAME] = "UPDATE api_keys SET revoked_at ="
+			  " coalesce(revoked_at, ?2) WHERE name = ?1"
+			  " RETURNING id",
+    [S_KEY_LOAD] = "SELECT id, scope, hash FROM api_keys"
+		   " WHERE revoked_at IS NULL ORDER BY id",
+    [S_KEY_TOUCH] = "UPDATE api_keys SET last_used_at ="
+		    " max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
+
+    /* Each sweep statement deletes at most ?2 rows (a bounded slice). */
+    [S_SWEEP_EXPIRE_JOBS] = "UPDATE push_jobs SET state = 'expired',"
+			    " updated_at = ?1"
+			    " WHERE state IN ('pending', 'retry')"
+			    " AND message_id IN (SELECT id FROM messages"
+			    " WHERE expires_at <= ?1"
+			    " ORDER BY expires_at, id LIMIT ?2)",
+    [S_SWEEP_EXPIRED] = "DELETE FROM messages WHERE id IN (SELECT id"
+			" FROM messages WHERE expires_at <= ?1"
+			" ORDER BY expires_at, id LIMIT ?2)",
+    [S_SWEEP_JOBS] = "DELETE FROM push_jobs WHERE id IN (SELECT id"
+		     " FROM push_jobs WHERE state IN ('sent', 'dead',"
+		     " 'cancelled', 'expired', 'invalid_token')"
+		     " AND updated_at < ?1 LIMIT ?2)",
+    [S_SWEEP_DONE] = "DELETE FROM messages WHERE id IN (SELECT m.id"
+		     " FROM messages m WHERE m.created_at < ?1"
+		     " AND m.pending_fanout = 0"
+		     " AND NOT EXISTS (SELECT 1 FROM deliveries d"
+		     " WHERE d.message_id = m.id)"
+		     " AND NOT EXISTS (SELECT 1 FROM push_jobs p"
+		     " WHERE p.message_id = m.id"
+		     " AND p.state IN ('pending', 'retry', 'in_flight'))"
+		     " ORDER BY m.id LIMIT ?2)",
+    [S_SWEEP_INVALID] = "DELETE FROM invalid_tokens WHERE id IN (SELECT"
+			" id FROM invalid_tokens WHERE at < ?1"
+			" ORDER BY id LIMIT ?2)",
+
+    [S_COUNT] = "SELECT (SELECT count(*) FROM messages),"
+		" (SELECT count(*) FROM deliveries),"
+		" (SELECT count(*) FROM devices),"
+		" (SELECT count(*) FROM messages WHERE pending_fanout = 1)",
+    [S_COUNT_JOBS] = "SELECT state, count(*) FROM push_jobs"
+		     " GROUP BY state",
+};
+
+static const char *const push_states[] = {
+    "pending", "in_flight", "sent",    "retry",
+    "dead",    "cancelled", "expired", "invalid_token",
+};
+
+/* ---- the backend object -------------------------------------------------- */
+
+struct app_ent {
+	char *name;
+	int64_t id;
+	int fresh; /* added in the open transaction: dropped on rollback */
+};
+
+/* A device an event reaches: its row, the seq it takes, push or not. */
+struct target {
+	int64_t id;
+	int64_t seq;
+	int pushable;
+};
+
+struct sq {
+	sqlite3 *db;
+	sqlite3_stmt *st[N_STMT];
+	int bind_rc; /* first failed bind since the last step */
+
+	struct app_ent apps[MAX_CACHED_APPS];
+	size_t n_apps;
+
+	/* Messages stored: committed / at BEGIN / at the job's savepoint. */
+	int64_t n_messages, n_messages_tx, n_messages_sp;
+	/* Lazy savepoints (see sq_savepoint): rows changed at the job's
+	 * start; real_sp when this batch runs real SAVEPOINTs instead. */
+	int64_t changes_sp;
+	int real_sp;
+	/* The config store.c keeps for us: its reloadable [storage]
+	 * numbers change between batches, on this thread. */
+	const struct pr_config *cfg;
+	long max_size; /* the max_size max_page_count follows */
+	int64_t page_size;
+	int64_t default_pages; /* max_page_count when max_size is 0 */
+	int busy_timeout;
+
+	struct target *targets; /* fan-out scratch, reused */
+	size_t cap_targets;
+
+	struct pr_store_job *ckpt[MAX_CKPT_JOBS]; /* answered after COMMIT */
+	size_t n_ckpt;
+
+	char errbuf[160];
+};
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/* The enum pr_error for a SQLite result that is neither ROW nor DONE. */
+static int rc_error(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_NOMEM: return PR_ERR_NOMEM;
+	case SQLITE_CONSTRAINT: return PR_ERR_INVAL;
+	default: return PR_ERR_STORE;
+	}
+}
+
+/* Note why a statement failed, while SQLite's message is fresh. Storage
+ * failures get SQLite's generic text ("database or disk is full"); the
+ * others its message, which names no values. */
+static void db_error(struct sq *q, int rc)
+{
+	const char *why;
+
+	switch (rc & 0xff) {
+	case SQLITE_NOMEM:
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_READONLY:
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PROTOCOL:
+	case SQLITE_TOOBIG:
+	case SQLITE_RANGE: why = sqlite3_errstr(rc); break;
+	default: why = sqlite3_errmsg(q->db); break;
+	}
+	snprintf(q->errbuf, sizeof(q->errbuf), "%s", why);
+}
+
+static sqlite3_stmt *stmt(struct sq *q, enum stmt id)
+{
+	q->bind_rc = SQLITE_OK;
+	return q->st[id];
+}
+
+static void bind_rc(struct sq *q, int rc)
+{
+	if (rc != SQLITE_OK && q->bind_rc == SQLITE_OK)
+		q->bind_rc = rc;
+}
+
+/* Text parameters stay the caller's: they outlive the step. */
+static void bt(struct sq *q, sqlite3_stmt *s, int i, const char *v)
+{
+	bind_rc(q, v ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC)
+		     : sqlite3_bind_null(s, i));
+}
+
+static void bi(struct sq *q, sqlite3_stmt *s, int i, int64_t v)
+{
+	bind_rc(q, sqlite3_bind_int64(s, i, v));
+}
+
+/* One step: SQLITE_ROW, SQLITE_DONE, or an error (reason in errbuf). */
+static int step(struct sq *q, sqlite3_stmt *s)
+{
+	int rc;
+
+	if (q->bind_rc != SQLITE_OK) {
+		rc = q->bind_rc;
+		q->bind_rc = SQLITE_OK;
+		db_error(q, rc);
+		return rc;
+	}
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		db_error(q, rc);
+	return rc;
+}
+
+static void finish(sqlite3_stmt *s)
+{
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
+/* The error for a step result that is neither ROW nor DONE (the reason
+ * is in errbuf already, or pr_strerror() serves). */
+static int step_fail(struct sq *q, int rc)
+{
+	(void)q;
+	return rc_error(rc);
+}
+
+/* Run a statement that returns no rows worth reading. */
+static int run(struct sq *q, sqlite3_stmt *s)
+{
+	int rc = step(q, s);
+
+	finish(s);
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		return PR_OK;
+	return step_fail(q, rc);
+}
+
+static int64_t now_or(int64_t t)
+{
+	return t > 0 ? t : (int64_t)time(NULL);
+}
+
+static json_t *rfc3339(sqlite3_stmt *s, int col)
+{
+	char buf[32];
+	struct tm tm;
+	time_t t;
+
+	if (sqlite3_column_type(s, col) == SQLITE_NULL)
+		return json_null();
+	t = (time_t)sqlite3_column_int64(s, col);
+	if (!gmtime_r(&t, &tm) ||
+	    !strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return json_null();
+	return json_string(buf);
+}
+
+static json_t *col_str(sqlite3_stmt *s, int col)
+{
+	const unsigned char *v = sqlite3_column_text(s, col);
+
+	return v ? json_string((const char *)v) : json_null();
+}
+
+static char *col_dup(sqlite3_stmt *s, int col)
+{
+	const unsigned char *v = sqlite3_column_text(s, col);
+
+	return v ? strdup((const char *)v) : NULL;
+}
+
+static long clamp_limit(long limit, long def, long max)
+{
+	if (limit <= 0)
+		return def;
+	return limit > max ? max : limit;
+}
+
+static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			const unsigned char *v = sqlite3_column_text(s, 0);
+
+			snprintf(out, outlen, "%s", v ? (const char *)v : "");
+			rc = SQLITE_OK;
+		} else if (rc == SQLITE_DONE) {
+			out[0] = '\0';
+			rc = SQLITE_OK;
+		}
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int pragma_int(sqlite3 *db, const char *sql, int64_t *out)
+{
+	char text[32];
+	int rc = pragma_text(db, sql, text, sizeof(text));
+
+	if (rc == SQLITE_OK)
+		*out = strtoll(text, NULL, 10);
+	return rc;
+}
+
+static int64_t max_messages(const struct sq *q)
+{
+	long m = q->cfg->storage_max_messages;
+
+	return m > 0 ? (int64_t)m : INT64_MAX;
+}
+
+/* Follow [storage] max_size (it may change on reload): SQLite answers
+ * SQLITE_FULL past max_page_count. It is never set below the pages the
+ * database has. */
+static int apply_max_size(struct sq *q)
+{
+	long want = q->cfg->storage_max_size;
+	int64_t pages;
+	char sql[64], text[32];
+	int rc;
+
+	if (want == q->max_size)
+		return PR_OK;
+	pages = want > 0 ? want / q->page_size : q->default_pages;
+	if (pages < 1)
+		pages = 1;
+	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld",
+		 (long long)pages);
+	rc = pragma_text(q->db, sql, text, sizeof(text));
+	if (rc != SQLITE_OK) {
+		db_error(q, rc);
+		return PR_ERR_STORE;
+	}
+	q->max_size = want;
+	return PR_OK;
+}
+
+static int exists(struct sq *q, sqlite3_stmt *s, int *found)
+{
+	int rc = step(q, s);
+
+	finish(s);
+	*found = rc == SQLITE_ROW;
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? PR_OK : step_fail(q, rc);
+}
+
+/* ---- apps ---------------------------------------------------------------- */
+
+/* The app's row id: cached, looked up, or (create) added. PR_ERR_NOTFOUND
+ * when absent and not to be created. */
+static int app_id(struct sq *q, const char *name, int create, int64_t *out)
+{
+	sqlite3_stmt *s;
+	size_t i;
+	int rc;
+
+	if (!name || !*name) {
+		snprintf(q->errbuf, sizeof(q->errbuf), "no app named");
+		return PR_ERR_INVAL;
+	}
+	for (i = 0; i < q->n_apps; i++) {
+		if (strcmp(q->apps[i].name, name) == 0) {
+			*out = q->apps[i].id;
+			return PR_OK;
+		}
+	}
+	s = stmt(q, S_APP_GET);
+	bt(q, s, 1, name);
+	rc = step(q, s);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	finish(s);
+	if (rc == SQLITE_DONE) {
+		if (!create) {
+			snprintf(q->errbuf, sizeof(q->errbuf), "no such app");
+			return PR_ERR_NOTFOUND;
+		}
+		s = stmt(q, S_APP_ADD);
+		bt(q, s, 1, name);
+		bi(q, s, 2, (int64_t)time(NULL));
+		rc = step(q, s);
+		if (rc == SQLITE_ROW)
+			*out = sqlite3_column_int64(s, 0);
+		finish(s);
+	}
+	if (rc != SQLITE_ROW)
+		return step_fail(q, rc);
+	if (q->n_apps < MAX_CACHED_APPS) {
+		q->apps[q->n_apps].name = strdup(name);
+		if (q->apps[q->n_apps].name) {
+			q->apps[q->n_apps].id = *out;
+			/* Every job runs in a transaction: until COMMIT the
+			 * row may still vanish. */
+			q->apps[q->n_apps].fresh = 1;
+			q->n_apps++;
+		}
+	}
+	return PR_OK;
+}
+
+static void apps_settle(struct sq *q, int keep)
+{
+	size_t i, j = 0;
+
+	for (i = 0; i < q->n_apps; i++) {
+		if (q->apps[i].fresh && !keep) {
+			free(q->apps[i].name);
+			continue;
+		}
+		q->apps[i].fresh = 0;
+		q->apps[j++] = q->apps[i];
+	}
+	q->n_apps = j;
+}
+
+/* ---- ingest -------------------------------------------------------------- */
+
+static int targets_add(struct sq *q, size_t n, sqlite3_stmt *s, size_t *count)
+{
+	struct target *t;
+	size_t cap;
+	int rc;
+
+	for (;;) {
+		rc = step(q, s);
+		if (rc != SQLITE_ROW)
+			break;
+		if (n + *count >= q->cap_targets) {
+			if (q->cap_targets >= MAX_FANOUT) {
+				finish(s);
+				snprintf(q->errbuf, sizeof(q->errbuf),
+					 "more than %d devices for one user",
+					 MAX_FANOUT);
+				return PR_ERR_LIMIT;
+			}
+			cap = q->cap_targets ? q->cap_targets * 2 : 16;
+			if (cap > MAX_FANOUT)
+				cap = MAX_FANOUT;
+			t = realloc(q->targets, cap * sizeof(*t));
+			if (!t) {
+				finish(s);
+				snprintf(q->errbuf, sizeof(q->errbuf),
+					 "out of memory");
+				return PR_ERR_NOMEM;
+			}
+			q->targets = t;
+			q->cap_targets = cap;
+		}
+		t = &q->targets[n + *count];
+		t->id = sqlite3_column_int64(s, 0);
+		t->seq = sqlite3_column_int64(s, 1);
+		t->pushable = sqlite3_column_int(s, 2);
+		(*count)++;
+	}
+	finish(s);
+	return rc == SQLITE_DONE ? PR_OK : step_fail(q, rc);
+}
+
+/* Is devices[i] named earlier in the list? */
+static int listed_before(const struct pr_event *ev, size_t i)
+{
+	for (size_t k = 0; k < i; k++)
+		if (strcmp(ev->devices[k], ev->devices[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Give every target device of a new message its seq (and push). Sets
+ * *hold when some device the event names has not registered yet. */
+static int fan_out(struct sq *q, int64_t app, const struct pr_event *ev,
+		   int64_t msg, int64_t now, size_t *n, int *hold)
+{
+	sqlite3_stmt *s;
+	size_t i, got;
+	int rv, pushing = ev->push_mode != PR_PUSH_NONE;
+
+	*n = 0;
+	*hold = 0;
+	if (!ev->devices) {
+		s = stmt(q, S_DEVS_USER);
+		bi(q, s, 1, app);
+		bt(q, s, 2, ev->user);
+		rv = targets_add(q, 0, s, n);
+		if (rv)
+			return rv;
+		*hold = *n == 0;
+	} else {
+		for (i = 0; i < ev->n_devices; i++) {
+			if (listed_before(ev, i))
+				continue;
+			s = stmt(q, S_DEVS_ONE);
+			bi(q, s, 1, app);
+			bt(q, s, 2, ev->devices[i]);
+			bt(q, s, 3, ev->user);
+			got = 0;
+			rv = targets_add(q, *n, s, &got);
+			if (rv)
+				return rv;
+			if (!got)
+				*hold = 1;
+			*n += got;
+		}
+	}
+	for (i = 0; i < *n; i++) {
+		const struct target *t = &q->targets[i];
+
+		s = stmt(q, S_SEQ_SET);
+		bi(q, s, 1, t->id);
+		bi(q, s, 2, t->seq + 1);
+		rv = run(q, s);
+		if (rv)
+			return rv;
+		s = stmt(q, S_DELIVERY_ADD);
+		bi(q, s, 1, t->id);
+		bi(q, s, 2, t->seq);
+		bi(q, s, 3, msg);
+		bi(q, s, 4, now);
+		rv = run(q, s);
+		if (rv)
+			return rv;
+		if (!pushing || !t->pushable)
+			continue;
+		s = stmt(q, S_PUSH_COALESCE);
+		bi(q, s, 1, msg);
+		bi(q, s, 2, now);
+		bi(q, s, 3, t->id);
+		rv = run(q, s);
+		if (rv)
+			return rv;
+		if (sqlite3_changes(q->db) > 0)
+			continue;
+		s = stmt(q, S_PUSH_ADD);
+		bi(q, s, 1, t->id);
+		bi(q, s, 2, msg);
+		bi(q, s, 3, now + (ev->push_delay > 0 ? ev->push_delay : 0));
+		bi(q, s, 4, now);
+		rv = run(q, s);
+		if (rv)
+			return rv;
+	}
+	return PR_OK;
+}
+
+static char *targets_json(const struct pr_event *ev)
+{
+	json_t *a = json_array();
+	char *text = NULL;
+	size_t i;
+
+	if (!a)
+		return NULL;
+	for (i = 0; i < ev->n_devices; i++)
+		if (json_array_append_new(a, json_string(ev->devices[i])))
+			goto out;
+	text = json_dumps(a, JSON_COMPACT);
+out:
+	json_decref(a);
+	return text;
+}
+
+static int ingest_one(struct sq *q, struct pr_store_job *job,
+		      struct pr_event *ev, int64_t now)
+{
+	sqlite3_stmt *s;
+	char *targets = NULL;
+	int64_t app, msg;
+	size_t n;
+	int rc, rv, hold, known;
+
+	ev->status = PR_EVENT_QUEUED;
+	ev->n_targets = 0;
+	if (!ev->id || !ev->user) {
+		snprintf(q->errbuf, sizeof(q->errbuf),
+			 "an event without id or user");
+		return PR_ERR_INVAL;
+	}
+	rv = app_id(q, ev->app, 1, &app);
+	if (rv)
+		return rv;
+	if (q->n_messages >= max_messages(q)) {
+		/* At the bound a repeat is still a duplicate; anything new
+		 * is refused before it writes a row. */
+		s = stmt(q, S_MSG_KNOWN);
+		bi(q, s, 1, app);
+		bt(q, s, 2, ev->id);
+		rv = exists(q, s, &known);
+		if (rv)
+			return rv;
+		if (known) {
+			ev->status = PR_EVENT_DUPLICATE;
+			return PR_OK;
+		}
+		snprintf(job->err, sizeof(job->err),
+			 "the relay holds %lld messages, its limit",
+			 (long long)max_messages(q));
+		return PR_ERR_LIMIT;
+	}
+	if (ev->devices) {
+		targets = targets_json(ev);
+		if (!targets) {
+			snprintf(q->errbuf, sizeof(q->errbuf),
+				 "device ids are not valid UTF-8");
+			return PR_ERR_INVAL;
+		}
+	}
+	s = stmt(q, S_MSG_ADD);
+	bi(q, s, 1, app);
+	bt(q, s, 2, ev->id);
+	bt(q, s, 3, ev->user);
+	bt(q, s, 4, ev->payload);
+	bt(q, s, 5, ev->push);
+	bi(q, s, 6, ev->push_mode);
+	bt(q, s, 7, targets);
+	bi(q, s, 8, ev->created_at > 0 ? ev->created_at : now);
+	bi(q, s, 9, ev->expires_at);
+	rc = step(q, s);
+	finish(s);
+	free(targets);
+	if (rc != SQLITE_DONE)
+		return step_fail(q, rc);
+	if (sqlite3_changes(q->db) == 0) {
+		ev->status = PR_EVENT_DUPLICATE;
+		return PR_OK;
+	}
+	msg = sqlite3_last_insert_rowid(q->db);
+	q->n_messages++;
+	rv = fan_out(q, app, ev, msg, now, &n, &hold);
+	if (rv)
+		return rv;
+	ev->n_targets = (int)n;
+	if (hold) {
+		s = stmt(q, S_MSG_HOLD);
+		bi(q, s, 1, msg);
+		rv = run(q, s);
+	}
+	return rv;
+}
+
+/* All events of a job or none: the job's savepoint undoes a failure. */
+static int op_ingest(struct sq *q, struct pr_store_job *job)
+{
+	int64_t now = now_or(job->now);
+	int rv;
+
+	for (size_t i = 0; i < job->n_events; i++) {
+		rv = ingest_one(q, job, &job->events[i], now);
+		if (rv)
+			return rv;
+	}
+	return PR_OK;
+}
+
+/* ---- devices ------------------------------------------------------------- */
+
+/* Stop the device's waiting pushes (its token or its user changed). */
+static int cancel_pushes(struct sq *q, int64_t dev, int64_t now,
+			 const char *why)
+{
+	sqlite3_stmt *s = stmt(q, S_PUSH_CANCEL);
+
+	bi(q, s, 1, dev);
+	bi(q, s, 2, now);
+	bt(q, s, 3, why);
+	return run(q, s);
+}
+
+struct put_state {
+	int64_t row;	  /* devices.id of this device, 0 when new */
+	int64_t next_seq; /* its next seq after the upsert */
+	char *old_user;	  /* its user before, when it existed */
+	int64_t holder;	  /* another row that held the token, or 0 */
+	char *holder_device;
+	char *holder_user;
+};
+
+static int put_lookup(struct sq *q, int64_t app, const struct pr_device *d,
+		      struct put_state *ps)
+{
+	sqlite3_stmt *s = stmt(q, S_DEV_GET);
+	int rc;
+
+	bi(q, s, 1, app);
+	bt(q, s, 2, d->device_id);
+	rc = step(q, s);
+	if (rc == SQLITE_ROW) {
+		ps->row = sqlite3_column_int64(s, 0);
+		ps->old_user = col_dup(s, 1);
+		ps->next_seq = sqlite3_column_int64(s, 2);
+	}
+	finish(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return step_fail(q, rc);
+	if (rc == SQLITE_ROW && !ps->old_user)
+		return PR_ERR_NOMEM;
+	if (!d->token)
+		return PR_OK;
+	s = stmt(q, S_DEV_HOLDER);
+	bi(q, s, 1, app);
+	bt(q, s, 2, d->platform);
+	bt(q, s, 3, d->token);
+	bt(q, s, 4, d->device_id);
+	rc = step(q, s);
+	if (rc == SQLITE_ROW) {
+		ps->holder = sqlite3_column_int64(s, 0);
+		ps->holder_device = col_dup(s, 1);
+		ps->holder_user = col_dup(s, 2);
+	}
+	finish(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return step_fail(q, rc);
+	if (rc == SQLITE_ROW && (!ps->holder_device || !ps->holder_user))
+		return PR_ERR_NOMEM;
+	return PR_OK;
+}
+
+/*
+ * Upsert by (app, device_id). A token held by another row moves here (that
+ * row keeps its inbox, loses the token and its waiting pushes). A device
+ * that changes user loses its inbox: the old user's messages are not the
+ * new user's to read. A device new to its user gets the user's waiting
+ * messages (pending_fanout) in order; no push is queued for those, since
+ * the device is talking to us right now.
+ */
+static int op_device_put(struct sq *q, struct pr_store_job *job)
+{
+	const struct pr_device *d = &job->device;
+	struct put_state ps = {0};
+	const char *moved_user = NULL;
+	sqlite3_stmt *s;
+	int64_t app, now = now_or(d->now), backlog = 0;
+	int rc, rv, created = 0, user_changed = 0;
+
+	if (!d->device_id || !d->user || !d->platform || !d->environment) {
+		snprintf(q->errbuf, sizeof(q->errbuf),
+			 "a device needs device_id, user, platform and "
+			 "environment");
+		return PR_ERR_INVAL;
+	}
+	rv = app_id(q, d->app, 1, &app);
+	if (rv)
+		goto out;
+	rv = put_lookup(q, app, d, &ps);
+	if (rv)
+		goto out;
+	if (ps.holder) {
+		s = stmt(q, S_DEV_UNTOKEN);
+		bi(q, s, 1, ps.holder);
+		rv = run(q, s);
+		if (!rv)
+			rv = cancel_pushes(q, ps.holder, now, "token moved");
+		if (rv)
+			goto out;
+	}
+	if (ps.row) {
+		user_changed = strcmp(ps.old_user, d->user) != 0;
+		if (user_changed) {
+			s = stmt(q, S_INBOX_DROP);
+			bi(q, s, 1, ps.row);
+			rv = run(q, s);
+			if (!rv)
+				rv = cancel_pushes(q, ps.row, now,
+						   "device moved");
+			if (rv)
+				goto out;
+		}
+		s = stmt(q, S_DEV_SET);
+		bi(q, s, 1, ps.row);
+		bt(q, s, 2, d->user);
+		bt(q, s, 3, d->platform);
+		bt(q, s, 4, d->token);
+		bt(q, s, 5, d->environment);
+		bi(q, s, 6, now);
+		rv = run(q, s);
+		if (rv)
+			goto out;
+	} else {
+		s = stmt(q, S_DEV_ADD);
+		bi(q, s, 1, app);
+		bt(q, s, 2, d->device_id);
+		bt(q, s, 3, d->user);
+		bt(q, s, 4, d->platform);
+		bt(q, s, 5, d->token);
+		bt(q, s, 6, d->environment);
+		bi(q, s, 7, now);
+		rc = step(q, s);
+		if (rc == SQLITE_ROW) {
+			ps.row = sqlite3_column_int64(s, 0);
+			ps.next_seq = sqlite3_column_int64(s, 1);
+		}
+		finish(s);
+		if (rc != SQLITE_ROW) {
+			rv = step_fail(q, rc);
+			goto out;
+		}
+		created = 1;
+	}
+	if (created || user_changed) {
+		s = stmt(q, S_BACKLOG);
+		bi(q, s, 1, ps.row);
+		bi(q, s, 2, ps.next_seq);
+		bi(q, s, 3, now);
+		bi(q, s, 4, app);
+		bt(q, s, 5, d->user);
+		bt(q, s, 6, d->device_id);
+		rv = run(q, s);
+		if (rv)
+			goto out;
+		backlog = sqlite3_changes(q->db);
+		if (backlog > 0) {
+			s = stmt(q, S_SEQ_ADD);
+			bi(q, s, 1, ps.row);
+			bi(q, s, 2, backlog);
+			rv = run(q, s);
+			if (rv)
+				goto out;
+		}
+	}
+	if (user_changed)
+		moved_user = ps.old_user;
+	else if (ps.holder && strcmp(ps.holder_user, d->user) != 0)
+		moved_user = ps.holder_user;
+	job->result = json_pack(
+	    "{s:s, s:s, s:b, s:o, s:o, s:I}", "device_id", d->device_id, "user",
+	    d->user, "created", created, "moved_from_user",
+	    moved_user ? json_string(moved_user) : json_null(),
+	    "moved_from_device",
+	    ps.holder_device ? json_string(ps.holder_device) : json_null(),
+	    "backlog", (json_int_t)backlog);
+	if (!job->result)
+		rv = PR_ERR_NOMEM;
+out:
+	free(ps.old_user);
+	free(ps.holder_device);
+	free(ps.holder_user);
+	return rv;
+}
+
+static int op_device_delete(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s;
+	int64_t app;
+	int rv;
+
+	rv = app_id(q, job->app, 0, &app);
+	if (rv == PR_ERR_NOTFOUND)
+		goto notfound;
+	if (rv)
+		return rv;
+	s = stmt(q, S_DEV_DEL);
+	bi(q, s, 1, app);
+	bt(q, s, 2, job->device_id);
+	rv = run(q, s);
+	if (rv)
+		return rv;
+	if (sqlite3_changes(q->db) > 0)
+		return PR_OK;
+notfound:
+	snprintf(q->errbuf, sizeof(q->errbuf), "no such device");
+	return PR_ERR_NOTFOUND;
+}
+
+static int op_device_list(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s;
+	json_t *list, *o;
+	int64_t app;
+	int rc, rv;
+
+	list = json_array();
+	if (!list)
+		return PR_ERR_NOMEM;
+	job->result = list;
+	rv = app_id(q, job->app, 0, &app);
+	if (rv == PR_ERR_NOTFOUND)
+		return PR_OK; /* an app nobody registered with: no devices */
+	if (rv)
+		return rv;
+	s = stmt(q, S_DEV_LIST);
+	bi(q, s, 1, app);
+	bt(q, s, 2, job->user);
+	bi(q, s, 3, clamp_limit(job->limit, MAX_LIST, MAX_LIST));
+	for (;;) {
+		rc = step(q, s);
+		if (rc != SQLITE_ROW)
+			break;
+		o = json_pack(
+		    "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:s}", "device_id",
+		    col_str(s, 0), "user", col_str(s, 1), "platform",
+		    col_str(s, 2), "token", col_str(s, 3), "environment",
+		    col_str(s, 4), "created_at", rfc3339(s, 5), "last_seen_at",
+		    rfc3339(s, 6), "push",
+		    strcmp((const char *)sqlite3_column_text(s, 7), "ok") == 0
+			? "ok"
+			: "invalid");
+		if (!o || json_array_append_new(list, o)) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	finish(s);
+	return rc == SQLITE_DONE ? PR_OK : step_fail(q, rc);
+}
+
+static int op_invalid_tokens(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s;
+	json_t *list, *o;
+	int64_t app, next = job->after > 0 ? job->after : 0;
+	int rc, rv;
+
+	list = json_array();
+	if (!list)
+		return PR_ERR_NOMEM;
+	rv = app_id(q, job->app, 0, &app);
+	if (rv == PR_ERR_NOTFOUND)
+		goto done;
+	if (rv) {
+		json_decref(list);
+		return rv;
+	}
+	s = stmt(q, S_INVALID_LIST);
+	bi(q, s, 1, app);
+	bi(q, s, 2, next);
+	bi(q, s, 3, clamp_limit(job->limit, MAX_LIST, MAX_LIST));
+	for (;;) {
+		rc = step(q, s);
+		if (rc != SQLITE_ROW)
+			break;
+		next = sqlite3_column_int64(s, 0);
+		o = json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "cursor",
+			      (json_int_t)next, "device_id", col_str(s, 1),
+			      "user", col_str(s, 2), "platform", col_str(s, 3),
+			      "token", col_str(s, 4), "reason", col_str(s, 5),
+			      "at", rfc3339(s, 6));
+		if (!o || json_array_append_new(list, o)) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	finish(s);
+	if (rc != SQLITE_DONE) {
+		json_decref(list);
+		return step_fail(q, rc);
+	}
+done:
+	job->result =
+	    json_pack("{s:o, s:I}", "tokens", list, "next", (json_int_t)next);
+	return job->result ? PR_OK : PR_ERR_NOMEM;
+}
+
+/* ---- API keys ------------------------------------------------------------ */
+
+static int op_key_create(struct sq *q, struct pr_store_job *job)
+{
+	struct pr_api_key *k = &job->key;
+	sqlite3_stmt *s;
+	int rc, rv, found;
+
+	if (!k->name || !k->scope || !k->prefix) {
+		snprintf(q->errbuf, sizeof(q->errbuf),
+			 "a key needs a name, a scope and a prefix");
+		return PR_ERR_INVAL;
+	}
+	s = stmt(q, S_KEY_NAMED);
+	bt(q, s, 1, k->name);
+	rv = exists(q, s, &found);
+	if (rv)
+		return rv;
+	if (found) {
+		snprintf(q->errbuf, sizeof(q->errbuf), "a key named %s exists",
+			 k->name);
+		return PR_ERR_INVAL;
+	}
+	s = stmt(q, S_KEY_HASHED);
+	bind_rc(q, sqlite3_bind_blob(s, 1, k->hash, sizeof(k->hash),
+				     SQLITE_STATIC));
+	rv = exists(q, s, &found);
+	if (rv)
+		return rv;
+	if (found) {
+		snprintf(q->errbuf, sizeof(q->errbuf),
+			 "this key exists already");
+		return PR_ERR_INVAL;
+	}
+	s = stmt(q, S_KEY_ADD);
+	bt(q, s, 1, k->name);
+	bt(q, s, 2, k->scope);
+	bind_rc(q, sqlite3_bind_blob(s, 3, k->hash, sizeof(k->hash),
+				     SQLITE_STATIC));
+	bt(q, s, 4, k->prefix);
+	bi(q, s, 5, now_or(k->now));
+	rc = step(q, s);
+	if (rc == SQLITE_ROW)
+		k->id = sqlite3_column_int64(s, 0);
+	finish(s);
+	if (rc != SQLITE_ROW)
+		return step_fail(q, rc);
+	job->result = json_pack("{s:I}", "id", (json_int_t)k->id);
+	return job->result ? PR_OK : PR_ERR_NOMEM;
+}
+
+static int op_key_list(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s;
+	json_t *list, *o;
+	int rc;
+
+	list = json_array();
+	if (!list)
+		return PR_ERR_NOMEM;
+	job->result = list;
+	s = stmt(q, S_KEY_LIST);
+	bi(q, s, 1, clamp_limit(job->limit, MAX_LIST, MAX_LIST));
+	for (;;) {
+		rc = step(q, s);
+		if (rc != SQLITE_ROW)
+			break;
+		o = json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:b}", "id",
+			      (json_int_t)sqlite3_column_int64(s, 0), "name",
+			      col_str(s, 1), "scope", col_str(s, 2), "prefix",
+			      col_str(s, 3), "created_at", rfc3339(s, 4),
+			      "last_used_at", rfc3339(s, 5), "revoked",
+			      sqlite3_column_type(s, 6) != SQLITE_NULL);
+		if (!o || json_array_append_new(list, o)) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	finish(s);
+	return rc == SQLITE_DONE ? PR_OK : step_fail(q, rc);
+}
+
+static int op_key_revoke(struct sq *q, struct pr_store_job *job)
+{
+	struct pr_api_key *k = &job->key;
+	sqlite3_stmt *s;
+	int rc;
+
+	if (k->id > 0) {
+		s = stmt(q, S_KEY_REVOKE_ID);
+		bi(q, s, 1, k->id);
+	} else {
+		s = stmt(q, S_KEY_REVOKE_NAME);
+		bt(q, s, 1, k->name ? k->name : "");
+	}
+	bi(q, s, 2, now_or(k->now));
+	rc = step(q, s);
+	if (rc == SQLITE_ROW)
+		k->id = sqlite3_column_int64(s, 0);
+	finish(s);
+	if (rc == SQLITE_DONE) {
+		snprintf(q->errbuf, sizeof(q->errbuf), "no such key");
+		return PR_ERR_NOTFOUND;
+	}
+	if (rc != SQLITE_ROW)
+		return step_fail(q, rc);
+	job->result = json_pack("{s:I}", "id", (json_int_t)k->id);
+	return job->result ? PR_OK : PR_ERR_NOMEM;
+}
+
+static int op_key_load(struct sq *q, struct pr_store_job *job)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *h;
+	char text[2 * 32 + 1];
+	sqlite3_stmt *s;
+	json_t *list, *o;
+	int rc, n;
+
+	list = json_array();
+	if (!list)
+		return PR_ERR_NOMEM;
+	job->result = list;
+	s = stmt(q, S_KEY_LOAD);
+	for (;;) {
+		rc = step(q, s);
+		if (rc != SQLITE_ROW)
+			break;
+		h = sqlite3_column_blob(s, 2);
+		n = sqlite3_column_bytes(s, 2);
+		if (!h || n != 32)
+			continue; /* not a SHA-256: never matches */
+		for (int i = 0; i < n; i++) {
+			text[2 * i] = hex[h[i] >> 4];
+			text[2 * i + 1] = hex[h[i] & 15];
+		}
+		text[2 * n] = '\0';
+		o = json_pack("{s:I, s:o, s:s}", "id",
+			      (json_int_t)sqlite3_column_int64(s, 0), "scope",
+			      col_str(s, 1), "hash", text);
+		if (!o || json_array_append_new(list, o)) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	finish(s);
+	return rc == SQLITE_DONE ? PR_OK : step_fail(q, rc);
+}
+
+static int op_key_touch(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s;
+	int rv;
+
+	for (size_t i = 0; i < job->n_touch; i++) {
+		s = stmt(q, S_KEY_TOUCH);
+		bi(q, s, 1, job->touch_ids[i]);
+		bi(q, s, 2, job->touch_times ? job->touch_times[i] : now_or(0));
+		rv = run(q, s);
+		if (rv)
+			return rv;
+	}
+	return PR_OK;
+}
+
+/* ---- maintenance --------------------------------------------------------- */
+
+/* A bounded slice of retention work; "more" says another slice would
+ * find rows. */
+static int op_sweep(struct sq *q, struct pr_store_job *job)
+{
+	static const enum stmt steps[] = {
+	    S_SWEEP_EXPIRE_JOBS, S_SWEEP_EXPIRED, S_SWEEP_JOBS,
+	    S_SWEEP_DONE,	 S_SWEEP_INVALID,
+	};
+	static const char *const names[] = {
+	    "expired_pushes",	 "expired_messages", "push_jobs",
+	    "finished_messages", "invalid_tokens",
+	};
+	int64_t now = now_or(job->now), counts[PR_ARRAY_SIZE(steps)];
+	long batch = q->cfg->storage_sweep_batch > 0
+			 ? q->cfg->storage_sweep_batch
+			 : DEFAULT_SWEEP_BATCH;
+	int64_t limit = clamp_limit(job->limit, batch, LONG_MAX);
+	int64_t history =
+	    q->cfg->storage_history > 0 ? q->cfg->storage_history : 0;
+	int64_t before;
+	sqlite3_stmt *s;
+	json_t *o;
+	int rv, more = 0;
+
+	for (size_t i = 0; i < PR_ARRAY_SIZE(steps); i++) {
+		if (steps[i] == S_SWEEP_EXPIRE_JOBS ||
+		    steps[i] == S_SWEEP_EXPIRED)
+			before = now;
+		else if (steps[i] == S_SWEEP_INVALID)
+			before = now - (int64_t)INVALID_TOKEN_DAYS * 86400;
+		else
+			before = now - history;
+		s = stmt(q, steps[i]);
+		bi(q, s, 1, before);
+		bi(q, s, 2, limit);
+		rv = run(q, s);
+		if (rv)
+			return rv;
+		counts[i] = sqlite3_changes(q->db);
+		/* (Expiring pushes is bounded by the messages it looks at.) */
+		if (counts[i] >= limit && steps[i] != S_SWEEP_EXPIRE_JOBS)
+			more = 1;
+		if (steps[i] == S_SWEEP_EXPIRED || steps[i] == S_SWEEP_DONE)
+			q->n_messages -= counts[i];
+	}
+	o = json_object();
+	if (!o)
+		return PR_ERR_NOMEM;
+	job->result = o;
+	for (size_t i = 0; i < PR_ARRAY_SIZE(steps); i++)
+		if (json_object_set_new(o, names[i],
+					json_integer((json_int_t)counts[i])))
+			return PR_ERR_NOMEM;
+	if (json_object_set_new(o, "more", json_boolean(more)))
+		return PR_ERR_NOMEM;
+	return PR_OK;
+}
+
+/* A checkpoint cannot run inside the transaction: it runs after COMMIT
+ * and answers every checkpoint job of that transaction. */
+static int op_checkpoint(struct sq *q, struct pr_store_job *job)
+{
+	if (q->n_ckpt < MAX_CKPT_JOBS) {
+		q->ckpt[q->n_ckpt++] = job;
+		return PR_OK;
+	}
+	job->result = json_pack("{s:b}", "coalesced", 1);
+	return job->result ? PR_OK : PR_ERR_NOMEM;
+}
+
+static void checkpoint_now(struct sq *q)
+{
+	int log = -1, done = -1, rc;
+	json_t *r;
+
+	/* TRUNCATE would wait busy_timeout for readers; the store thread
+	 * has commits to make, so a busy checkpoint is reported instead. */
+	sqlite3_busy_timeout(q->db, 0);
+	rc = sqlite3_wal_checkpoint_v2(q->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+				       &log, &done);
+	sqlite3_busy_timeout(q->db, q->busy_timeout);
+	for (size_t i = 0; i < q->n_ckpt; i++) {
+		if (rc == SQLITE_OK || rc == SQLITE_BUSY)
+			r = json_pack("{s:b, s:i, s:i}", "busy",
+				      rc == SQLITE_BUSY, "wal_frames", log,
+				      "checkpointed", done);
+		else
+			r = json_pack("{s:b, s:s}", "busy", 0, "error",
+				      sqlite3_errstr(rc));
+		q->ckpt[i]->result = r;
+	}
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		pr_warn("store: checkpoint: %s", sqlite3_errstr(rc));
+	q->n_ckpt = 0;
+}
+
+static int op_count(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s;
+	json_t *o, *jobs;
+	int rc;
+
+	s = stmt(q, S_COUNT);
+	rc = step(q, s);
+	if (rc != SQLITE_ROW) {
+		finish(s);
+		return step_fail(q, rc);
+	}
+	o = json_pack("{s:I, s:I, s:I, s:I}", "messages",
+		      (json_int_t)sqlite3_column_int64(s, 0), "deliveries",
+		      (json_int_t)sqlite3_column_int64(s, 1), "devices",
+		      (json_int_t)sqlite3_column_int64(s, 2), "pending_fanout",
+		      (json_int_t)sqlite3_column_int64(s, 3));
+	finish(s);
+	jobs = json_object();
+	if (!o || !jobs || json_object_set(o, "push_jobs", jobs)) {
+		json_decref(o);
+		json_decref(jobs);
+		return PR_ERR_NOMEM;
+	}
+	json_decref(jobs); /* o holds it */
+	job->result = o;
+	for (size_t i = 0; i < PR_ARRAY_SIZE(push_states); i++)
+		if (json_object_set_new(jobs, push_states[i], json_integer(0)))
+			return PR_ERR_NOMEM;
+	s = stmt(q, S_COUNT_JOBS);
+	for (;;) {
+		rc = step(q, s);
+		if (rc != SQLITE_ROW)
+			break;
+		if (json_object_set_new(
+			jobs, (const char *)sqlite3_column_text(s, 0),
+			json_integer(sqlite3_column_int64(s, 1)))) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	finish(s);
+	return rc == SQLITE_DONE ? PR_OK : step_fail(q, rc);
+}
+
+/* ---- the backend table --------------------------------------------------- */
+
+static void sq_exec(void *be, struct pr_store_job *job)
+{
+	struct sq *q = be;
+	int rv;
+
+	q->errbuf[0] = '\0';
+	switch (job->op) {
+	case PR_STORE_INGEST: rv = op_ingest(q, job); break;
+	case PR_STORE_DEVICE_PUT: rv = op_device_put(q, job); break;
+	case PR_STORE_DEVICE_DELETE: rv = op_device_delete(q, job); break;
+	case PR_STORE_DEVICE_LIST: rv = op_device_list(q, job); break;
+	case PR_STORE_INVALID_TOKENS: rv = op_invalid_tokens(q, job); break;
+	case PR_STORE_KEY_CREATE: rv = op_key_create(q, job); break;
+	case PR_STORE_KEY_LIST: rv = op_key_list(q, job); break;
+	case PR_STORE_KEY_REVOKE: rv = op_key_revoke(q, job); break;
+	case PR_STORE_KEY_LOAD: rv = op_key_load(q, job); break;
+	case PR_STORE_KEY_TOUCH: rv = op_key_touch(q, job); break;
+	case PR_STORE_SWEEP: rv = op_sweep(q, job); break;
+	case PR_STORE_CHECKPOINT: rv = op_checkpoint(q, job); break;
+	case PR_STORE_COUNT: rv = op_count(q, job); break;
+	default:
+		snprintf(q->errbuf, sizeof(q->errbuf), "unknown store op %d",
+			 (int)job->op);
+		rv = PR_ERR_INVAL;
+		break;
+	}
+	job->rv = rv;
+	if (rv && !job->err[0])
+		snprintf(job->err, sizeof(job->err), "%s",
+			 q->errbuf[0] ? q->errbuf : pr_strerror(rv));
+	if (rv) {
+		json_decref(job->result);
+		job->result = NULL;
+	}
+}
+
+static int sq_begin(void *be)
+{
+	struct sq *q = be;
+
+	q->errbuf[0] = '\0';
+	q->n_messages_tx = q->n_messages;
+	q->n_ckpt = 0;
+	if (apply_max_size(q))
+		return PR_ERR_STORE;
+	return run(q, stmt(q, S_BEGIN)) ? PR_ERR_STORE : PR_OK;
+}
+
+/*
+ * Savepoints are lazy: a SAVEPOINT makes SQLite copy every page a job
+ * touches into a sub-journal, which costs a third of the ingest path, and
+ * jobs rarely fail after writing (the checks come first). So a job's
+ * savepoint only notes how many rows had changed. When a job fails having
+ * changed none, there is nothing to undo; when it changed some,
+ * rollback_to says it cannot undo them, store.c rolls the transaction
+ * back and runs the batch again without that job, this time with real
+ * SAVEPOINTs (until the next COMMIT).
+ */
+static int sq_savepoint(void *be)
+{
+	struct sq *q = be;
+
+	q->n_messages_sp = q->n_messages;
+	q->changes_sp = sqlite3_total_changes64(q->db);
+	if (!q->real_sp)
+		return PR_OK;
+	return run(q, stmt(q, S_SAVEPOINT)) ? PR_ERR_STORE : PR_OK;
+}
+
+static int sq_release(void *be)
+{
+	struct sq *q = be;
+
+	if (!q->real_sp)
+		return PR_OK;
+	return run(q, stmt(q, S_RELEASE)) ? PR_ERR_STORE : PR_OK;
+}
+
+/* Undo the job, or say it cannot be undone alone: it changed rows without
+ * a real savepoint, or the database dropped the whole transaction (a full
+ * disk or an I/O error can). */
+static int sq_rollback_to(void *be)
+{
+	struct sq *q = be;
+
+	/* A checkpoint job never fails, so none is undone here. */
+	q->n_messages = q->n_messages_sp;
+	apps_settle(q, 0);
+	if (sqlite3_get_autocommit(q->db)) {
+		if (!q->errbuf[0])
+			snprintf(q->errbuf, sizeof(q->errbuf),
+				 "the transaction was aborted");
+		return PR_ERR_STORE;
+	}
+	if (!q->real_sp) {
+		if (sqlite3_total_changes64(q->db) == q->changes_sp)
+			return PR_OK;
+		q->real_sp = 1;
+		return PR_ERR_STORE;
+	}
+	if (run(q, stmt(q, S_ROLLBACK_TO)) || run(q, stmt(q, S_RELEASE)))
+		return PR_ERR_STORE;
+	return PR_OK;
+}
+
+static int sq_commit(void *be)
+{
+	struct sq *q = be;
+
+	if (run(q, stmt(q, S_COMMIT)))
+		return PR_ERR_STORE;
+	q->real_sp = 0;
+	q->n_messages_tx = q->n_messages;
+	apps_settle(q, 1);
+	if (q->n_ckpt)
+		checkpoint_now(q);
+	return PR_OK;
+}
+
+static int sq_rollback(void *be)
+{
+	struct sq *q = be;
+	char keep[sizeof(q->errbuf)];
+	int rv = PR_OK;
+
+	q->n_messages = q->n_messages_tx;
+	q->n_ckpt = 0;
+	apps_settle(q, 0);
+	if (!sqlite3_get_autocommit(q->db)) {
+		/* Keep the reason that made us roll back. */
+		memcpy(keep, q->errbuf, sizeof(keep));
+		rv = run(q, stmt(q, S_ROLLBACK)) ? PR_ERR_STORE : PR_OK;
+		memcpy(q->errbuf, keep, sizeof(keep));
+	}
+	return rv;
+}
+
+static const char *sq_errmsg(void *be)
+{
+	const struct sq *q = be;
+
+	return q->errbuf;
+}
+
+static void sq_close(void *be)
+{
+	struct sq *q = be;
+
+	if (!q)
+		return;
+	for (size_t i = 0; i < N_STMT; i++)
+		sqlite3_finalize(q->st[i]);
+	if (q->db && sqlite3_close(q->db) != SQLITE_OK)
+		pr_warn("store: close: %s", sqlite3_errmsg(q->db));
+	for (size_t i = 0; i < q->n_apps; i++)
+		free(q->apps[i].name);
+	free(q->targets);
+	free(q);
+}
+
+/* ---- open ---------------------------------------------------------------- */
+
+/* The directory must exist; the database file is created 0600 by us (not
+ * 0644 by SQLite), and its -wal and -shm files take its mode. */
+static int prepare_file(const char *path, char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct stat sb;
+	int fd;
+
+	if (slash) {
+		size_t n = slash == path ? 1 : (size_t)(slash - path);
+
+		if (n >= sizeof(dir)) {
+			snprintf(err, errlen, "[storage] path is too long");
+			return PR_ERR_CONFIG;
+		}
+		memcpy(dir, path, n);
+		dir[n] = '\0';
+	} else {
+		snprintf(dir, sizeof(dir), ".");
+	}
+	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen,
+			 "[storage] path %s: directory %s does not exist", path,
+			 dir);
+		return PR_ERR_IO;
+	}
+	if (stat(path, &sb) == 0) {
+		if (sb.st_mode & 0077)
+			pr_warn("store: %s is readable by other users (mode "
+				"%03o); chmod 600 it",
+				path, (unsigned)(sb.st_mode & 0777));
+		return PR_OK;
+	}
+	if (errno != ENOENT) {
+		snprintf(err, errlen, "[storage] path %s: %s", path,
+			 strerror(errno));
+		return PR_ERR_IO;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "[storage] path %s: cannot create: %s",
+			 path, strerror(errno));
+		return PR_ERR_IO;
+	}
+	if (fd >= 0)
+		close(fd);
+	return PR_OK;
+}
+
+static int migrate(struct sq *q, char *err, size_t errlen)
+{
+	char sql[64];
+	char *msg = NULL;
+	int64_t version = 0;
+	int rc;
+
+	rc = sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+	if (rc == SQLITE_OK)
+		rc = pragma_int(q->db, "PRAGMA user_version", &version);
+	if (rc != SQLITE_OK)
+		goto fail;
+	if (version > SCHEMA_VERSION) {
+		sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+		snprintf(err, errlen,
+			 "the database has schema version %lld; this "
+			 "pushrelayd knows up to %d",
+			 (long long)version, SCHEMA_VERSION);
+		return PR_ERR_STORE;
+	}
+	for (int64_t v = version; v < SCHEMA_VERSION; v++) {
+		rc = sqlite3_exec(q->db, migrations[v], NULL, NULL, &msg);
+		if (rc != SQLITE_OK)
+			goto fail;
+	}
+	if (version < SCHEMA_VERSION) {
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+			 SCHEMA_VERSION);
+		rc = sqlite3_exec(q->db, sql, NULL, NULL, &msg);
+		if (rc != SQLITE_OK)
+			goto fail;
+		pr_info("store: schema version %lld -> %d", (long long)version,
+			SCHEMA_VERSION);
+	}
+	rc = sqlite3_exec(q->db, "COMMIT", NULL, NULL, &msg);
+	if (rc == SQLITE_OK)
+		return PR_OK;
+fail:
+	snprintf(err, errlen, "schema: %s", msg ? msg : sqlite3_errstr(rc));
+	sqlite3_free(msg);
+	if (!sqlite3_get_autocommit(q->db))
+		sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+	return PR_ERR_STORE;
+}
+
+static int configure(struct sq *q, const struct pr_config *cfg, char *err,
+		     size_t errlen)
+{
+	char text[32], sql[96];
+	int rc;
+
+	sqlite3_extended_result_codes(q->db, 1);
+	rc = sqlite3_busy_timeout(q->db, q->busy_timeout);
+	if (rc == SQLITE_OK)
+		rc = pragma_text(q->db, "PRAGMA journal_mode = WAL", text,
+				 sizeof(text));
+	if (rc != SQLITE_OK)
+		goto fail;
+	if (strcmp(text, "wal") != 0) {
+		snprintf(err, errlen,
+			 "the database cannot use WAL (journal_mode is %s)",
+			 text);
+		return PR_ERR_STORE;
+	}
+	snprintf(sql, sizeof(sql), "PRAGMA synchronous = %s",
+		 cfg->storage_synchronous == 1 ? "NORMAL" : "FULL");
+	rc = sqlite3_exec(q->db, sql, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(q->db,
+				  "PRAGMA foreign_keys = ON;"
+				  "PRAGMA temp_store = MEMORY;"
+				  "PRAGMA cache_size = -16384;"
+				  "PRAGMA journal_size_limit = 67108864;",
+				  NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = pragma_int(q->db, "PRAGMA page_size", &q->page_size);
+	if (rc == SQLITE_OK)
+		rc = pragma_int(q->db, "PRAGMA max_page_count",
+				&q->default_pages);
+	if (rc != SQLITE_OK)
+		goto fail;
+	if (q->page_size <= 0)
+		q->page_size = 4096;
+	q->max_size = 0;
+	if (apply_max_size(q)) {
+		snprintf(err, errlen, "%s", q->errbuf);
+		return PR_ERR_STORE;
+	}
+	return PR_OK;
+fail:
+	snprintf(err, errlen, "%s", sqlite3_errmsg(q->db));
+	return PR_ERR_STORE;
+}
+
+/* Before SQLite's first use in the process: no global memory statistics,
+ * whose mutex every allocation would take (a tenth of the ingest path).
+ * When something initialised SQLite first this fails harmlessly. */
+static void sqlite_config_once(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+static int sq_open(void **out, const struct pr_config *cfg, char *err,
+		   size_t errlen)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	const char *path = cfg->storage_path;
+	struct sq *q;
+	int64_t count = 0;
+	int rc, rv;
+
+	*out = NULL;
+	if (!path || !*path) {
+		snprintf(err, errlen, "[storage] path is not set");
+		return PR_ERR_CONFIG;
+	}
+	pthread_once(&once, sqlite_config_once);
+	if (!sqlite3_threadsafe()) {
+		snprintf(err, errlen, "SQLite was built without threads");
+		return PR_ERR_STORE;
+	}
+	rv = prepare_file(path, err, errlen);
+	if (rv)
+		return rv;
+	q = calloc(1, sizeof(*q));
+	if (!q) {
+		snprintf(err, errlen, "out of memory");
+		return PR_ERR_NOMEM;
+	}
+	q->cfg = cfg;
+	q->busy_timeout =
+	    cfg->storage_busy_timeout > 0 && cfg->storage_busy_timeout < INT_MAX
+		? (int)cfg->storage_busy_timeout
+		: 5000;
+
+	/* One thread at a time uses the connection: no SQLite mutex. */
+	rc = sqlite3_open_v2(path, &q->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path,
+			 q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
+		rv = PR_ERR_STORE;
+		goto fail;
+	}
+	rv = configure(q, cfg, err, errlen);
+	if (!rv)
+		rv = migrate(q, err, errlen);
+	if (rv)
+		goto fail_path;
+	for (size_t i = 0; i < N_STMT; i++) {
+		rc = sqlite3_prepare_v3(q->db, stmt_sql[i], -1,
+					SQLITE_PREPARE_PERSISTENT, &q->st[i],
+					NULL);
+		if (rc != SQLITE_OK) {
+			snprintf(err, errlen, "statement %zu: %s", i,
+				 sqlite3_errmsg(q->db));
+			rv = PR_ERR_STORE;
+			goto fail_path;
+		}
+	}
+	rc = pragma_int(q->db, "SELECT count(*) FROM messages", &count);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(q->db));
+		rv = PR_ERR_STORE;
+		goto fail_path;
+	}
+	q->n_messages = q->n_messages_tx = q->n_messages_sp = count;
+	*out = q;
+	return PR_OK;
+
+fail_path:
+	/* Name the file: "database is locked" alone does not say which. */
+	{
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", err);
+		snprintf(err, errlen, "%s: %s", path, why);
+	}
+fail:
+	sq_close(q);
+	return rv;
+}
+
+const struct pr_store_backend pr_store_sqlite = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .begin = sq_begin,
+    .savepoint = sq_savepoint,
+    .release = sq_release,
+    .rollback_to = sq_rollback_to,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .exec = sq_exec,
+    .errmsg = sq_errmsg,
+};

@@ -1,0 +1,1215 @@
+/*
+ * check_store.c - the durable queue: group commit through a real ev loop,
+ * ingest and fan-out, devices, keys, retention, and the promise that a job
+ * answered rv == 0 is stored while a failed one left nothing behind. Each
+ * test works on a fresh SQLite file in a temporary directory and reads it
+ * back through a second, read-only connection.
+ */
+#include "autoconf.h"
+
+#include <check.h>
+#include <ev.h>
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "pushrelay.h"
+#include "store.h"
+
+static char dir[256];
+static char dbpath[320];
+static struct ev_loop *loop;
+static struct pr_config *cfg;
+static int64_t now;
+
+static void setup(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(dir, sizeof(dir), "%s/check_store.XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(dbpath, sizeof(dbpath), "%s/pushrelay.db", dir);
+	loop = ev_loop_new(EVFLAG_AUTO);
+	ck_assert_ptr_nonnull(loop);
+	cfg = pr_config_new();
+	ck_assert_ptr_nonnull(cfg);
+	free(cfg->storage_path);
+	cfg->storage_path = strdup(dbpath);
+	cfg->storage_synchronous = 2;
+	cfg->storage_busy_timeout = 5000;
+	cfg->storage_commit_batch = 1024;
+	cfg->storage_max_pending_jobs = 65536;
+	cfg->storage_max_messages = 10000000;
+	cfg->storage_max_size = 0;
+	cfg->storage_sweep_batch = 5000;
+	cfg->storage_history = 86400;
+	now = (int64_t)time(NULL);
+}
+
+static void teardown(void)
+{
+	static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+	char path[400];
+
+	pr_config_free(cfg);
+	ev_loop_destroy(loop);
+	for (size_t i = 0; i < PR_ARRAY_SIZE(sfx); i++) {
+		snprintf(path, sizeof(path), "%s%s", dbpath, sfx[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
+static struct pr_store *open_store(void)
+{
+	char err[256] = "";
+	struct pr_store *st = pr_store_new(loop, cfg, err, sizeof(err));
+
+	ck_assert_msg(st != NULL, "pr_store_new: %s", err);
+	return st;
+}
+
+/* ---- driving jobs ---------------------------------------------------------
+ */
+
+static void count_done(struct pr_store_job *job, void *arg)
+{
+	(void)job;
+	(*(int *)arg)++;
+}
+
+/* Submit and run the loop until done() ran; returns job->rv. */
+static int run_job(struct pr_store *st, struct pr_store_job *job)
+{
+	int done = 0;
+
+	job->done = count_done;
+	job->arg = &done;
+	ck_assert_int_eq(pr_store_submit(st, job), PR_OK);
+	while (!done)
+		ev_run(loop, EVRUN_ONCE);
+	return job->rv;
+}
+
+static int ingest(struct pr_store *st, struct pr_event *ev, size_t n, char *err,
+		  size_t errlen)
+{
+	struct pr_store_job job = {.op = PR_STORE_INGEST};
+	int rv;
+
+	job.events = ev;
+	job.n_events = n;
+	job.now = now;
+	rv = run_job(st, &job);
+	if (err)
+		snprintf(err, errlen, "%s", job.err);
+	ck_assert_ptr_null(job.result);
+	return rv;
+}
+
+static struct pr_event event(const char *id, const char *user)
+{
+	struct pr_event ev = {0};
+
+	ev.id = id;
+	ev.app = "default";
+	ev.user = user;
+	ev.payload = "{\"text\":\"hi\"}";
+	ev.push = "{\"mode\":\"alert\"}";
+	ev.push_mode = PR_PUSH_ALERT;
+	ev.created_at = now;
+	ev.expires_at = now + 3600;
+	ev.push_delay = 5;
+	return ev;
+}
+
+static int ingest1(struct pr_store *st, const char *id, const char *user,
+		   enum pr_event_status *status, int *targets)
+{
+	struct pr_event ev = event(id, user);
+	int rv = ingest(st, &ev, 1, NULL, 0);
+
+	if (status)
+		*status = ev.status;
+	if (targets)
+		*targets = ev.n_targets;
+	return rv;
+}
+
+/* PUT a device; returns the result (caller decrefs) or NULL on error. */
+static json_t *put_device(struct pr_store *st, const char *device,
+			  const char *user, const char *token)
+{
+	struct pr_store_job job = {.op = PR_STORE_DEVICE_PUT};
+
+	job.device.app = "default";
+	job.device.device_id = device;
+	job.device.user = user;
+	job.device.platform = "apns";
+	job.device.token = token;
+	job.device.environment = "production";
+	job.device.now = now;
+	ck_assert_msg(run_job(st, &job) == PR_OK, "device put: %s", job.err);
+	ck_assert_ptr_nonnull(job.result);
+	return job.result;
+}
+
+static json_t *simple(struct pr_store *st, enum pr_store_op op, int *rv)
+{
+	struct pr_store_job job = {.op = op};
+
+	job.now = now;
+	*rv = run_job(st, &job);
+	return job.result;
+}
+
+static json_t *count(struct pr_store *st)
+{
+	int rv;
+	json_t *c = simple(st, PR_STORE_COUNT, &rv);
+
+	ck_assert_int_eq(rv, PR_OK);
+	ck_assert_ptr_nonnull(c);
+	return c;
+}
+
+static long long count_of(struct pr_store *st, const char *what)
+{
+	json_t *c = count(st);
+	long long n = json_integer_value(json_object_get(c, what));
+
+	json_decref(c);
+	return n;
+}
+
+static long long pushes_in(struct pr_store *st, const char *state)
+{
+	json_t *c = count(st);
+	long long n = json_integer_value(
+	    json_object_get(json_object_get(c, "push_jobs"), state));
+
+	json_decref(c);
+	return n;
+}
+
+/* ---- reading the file directly --------------------------------------------
+ */
+
+/* One integer from a read-only second connection; -1 when no row. */
+static long long q1(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static long long q1(const char *fmt, ...)
+{
+	char sql[1024];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	long long v = -1;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	rc = sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL);
+	ck_assert_int_eq(rc, SQLITE_OK);
+	rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_type(s, 0) == SQLITE_NULL
+			? -2
+			: sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+/* Write through a second connection (the store must be closed). */
+static void exec_sql(const char *sql)
+{
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+	int rc;
+
+	rc = sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, NULL);
+	ck_assert_int_eq(rc, SQLITE_OK);
+	rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+	sqlite3_close(db);
+}
+
+/* The device's inbox as "ext:seq,ext:seq" in seq order. */
+static void inbox(const char *device, char *out, size_t outlen)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	size_t len = 0;
+
+	out[0] = '\0';
+	ck_assert_int_eq(
+	    sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL),
+	    SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_prepare_v2(db,
+			       "SELECT m.ext_id, d.seq FROM deliveries d"
+			       " JOIN devices v ON v.id = d.device_id"
+			       " JOIN messages m ON m.id = d.message_id"
+			       " WHERE v.device_id = ?1 ORDER BY d.seq",
+			       -1, &s, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_text(s, 1, device, -1, SQLITE_STATIC);
+	while (sqlite3_step(s) == SQLITE_ROW && len < outlen)
+		len += (size_t)snprintf(out + len, outlen - len, "%s%s:%lld",
+					len ? "," : "",
+					(const char *)sqlite3_column_text(s, 0),
+					sqlite3_column_int64(s, 1));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
+/* ---- tests ----------------------------------------------------------------
+ */
+
+START_TEST(test_schema_created)
+{
+	struct pr_store *st = open_store();
+	struct stat sb;
+
+	pr_store_free(st);
+	ck_assert_int_eq(q1("PRAGMA user_version"), 1);
+	ck_assert_int_eq(q1("SELECT count(*) FROM sqlite_schema WHERE "
+			    "type = 'table' AND name IN ('apps', 'api_keys', "
+			    "'devices', 'messages', 'deliveries', "
+			    "'push_jobs', 'push_attempts', "
+			    "'invalid_tokens')"),
+			 8);
+	ck_assert_int_eq(stat(dbpath, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0077, 0);
+	/* WAL is the file's own mode: another connection sees it. */
+	{
+		sqlite3 *db;
+		sqlite3_stmt *s;
+
+		ck_assert_int_eq(
+		    sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL),
+		    SQLITE_OK);
+		sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL);
+		ck_assert_int_eq(sqlite3_step(s), SQLITE_ROW);
+		ck_assert_str_eq((const char *)sqlite3_column_text(s, 0),
+				 "wal");
+		sqlite3_finalize(s);
+		sqlite3_close(db);
+	}
+}
+END_TEST
+
+START_TEST(test_open_errors)
+{
+	char err[256] = "";
+	char path[400];
+
+	/* A missing directory is named, not created. */
+	snprintf(path, sizeof(path), "%s/nope/pushrelay.db", dir);
+	free(cfg->storage_path);
+	cfg->storage_path = strdup(path);
+	ck_assert_ptr_null(pr_store_new(loop, cfg, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "does not exist") != NULL, "%s", err);
+
+	/* A schema from a newer pushrelayd is refused. */
+	free(cfg->storage_path);
+	cfg->storage_path = strdup(dbpath);
+	pr_store_free(open_store());
+	exec_sql("PRAGMA user_version = 99");
+	err[0] = '\0';
+	ck_assert_ptr_null(pr_store_new(loop, cfg, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "schema version 99") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(test_ingest_queued_and_duplicate)
+{
+	struct pr_store *st = open_store();
+	enum pr_event_status status;
+	int targets;
+	json_t *r;
+
+	r = put_device(st, "phone", "alice", "tok-1");
+	ck_assert(json_is_true(json_object_get(r, "created")));
+	json_decref(r);
+
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", &status, &targets), 0);
+	ck_assert_int_eq(status, PR_EVENT_QUEUED);
+	ck_assert_int_eq(targets, 1);
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", &status, &targets), 0);
+	ck_assert_int_eq(status, PR_EVENT_DUPLICATE);
+	ck_assert_int_eq(targets, 0);
+
+	/* A duplicate inside one batch is a duplicate, not an error. */
+	{
+		struct pr_event ev[2] = {event("m-2", "alice"),
+					 event("m-2", "alice")};
+
+		ck_assert_int_eq(ingest(st, ev, 2, NULL, 0), PR_OK);
+		ck_assert_int_eq(ev[0].status, PR_EVENT_QUEUED);
+		ck_assert_int_eq(ev[1].status, PR_EVENT_DUPLICATE);
+	}
+	ck_assert_int_eq(count_of(st, "messages"), 2);
+	ck_assert_int_eq(count_of(st, "deliveries"), 2);
+	ck_assert_int_eq(pr_store_health(st), 0);
+	ck_assert_uint_ge(pr_store_stats(st)->commits, 1);
+	pr_store_free(st);
+
+	/* Payload and push hints are stored verbatim. */
+	ck_assert_int_eq(q1("SELECT count(*) FROM messages WHERE ext_id = "
+			    "'m-1' AND payload = '{\"text\":\"hi\"}' AND "
+			    "push_mode = 2 AND targets IS NULL"),
+			 1);
+}
+END_TEST
+
+START_TEST(test_reopen_keeps_data)
+{
+	struct pr_store *st = open_store();
+	enum pr_event_status status;
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", &status, NULL), 0);
+	pr_store_free(st);
+
+	st = open_store();
+	ck_assert_int_eq(count_of(st, "messages"), 1);
+	ck_assert_int_eq(count_of(st, "devices"), 1);
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", &status, NULL), 0);
+	ck_assert_int_eq(status, PR_EVENT_DUPLICATE);
+	ck_assert_int_eq(ingest1(st, "m-2", "alice", &status, NULL), 0);
+	ck_assert_int_eq(status, PR_EVENT_QUEUED);
+	pr_store_free(st);
+	ck_assert_int_eq(q1("SELECT next_seq FROM devices"), 3);
+}
+END_TEST
+
+START_TEST(test_limit_is_all_or_nothing)
+{
+	struct pr_store *st;
+	struct pr_event ev[3] = {event("b-1", "alice"), event("b-2", "alice"),
+				 event("b-3", "alice")};
+	char err[160];
+
+	cfg->storage_max_messages = 4;
+	st = open_store();
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", NULL, NULL), 0);
+	ck_assert_int_eq(ingest1(st, "m-2", "alice", NULL, NULL), 0);
+
+	ck_assert_int_eq(ingest(st, ev, 3, err, sizeof(err)), PR_ERR_LIMIT);
+	ck_assert_msg(strstr(err, "limit") != NULL, "%s", err);
+	ck_assert_int_eq(count_of(st, "messages"), 2);
+	ck_assert_int_eq(count_of(st, "deliveries"), 2);
+	/* A duplicate at the bound is still a duplicate. */
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", NULL, NULL), 0);
+	/* Two fit; the device's seqs show no gap where the batch failed. */
+	ck_assert_int_eq(ingest(st, ev, 2, NULL, 0), PR_OK);
+	ck_assert_int_eq(count_of(st, "messages"), 4);
+	ck_assert_int_eq(ingest1(st, "m-5", "alice", NULL, NULL), PR_ERR_LIMIT);
+	ck_assert_int_eq(pr_store_health(st), 0); /* a bound, not a failure */
+	ck_assert_uint_eq(pr_store_stats(st)->commit_errors, 0);
+	/* A reload raises the bound in place. */
+	cfg->storage_max_messages = 5;
+	ck_assert_int_eq(ingest1(st, "m-5", "alice", NULL, NULL), PR_OK);
+	pr_store_free(st);
+	{
+		char box[256];
+
+		inbox("phone", box, sizeof(box));
+		ck_assert_str_eq(box, "m-1:1,m-2:2,b-1:3,b-2:4,m-5:5");
+	}
+}
+END_TEST
+
+/* A job that fails after it wrote, between two good ones in the same
+ * transaction: the good ones are kept, nothing of the bad one is. */
+START_TEST(test_failed_job_inside_a_batch)
+{
+	struct pr_store *st;
+	struct pr_store_job jobs[3];
+	struct pr_event a = event("a", "alice"), c = event("c", "alice");
+	struct pr_event b[3] = {event("b-1", "alice"), event("b-2", "alice"),
+				event("b-3", "alice")};
+	char box[256];
+	int done = 0;
+
+	cfg->storage_max_messages = 4;
+	st = open_store();
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	ck_assert_int_eq(ingest1(st, "first", "alice", NULL, NULL), 0);
+	memset(jobs, 0, sizeof(jobs));
+	jobs[0].events = &a;
+	jobs[0].n_events = 1;
+	jobs[1].events = b;
+	jobs[1].n_events = 3;
+	jobs[2].events = &c;
+	jobs[2].n_events = 1;
+	for (int i = 0; i < 3; i++) {
+		jobs[i].op = PR_STORE_INGEST;
+		jobs[i].done = count_done;
+		jobs[i].arg = &done;
+		ck_assert_int_eq(pr_store_submit(st, &jobs[i]), PR_OK);
+	}
+	while (done < 3)
+		ev_run(loop, EVRUN_ONCE);
+	ck_assert_int_eq(jobs[0].rv, PR_OK);
+	ck_assert_int_eq(jobs[1].rv, PR_ERR_LIMIT);
+	ck_assert_int_eq(jobs[2].rv, PR_OK);
+	ck_assert_int_eq(a.status, PR_EVENT_QUEUED);
+	ck_assert_int_eq(c.status, PR_EVENT_QUEUED);
+	ck_assert_int_eq(c.n_targets, 1);
+	ck_assert_int_eq(count_of(st, "messages"), 3);
+	/* Later jobs in the same state do the same. */
+	ck_assert_int_eq(ingest(st, b, 2, NULL, 0), PR_ERR_LIMIT);
+	ck_assert_int_eq(ingest1(st, "d", "alice", NULL, NULL), 0);
+	pr_store_free(st);
+	inbox("phone", box, sizeof(box));
+	ck_assert_str_eq(box, "first:1,a:2,c:3,d:4");
+}
+END_TEST
+
+START_TEST(test_fanout_seq_per_device)
+{
+	struct pr_store *st = open_store();
+	char id[16], box[256];
+	int targets;
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	json_decref(put_device(st, "tablet", "alice", "tok-2"));
+	json_decref(put_device(st, "other", "bob", "tok-3"));
+	for (int i = 1; i <= 4; i++) {
+		snprintf(id, sizeof(id), "m-%d", i);
+		ck_assert_int_eq(ingest1(st, id, "alice", NULL, &targets), 0);
+		ck_assert_int_eq(targets, 2);
+	}
+	pr_store_free(st);
+	inbox("phone", box, sizeof(box));
+	ck_assert_str_eq(box, "m-1:1,m-2:2,m-3:3,m-4:4");
+	inbox("tablet", box, sizeof(box));
+	ck_assert_str_eq(box, "m-1:1,m-2:2,m-3:3,m-4:4");
+	inbox("other", box, sizeof(box));
+	ck_assert_str_eq(box, "");
+}
+END_TEST
+
+START_TEST(test_explicit_targets)
+{
+	struct pr_store *st = open_store();
+	static const char *const to[] = {"tablet", "watch", "tablet"};
+	struct pr_event ev = event("m-1", "alice");
+	char box[256];
+	json_t *r;
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	json_decref(put_device(st, "tablet", "alice", "tok-2"));
+	json_decref(put_device(st, "bobs", "bob", "tok-3"));
+	ev.devices = to;
+	ev.n_devices = 3;
+	ck_assert_int_eq(ingest(st, &ev, 1, NULL, 0), PR_OK);
+	ck_assert_int_eq(ev.n_targets, 1);
+	/* Another user's device is no target even when named. */
+	{
+		static const char *const bobs[] = {"bobs"};
+		struct pr_event e2 = event("m-2", "alice");
+
+		e2.devices = bobs;
+		e2.n_devices = 1;
+		ck_assert_int_eq(ingest(st, &e2, 1, NULL, 0), PR_OK);
+		ck_assert_int_eq(e2.n_targets, 0);
+	}
+	/* "watch" registers later and gets m-1; "phone" never does. */
+	r = put_device(st, "watch", "alice", "tok-4");
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "backlog")), 1);
+	json_decref(r);
+	pr_store_free(st);
+	inbox("tablet", box, sizeof(box));
+	ck_assert_str_eq(box, "m-1:1");
+	inbox("watch", box, sizeof(box));
+	ck_assert_str_eq(box, "m-1:1");
+	inbox("phone", box, sizeof(box));
+	ck_assert_str_eq(box, "");
+	inbox("bobs", box, sizeof(box));
+	ck_assert_str_eq(box, "");
+	ck_assert_int_eq(q1("SELECT count(*) FROM messages WHERE ext_id = "
+			    "'m-1' AND targets = '[\"tablet\",\"watch\","
+			    "\"tablet\"]' AND pending_fanout = 1"),
+			 1);
+}
+END_TEST
+
+START_TEST(test_waiting_for_a_device)
+{
+	struct pr_store *st = open_store();
+	struct pr_event ev[2] = {event("old", "carol"), event("new", "carol")};
+	char box[256];
+	json_t *r;
+
+	ev[0].expires_at = now - 1; /* gone before the device comes */
+	ck_assert_int_eq(ingest(st, ev, 2, NULL, 0), PR_OK);
+	ck_assert_int_eq(ev[0].n_targets, 0);
+	ck_assert_int_eq(ev[1].n_targets, 0);
+	ck_assert_int_eq(count_of(st, "pending_fanout"), 2);
+
+	r = put_device(st, "phone", "carol", "tok-1");
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "backlog")), 1);
+	json_decref(r);
+	/* Registering again does not deliver it twice. */
+	r = put_device(st, "phone", "carol", "tok-1");
+	ck_assert(json_is_false(json_object_get(r, "created")));
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "backlog")), 0);
+	json_decref(r);
+	/* The next message continues the sequence. */
+	ck_assert_int_eq(ingest1(st, "later", "carol", NULL, NULL), 0);
+	pr_store_free(st);
+	inbox("phone", box, sizeof(box));
+	ck_assert_str_eq(box, "new:1,later:2");
+}
+END_TEST
+
+START_TEST(test_push_coalescing)
+{
+	struct pr_store *st = open_store();
+	struct pr_event quiet = event("q-1", "alice");
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	json_decref(put_device(st, "notoken", "alice", NULL));
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", NULL, NULL), 0);
+	ck_assert_int_eq(ingest1(st, "m-2", "alice", NULL, NULL), 0);
+	ck_assert_int_eq(ingest1(st, "m-3", "alice", NULL, NULL), 0);
+	quiet.push_mode = PR_PUSH_NONE;
+	quiet.push = NULL;
+	ck_assert_int_eq(ingest(st, &quiet, 1, NULL, 0), PR_OK);
+	ck_assert_int_eq(pushes_in(st, "pending"), 1);
+	ck_assert_int_eq(count_of(st, "deliveries"), 8);
+	pr_store_free(st);
+	ck_assert_int_eq(q1("SELECT count(*) FROM push_jobs p JOIN messages m"
+			    " ON m.id = p.message_id WHERE m.ext_id = 'm-3'"
+			    " AND p.state = 'pending' AND"
+			    " p.next_attempt_at = %lld",
+			    (long long)now + 5),
+			 1);
+}
+END_TEST
+
+START_TEST(test_token_moves)
+{
+	struct pr_store *st = open_store();
+	json_t *r;
+
+	json_decref(put_device(st, "d1", "alice", "tok-shared"));
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", NULL, NULL), 0);
+	ck_assert_int_eq(pushes_in(st, "pending"), 1);
+
+	/* The token shows up on bob's device: it moves there. */
+	r = put_device(st, "d2", "bob", "tok-shared");
+	ck_assert_str_eq(json_string_value(json_object_get(r, "device_id")),
+			 "d2");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(r, "moved_from_device")), "d1");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(r, "moved_from_user")), "alice");
+	json_decref(r);
+	/* alice's waiting push must not reach bob's phone. */
+	ck_assert_int_eq(pushes_in(st, "pending"), 0);
+	ck_assert_int_eq(pushes_in(st, "cancelled"), 1);
+
+	/* A device changing user: reported, its inbox dropped. */
+	ck_assert_int_eq(ingest1(st, "m-2", "bob", NULL, NULL), 0);
+	r = put_device(st, "d2", "carol", "tok-shared");
+	ck_assert(json_is_false(json_object_get(r, "created")));
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(r, "moved_from_user")), "bob");
+	ck_assert(json_is_null(json_object_get(r, "moved_from_device")));
+	json_decref(r);
+
+	/* Unchanged registration: nothing moved. */
+	r = put_device(st, "d2", "carol", "tok-shared");
+	ck_assert(json_is_null(json_object_get(r, "moved_from_user")));
+	ck_assert(json_is_null(json_object_get(r, "moved_from_device")));
+	json_decref(r);
+	pr_store_free(st);
+
+	ck_assert_int_eq(q1("SELECT token FROM devices WHERE device_id = "
+			    "'d1'"),
+			 -2); /* NULL */
+	ck_assert_int_eq(q1("SELECT count(*) FROM deliveries d JOIN devices v"
+			    " ON v.id = d.device_id WHERE v.device_id = 'd1'"),
+			 1); /* d1 keeps its inbox */
+	ck_assert_int_eq(q1("SELECT count(*) FROM deliveries d JOIN devices v"
+			    " ON v.id = d.device_id WHERE v.device_id = 'd2'"),
+			 0);
+	ck_assert_int_eq(q1("SELECT count(*) FROM devices WHERE user_id = "
+			    "'carol' AND token = 'tok-shared'"),
+			 1);
+}
+END_TEST
+
+START_TEST(test_device_list_and_delete)
+{
+	struct pr_store *st = open_store();
+	struct pr_store_job job = {.op = PR_STORE_DEVICE_LIST};
+	json_t *d;
+	char stamp[32];
+	time_t t = (time_t)now;
+	struct tm tm;
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	json_decref(put_device(st, "tablet", "alice", "tok-2"));
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", NULL, NULL), 0);
+
+	job.app = "default";
+	job.user = "alice";
+	ck_assert_int_eq(run_job(st, &job), PR_OK);
+	ck_assert_uint_eq(json_array_size(job.result), 2);
+	d = json_array_get(job.result, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(d, "device_id")),
+			 "phone");
+	ck_assert_str_eq(json_string_value(json_object_get(d, "user")),
+			 "alice");
+	ck_assert_str_eq(json_string_value(json_object_get(d, "platform")),
+			 "apns");
+	ck_assert_str_eq(json_string_value(json_object_get(d, "token")),
+			 "tok-1");
+	ck_assert_str_eq(json_string_value(json_object_get(d, "push")), "ok");
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	ck_assert_str_eq(json_string_value(json_object_get(d, "created_at")),
+			 stamp);
+	json_decref(job.result);
+
+	job = (struct pr_store_job){.op = PR_STORE_DEVICE_DELETE};
+	job.app = "default";
+	job.device_id = "phone";
+	ck_assert_int_eq(run_job(st, &job), PR_OK);
+	ck_assert_int_eq(count_of(st, "devices"), 1);
+	ck_assert_int_eq(count_of(st, "deliveries"), 1);
+	ck_assert_int_eq(pushes_in(st, "pending"), 1);
+	ck_assert_int_eq(run_job(st, &job), PR_ERR_NOTFOUND);
+	job.app = "no-such-app";
+	ck_assert_int_eq(run_job(st, &job), PR_ERR_NOTFOUND);
+
+	job = (struct pr_store_job){.op = PR_STORE_DEVICE_LIST};
+	job.app = "default";
+	job.user = "nobody";
+	ck_assert_int_eq(run_job(st, &job), PR_OK);
+	ck_assert_uint_eq(json_array_size(job.result), 0);
+	json_decref(job.result);
+	pr_store_free(st);
+}
+END_TEST
+
+START_TEST(test_group_commit)
+{
+	enum { N = 200 };
+	struct pr_store *st = open_store();
+	struct pr_store_job *jobs = calloc(N, sizeof(*jobs));
+	struct pr_event *ev = calloc(N, sizeof(*ev));
+	char(*ids)[16] = calloc(N, sizeof(*ids));
+	const struct pr_store_stats *stats;
+	int done = 0;
+	uint64_t before;
+
+	ck_assert_ptr_nonnull(jobs);
+	ck_assert_ptr_nonnull(ev);
+	ck_assert_ptr_nonnull(ids);
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	stats = pr_store_stats(st);
+	before = stats->commits;
+	for (int i = 0; i < N; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "g-%d", i);
+		ev[i] = event(ids[i], "alice");
+		jobs[i].op = PR_STORE_INGEST;
+		jobs[i].events = &ev[i];
+		jobs[i].n_events = 1;
+		jobs[i].done = count_done;
+		jobs[i].arg = &done;
+		ck_assert_int_eq(pr_store_submit(st, &jobs[i]), PR_OK);
+	}
+	ck_assert_uint_eq(pr_store_pending(st), N);
+	while (done < N)
+		ev_run(loop, EVRUN_ONCE);
+	ck_assert_uint_eq(pr_store_pending(st), 0);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(jobs[i].rv, PR_OK);
+	/* One transaction takes what waits: a few commits, not 200. */
+	ck_assert_msg(stats->commits - before <= 3, "%llu commits",
+		      (unsigned long long)(stats->commits - before));
+	ck_assert_uint_ge(stats->jobs, N);
+	ck_assert_uint_eq(stats->commit_latency_buckets[11], stats->jobs);
+	pr_store_free(st);
+	/* Committed in submit order: seq follows the ids. */
+	ck_assert_int_eq(q1("SELECT count(*) FROM deliveries d JOIN messages"
+			    " m ON m.id = d.message_id WHERE m.ext_id <> "
+			    "'g-' || (d.seq - 1)"),
+			 0);
+	free(jobs);
+	free(ev);
+	free(ids);
+}
+END_TEST
+
+START_TEST(test_busy_when_queue_full)
+{
+	struct pr_store *st;
+	struct pr_store_job jobs[5];
+	int done = 0;
+
+	cfg->storage_max_pending_jobs = 4;
+	st = open_store();
+	memset(jobs, 0, sizeof(jobs));
+	for (int i = 0; i < 5; i++) {
+		jobs[i].op = PR_STORE_COUNT;
+		jobs[i].done = count_done;
+		jobs[i].arg = &done;
+	}
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pr_store_submit(st, &jobs[i]), PR_OK);
+	ck_assert_int_eq(pr_store_submit(st, &jobs[4]), PR_ERR_BUSY);
+	while (done < 4)
+		ev_run(loop, EVRUN_ONCE);
+	ck_assert_int_eq(pr_store_submit(st, &jobs[4]), PR_OK);
+	while (done < 5)
+		ev_run(loop, EVRUN_ONCE);
+	for (int i = 0; i < 5; i++)
+		json_decref(jobs[i].result);
+	pr_store_free(st);
+}
+END_TEST
+
+static char *big_payload(size_t n)
+{
+	char *p = malloc(n + 1);
+
+	ck_assert_ptr_nonnull(p);
+	p[0] = '"';
+	for (size_t i = 1; i + 1 < n; i++)
+		p[i] = (char)('a' + (i * 7) % 26);
+	p[n - 1] = '"';
+	p[n] = '\0';
+	return p;
+}
+
+START_TEST(test_disk_full)
+{
+	struct pr_store *st;
+	char *payload = big_payload(16 * 1024);
+	char id[32], err[160] = "";
+	int rv = 0, stored = 0;
+
+	cfg->storage_max_size = 512 * 1024;
+	st = open_store();
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	for (int i = 0; i < 200; i++) {
+		struct pr_event ev;
+
+		snprintf(id, sizeof(id), "big-%d", i);
+		ev = event(id, "alice");
+		ev.payload = payload;
+		rv = ingest(st, &ev, 1, err, sizeof(err));
+		if (rv)
+			break;
+		stored++;
+	}
+	ck_assert_int_eq(rv, PR_ERR_STORE);
+	ck_assert_msg(strstr(err, "full") != NULL, "%s", err);
+	ck_assert_int_gt(stored, 5);
+	ck_assert_int_eq(pr_store_health(st), PR_ERR_STORE);
+	ck_assert_int_eq(count_of(st, "messages"), stored);
+
+	/* A job whose second event does not fit leaves nothing. */
+	{
+		struct pr_event ev[2] = {event("small", "alice"),
+					 event("huge", "alice")};
+
+		ev[1].payload = payload;
+		ck_assert_int_eq(ingest(st, ev, 2, err, sizeof(err)),
+				 PR_ERR_STORE);
+	}
+	ck_assert_int_eq(count_of(st, "messages"), stored);
+
+	/* Jobs sharing the failing transaction: rv == 0 exactly for what
+	 * is stored, whether the database undid one statement or all. */
+	{
+		static const char *const names[3] = {"fit-1", "nofit", "fit-2"};
+		struct pr_store_job jobs[3];
+		struct pr_event ev[3];
+		int done = 0;
+
+		memset(jobs, 0, sizeof(jobs));
+		for (int i = 0; i < 3; i++) {
+			ev[i] = event(names[i], "alice");
+			ev[i].payload = i == 1 ? payload : "1";
+			jobs[i].op = PR_STORE_INGEST;
+			jobs[i].events = &ev[i];
+			jobs[i].n_events = 1;
+			jobs[i].done = count_done;
+			jobs[i].arg = &done;
+			ck_assert_int_eq(pr_store_submit(st, &jobs[i]), 0);
+		}
+		while (done < 3)
+			ev_run(loop, EVRUN_ONCE);
+		ck_assert_int_eq(jobs[1].rv, PR_ERR_STORE);
+		for (int i = 0; i < 3; i++) {
+			long long n = q1("SELECT count(*) FROM messages WHERE "
+					 "ext_id = '%s'",
+					 names[i]);
+
+			ck_assert_int_eq(n, jobs[i].rv == 0);
+			if (jobs[i].rv == 0)
+				stored++;
+		}
+	}
+
+	/* More room (a reload changes the live config): the same events
+	 * are new, not duplicates. */
+	cfg->storage_max_size = 8 * 1024 * 1024;
+	{
+		struct pr_event ev[2] = {event("small", "alice"),
+					 event("huge", "alice")};
+
+		ev[1].payload = payload;
+		ck_assert_int_eq(ingest(st, ev, 2, NULL, 0), PR_OK);
+		ck_assert_int_eq(ev[0].status, PR_EVENT_QUEUED);
+		ck_assert_int_eq(ev[1].status, PR_EVENT_QUEUED);
+	}
+	snprintf(id, sizeof(id), "big-%d", stored);
+	{
+		enum pr_event_status status;
+
+		ck_assert_int_eq(ingest1(st, id, "alice", &status, NULL), 0);
+		ck_assert_int_eq(status, PR_EVENT_QUEUED);
+	}
+	ck_assert_int_eq(pr_store_health(st), 0);
+	pr_store_free(st);
+	/* No gap: the failed jobs took no seq. */
+	ck_assert_int_eq(q1("SELECT max(seq) FROM deliveries"), stored + 3);
+	ck_assert_int_eq(q1("SELECT count(*) FROM deliveries"), stored + 3);
+	free(payload);
+}
+END_TEST
+
+START_TEST(test_sweep)
+{
+	struct pr_store *st = open_store();
+	struct pr_store_job job = {.op = PR_STORE_SWEEP};
+	struct pr_event ev[3] = {event("expired", "alice"),
+				 event("live", "alice"), event("done", "bob")};
+	int rv;
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	json_decref(put_device(st, "bobs", "bob", "tok-2"));
+	ev[0].expires_at = now - 10;
+	ev[2].created_at = now - 2 * 86400;
+	ck_assert_int_eq(ingest(st, ev, 3, NULL, 0), PR_OK);
+	ck_assert_int_eq(count_of(st, "messages"), 3);
+	/* bob's device goes: "done" is left with no inbox and no push. */
+	job.op = PR_STORE_DEVICE_DELETE;
+	job.app = "default";
+	job.device_id = "bobs";
+	ck_assert_int_eq(run_job(st, &job), PR_OK);
+	pr_store_free(st);
+	exec_sql("INSERT INTO push_jobs(device_id, message_id, state, "
+		 "next_attempt_at, created_at, updated_at) SELECT id, NULL, "
+		 "'sent', 0, 0, 0 FROM devices WHERE device_id = 'phone';"
+		 "INSERT INTO invalid_tokens(app_id, device_id, user_id, "
+		 "platform, token, reason, at) SELECT id, 'x', 'y', 'apns', "
+		 "'t', 'Unregistered', 0 FROM apps;");
+
+	st = open_store();
+	job = (struct pr_store_job){.op = PR_STORE_SWEEP};
+	job.now = now;
+	job.limit = 100;
+	rv = run_job(st, &job);
+	ck_assert_int_eq(rv, PR_OK);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(job.result, "expired_messages")),
+	    1);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(job.result, "expired_pushes")),
+	    0); /* coalesced onto "live" */
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(job.result, "push_jobs")), 1);
+	ck_assert_int_eq(json_integer_value(
+			     json_object_get(job.result, "finished_messages")),
+			 1);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(job.result, "invalid_tokens")),
+	    1);
+	ck_assert(json_is_false(json_object_get(job.result, "more")));
+	json_decref(job.result);
+	ck_assert_int_eq(count_of(st, "messages"), 1);
+	ck_assert_int_eq(count_of(st, "deliveries"), 1);
+	ck_assert_int_eq(pushes_in(st, "pending"), 1);
+	/* The in-memory message count followed the deletions. */
+	cfg->storage_max_messages = 2;
+	pr_store_free(st);
+	st = open_store();
+	ck_assert_int_eq(ingest1(st, "again", "alice", NULL, NULL), 0);
+	ck_assert_int_eq(ingest1(st, "over", "alice", NULL, NULL),
+			 PR_ERR_LIMIT);
+	pr_store_free(st);
+	ck_assert_int_eq(q1("SELECT count(*) FROM messages WHERE ext_id = "
+			    "'live'"),
+			 1);
+}
+END_TEST
+
+START_TEST(test_sweep_expires_waiting_push)
+{
+	struct pr_store *st = open_store();
+	struct pr_store_job job = {.op = PR_STORE_SWEEP};
+	struct pr_event ev = event("soon", "alice");
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	ev.expires_at = now + 60;
+	ck_assert_int_eq(ingest(st, &ev, 1, NULL, 0), PR_OK);
+	job.now = now + 61;
+	ck_assert_int_eq(run_job(st, &job), PR_OK);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(job.result, "expired_pushes")),
+	    1);
+	json_decref(job.result);
+	ck_assert_int_eq(pushes_in(st, "expired"), 1);
+	ck_assert_int_eq(count_of(st, "messages"), 0);
+	ck_assert_int_eq(count_of(st, "deliveries"), 0);
+	pr_store_free(st);
+}
+END_TEST
+
+START_TEST(test_invalid_tokens_listing)
+{
+	struct pr_store *st = open_store();
+	struct pr_store_job job = {.op = PR_STORE_INVALID_TOKENS};
+	json_t *t;
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	pr_store_free(st);
+	for (int i = 0; i < 3; i++)
+		exec_sql("INSERT INTO invalid_tokens(app_id, device_id, "
+			 "user_id, platform, token, reason, at) SELECT id, "
+			 "'phone', 'alice', 'apns', 'tok-old', "
+			 "'BadDeviceToken', strftime('%s', 'now') FROM apps");
+	st = open_store();
+	job.app = "default";
+	job.limit = 2;
+	ck_assert_int_eq(run_job(st, &job), PR_OK);
+	t = json_object_get(job.result, "tokens");
+	ck_assert_uint_eq(json_array_size(t), 2);
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(t, 0), "reason")),
+	    "BadDeviceToken");
+	job.after = json_integer_value(json_object_get(job.result, "next"));
+	ck_assert_int_eq(job.after, json_integer_value(json_object_get(
+					json_array_get(t, 1), "cursor")));
+	json_decref(job.result);
+	ck_assert_int_eq(run_job(st, &job), PR_OK);
+	ck_assert_uint_eq(
+	    json_array_size(json_object_get(job.result, "tokens")), 1);
+	json_decref(job.result);
+	job.app = "unknown";
+	job.after = 0;
+	ck_assert_int_eq(run_job(st, &job), PR_OK);
+	ck_assert_uint_eq(
+	    json_array_size(json_object_get(job.result, "tokens")), 0);
+	json_decref(job.result);
+	pr_store_free(st);
+}
+END_TEST
+
+static int create_key(struct pr_store *st, const char *name, const char *scope,
+		      unsigned char fill, int64_t *id, char *err)
+{
+	struct pr_store_job job = {.op = PR_STORE_KEY_CREATE};
+	int rv;
+
+	job.key.name = name;
+	job.key.scope = scope;
+	memset(job.key.hash, fill, sizeof(job.key.hash));
+	job.key.prefix = "prk_abcd";
+	job.key.now = now;
+	rv = run_job(st, &job);
+	if (id)
+		*id = job.key.id;
+	if (err)
+		snprintf(err, 160, "%s", job.err);
+	json_decref(job.result);
+	return rv;
+}
+
+START_TEST(test_keys)
+{
+	struct pr_store *st = open_store();
+	struct pr_store_job job;
+	int64_t id1, id2;
+	char err[160], *text;
+	int rv;
+	json_t *r;
+
+	ck_assert_int_eq(create_key(st, "chat", "ingest", 0xab, &id1, NULL), 0);
+	ck_assert_int_eq(create_key(st, "ops", "admin", 0x5c, &id2, NULL), 0);
+	ck_assert_int_gt(id1, 0);
+	ck_assert_int_ne(id1, id2);
+	ck_assert_int_eq(create_key(st, "chat", "admin", 0x11, NULL, err),
+			 PR_ERR_INVAL);
+	ck_assert_str_eq(err, "a key named chat exists");
+	ck_assert_int_eq(create_key(st, "bad", "root", 0x12, NULL, err),
+			 PR_ERR_INVAL);
+
+	r = simple(st, PR_STORE_KEY_LIST, &rv);
+	ck_assert_int_eq(rv, 0);
+	ck_assert_uint_eq(json_array_size(r), 2);
+	text = json_dumps(r, JSON_COMPACT);
+	ck_assert_ptr_null(strstr(text, "hash"));
+	ck_assert_ptr_null(strstr(text, "abababab"));
+	ck_assert_ptr_nonnull(strstr(text, "\"prefix\":\"prk_abcd\""));
+	ck_assert_ptr_nonnull(strstr(text, "\"last_used_at\":null"));
+	free(text);
+	json_decref(r);
+
+	r = simple(st, PR_STORE_KEY_LOAD, &rv);
+	ck_assert_int_eq(rv, 0);
+	ck_assert_uint_eq(json_array_size(r), 2);
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(r, 0), "hash")),
+	    "abababababababababababababababababababababababababababababababab");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(r, 1), "scope")),
+	    "admin");
+	json_decref(r);
+
+	job = (struct pr_store_job){.op = PR_STORE_KEY_REVOKE};
+	job.key.name = "chat";
+	job.key.now = now;
+	ck_assert_int_eq(run_job(st, &job), 0);
+	ck_assert_int_eq(job.key.id, id1);
+	ck_assert_int_eq(json_integer_value(json_object_get(job.result, "id")),
+			 id1);
+	json_decref(job.result);
+	job = (struct pr_store_job){.op = PR_STORE_KEY_REVOKE};
+	job.key.id = 999;
+	ck_assert_int_eq(run_job(st, &job), PR_ERR_NOTFOUND);
+	job = (struct pr_store_job){.op = PR_STORE_KEY_REVOKE};
+	job.key.name = "nope";
+	ck_assert_int_eq(run_job(st, &job), PR_ERR_NOTFOUND);
+
+	r = simple(st, PR_STORE_KEY_LOAD, &rv);
+	ck_assert_uint_eq(json_array_size(r), 1);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(json_array_get(r, 0), "id")),
+	    id2);
+	json_decref(r);
+
+	{
+		int64_t ids[1] = {id2}, times[1] = {1234};
+
+		job = (struct pr_store_job){.op = PR_STORE_KEY_TOUCH};
+		job.touch_ids = ids;
+		job.touch_times = times;
+		job.n_touch = 1;
+		ck_assert_int_eq(run_job(st, &job), 0);
+	}
+	r = simple(st, PR_STORE_KEY_LIST, &rv);
+	ck_assert(
+	    json_is_true(json_object_get(json_array_get(r, 0), "revoked")));
+	ck_assert(
+	    json_is_false(json_object_get(json_array_get(r, 1), "revoked")));
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 1),
+							   "last_used_at")),
+			 "1970-01-01T00:20:34Z");
+	json_decref(r);
+	pr_store_free(st);
+}
+END_TEST
+
+START_TEST(test_checkpoint)
+{
+	struct pr_store *st = open_store();
+	json_t *r;
+	int rv;
+
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", NULL, NULL), 0);
+	r = simple(st, PR_STORE_CHECKPOINT, &rv);
+	ck_assert_int_eq(rv, 0);
+	ck_assert_ptr_nonnull(r);
+	ck_assert(json_is_false(json_object_get(r, "busy")));
+	json_decref(r);
+	pr_store_free(st);
+}
+END_TEST
+
+START_TEST(test_free_runs_pending_done)
+{
+	enum { N = 50 };
+	struct pr_store *st = open_store();
+	struct pr_store_job jobs[N];
+	struct pr_event ev[N];
+	char ids[N][16];
+	int done = 0;
+
+	memset(jobs, 0, sizeof(jobs));
+	for (int i = 0; i < N; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "f-%d", i);
+		ev[i] = event(ids[i], "alice");
+		jobs[i].op = PR_STORE_INGEST;
+		jobs[i].events = &ev[i];
+		jobs[i].n_events = 1;
+		jobs[i].done = count_done;
+		jobs[i].arg = &done;
+		ck_assert_int_eq(pr_store_submit(st, &jobs[i]), PR_OK);
+	}
+	pr_store_free(st); /* no loop iteration in between */
+	ck_assert_int_eq(done, N);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(jobs[i].rv, PR_OK);
+	ck_assert_int_eq(q1("SELECT count(*) FROM messages"), N);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_schema_created);
+	tcase_add_test(tc, test_open_errors);
+	tcase_add_test(tc, test_ingest_queued_and_duplicate);
+	tcase_add_test(tc, test_reopen_keeps_data);
+	tcase_add_test(tc, test_limit_is_all_or_nothing);
+	tcase_add_test(tc, test_failed_job_inside_a_batch);
+	tcase_add_test(tc, test_fanout_seq_per_device);
+	tcase_add_test(tc, test_explicit_targets);
+	tcase_add_test(tc, test_waiting_for_a_device);
+	tcase_add_test(tc, test_push_coalescing);
+	tcase_add_test(tc, test_token_moves);
+	tcase_add_test(tc, test_device_list_and_delete);
+	tcase_add_test(tc, test_group_commit);
+	tcase_add_test(tc, test_busy_when_queue_full);
+	tcase_add_test(tc, test_disk_full);
+	tcase_add_test(tc, test_sweep);
+	tcase_add_test(tc, test_sweep_expires_waiting_push);
+	tcase_add_test(tc, test_invalid_tokens_listing);
+	tcase_add_test(tc, test_keys);
+	tcase_add_test(tc, test_checkpoint);
+	tcase_add_test(tc, test_free_runs_pending_done);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
