@@ -24,13 +24,19 @@ mkdir -p demo
 chmod 700 demo
 sed "s|@DEMO@|$top/demo|g" contrib/demo.conf >demo/pushrelay.conf
 ./pushrelayd -t -c demo/pushrelay.conf
-cat <<MSG
+cat <<'MSG'
 
-pushrelay is starting on http://127.0.0.1:8080 (HTTP/1.1 and h2c).
-Try, from another terminal:
-  curl -s http://127.0.0.1:8080/healthz
-  curl -s --http2-prior-knowledge http://127.0.0.1:8080/v1/version
+pushrelay is starting on http://127.0.0.1:8080 (HTTP/1.1 and h2c), with its
+database and admin socket in ./demo. From another terminal:
+
   ./pushrelayctl -c demo/pushrelay.conf health
+  KEY=$(./pushrelayctl -c demo/pushrelay.conf --json keys create demo | sed 's/.*"key":"\([^"]*\)".*/\1/')
+  curl -s -X PUT http://127.0.0.1:8080/v1/devices/phone-1 -H "Authorization: Bearer $KEY" \
+       -H 'Content-Type: application/json' -d '{"user":"alice","platform":"fcm","token":"demo-token"}'
+  curl -s http://127.0.0.1:8080/v1/events -H "Authorization: Bearer $KEY" \
+       -H 'Content-Type: application/json' \
+       -d '{"id":"m-1","user":"alice","payload":{"text":"hi"},"push":{"mode":"alert","title":"Bob","body":"hi"}}'
+
 Stop with Ctrl-C.
 
 MSG
