@@ -102,6 +102,7 @@ ticks() {
 		/proc/stat
 }
 hz=$(getconf CLK_TCK)
+cores=$(grep -c "^cpu[0-9]" /proc/stat)
 
 # Events an h2post run saw acknowledged: 2xx answers x events per request,
 # less the results that said "duplicate".
@@ -127,7 +128,7 @@ run() {
 	echo "$out" >>"$work/h2post.log"
 	echo "$out" | acked "$nev" >>"$d/acked"
 	echo "$out" | awk -v mode="$mode" -v label="$label" -v nev="$nev" \
-		-v before="$before" -v after="$after" -v hz="$hz" '
+		-v before="$before" -v after="$after" -v hz="$hz" -v cores="$cores" '
 		/^elapsed/ { secs = $2 }
 		/^events\/s/ { eps = $2 }
 		/^latency_ms/ { p50 = $3; p99 = $7 }
@@ -140,13 +141,17 @@ run() {
 			split(before, b, " "); split(after, a, " ")
 			loop = secs > 0 ? 100 * (a[1] - b[1]) / hz / secs : 0
 			store = secs > 0 ? 100 * (a[2] - b[2]) / hz / secs : 0
-			idle = a[4] > b[4] ? 100 * (a[3] - b[3]) / (a[4] - b[4]) : 0
+			# Everything else that ran: other processes, and kernel
+			# time not charged to a task (100 = one core).
+			busy = a[4] > b[4] ? 1 - (a[3] - b[3]) / (a[4] - b[4]) : 0
+			other = busy * cores * 100 - loop - store - gen
+			if (other < 0) other = 0
 			note = ""
 			if (bad + 0) note = note " " bad " failed/non-2xx"
 			if (dup + 0) note = note " " dup " duplicates"
 			if (unsent + open > 0) note = note " time cap"
 			printf "%s|%s|%s|%.0f|%s|%s|%.0f|%.0f|%s|%.0f|%s\n", mode,
-				label, nev, eps, p50, p99, loop, store, gen, idle, note
+				label, nev, eps, p50, p99, loop, store, gen, other, note
 		}' >>"$results"
 }
 
@@ -252,7 +257,7 @@ awk -F'|' '
 	END {
 		printf "%-7s %-12s %6s %10s %8s %8s %6s %7s %5s %6s  %s\n",
 			"sync", "protocol", "batch", "events/s", "p50 ms",
-			"p99 ms", "loop%", "store%", "gen%", "idle%", "notes"
+			"p99 ms", "loop%", "store%", "gen%", "other%", "notes"
 		for (i = 1; i <= NR; i++) {
 			split(rows[i], r, "|")
 			printf "%-7s %-12s %6s %10s %8s %8s %6s %7s %5s %6s %s\n",
@@ -277,5 +282,5 @@ printf ' -c%s -m%s (h2) / -c%s (h1), %s requests; each run capped at %ss\n' \
 printf 'store-bench: %s rows, %s per transaction; latency there is per' \
 	"$STORE_ROWS" "$STORE_BATCH"
 printf ' transaction. loop%%/store%%: CPU of the daemon main thread / other threads;\n'
-printf 'gen%%: CPU of the load generator (100 = one core); idle%%: the whole'
-printf ' machine idle (all cores).\nload average before the runs: %s\n' "$load0"
+printf 'gen%%: CPU of the load generator; other%%: CPU of everything else on the'
+printf ' machine (100 = one core).\nload average before the runs: %s\n' "$load0"
