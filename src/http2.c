@@ -61,6 +61,10 @@ enum shut_state {
 	SHUT_FINAL,  /* GOAWAY with the last stream we serve submitted */
 };
 
+/* Body bytes an early-answered stream may still send before a reset:
+ * one default flow-control window. */
+#define DISCARD_MAX 65535
+
 struct h2;
 
 struct h2_stream {
@@ -73,6 +77,8 @@ struct h2_stream {
 	int remote_done;   /* the peer ended the stream: request complete */
 	int rejected;	   /* answered or reset early; input is ignored */
 	int rst_after;	   /* reset with NO_ERROR once the answer is out */
+	int answer_out;	   /* the early answer's last frame has been sent */
+	size_t discarded;  /* body bytes ignored after an early answer */
 	int in_dispatch;   /* the router is on the stack */
 	int closed;	   /* nghttp2 is done with the stream */
 	struct h2_stream *prev, *next;
@@ -149,7 +155,7 @@ static void update_timer(struct h2 *h)
 	    (c->flags & (PR_CONN_CLOSING | PR_CONN_SHUTDOWN)))
 		return;
 	for (struct h2_stream *st = h->streams; st; st = st->next) {
-		if (!st->remote_done && !st->rejected)
+		if (!st->remote_done && (!st->rejected || st->rst_after))
 			receiving = 1;
 		else if (!st->req.responded)
 			waiting = 1;
@@ -368,7 +374,19 @@ static int on_data_chunk_recv_cb(nghttp2_session *ngh, uint8_t flags,
 	struct h2_stream *st = stream_get(h, stream_id);
 	int rv;
 
-	if (!st || st->rejected || st->req.responded)
+	if (st && st->rejected) {
+		/* Swallow what is already on its way (some clients treat an
+		 * early reset as a failure); past one window, reset. */
+		st->discarded += len;
+		if (st->rst_after && st->answer_out &&
+		    st->discarded > DISCARD_MAX && !st->remote_done) {
+			st->rst_after = 0;
+			nghttp2_submit_rst_stream(ngh, NGHTTP2_FLAG_NONE,
+						  st->id, NGHTTP2_NO_ERROR);
+		}
+		return 0;
+	}
+	if (!st || st->req.responded)
 		return 0; /* nghttp2 still credits the flow-control window */
 	h->progress = 1;
 	rv = pr_buf_append(&st->req.body, data, len);
@@ -431,10 +449,20 @@ static int on_frame_send_cb(nghttp2_session *ngh, const nghttp2_frame *frame,
 		if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
 			return 0;
 		st = stream_get(h, frame->hd.stream_id);
-		/* An early answer is out; ask the peer to stop sending. */
-		if (st && st->rst_after && !st->remote_done)
-			nghttp2_submit_rst_stream(ngh, NGHTTP2_FLAG_NONE,
-						  st->id, NGHTTP2_NO_ERROR);
+		/* An early answer is out. If the peer has sent more than a
+		 * window since, ask it to stop; otherwise let what is in
+		 * flight arrive (on_data_chunk_recv_cb resets later). */
+		if (st) {
+			st->answer_out = 1;
+			if (st->rst_after && !st->remote_done &&
+			    st->discarded > DISCARD_MAX) {
+				st->rst_after = 0;
+				nghttp2_submit_rst_stream(ngh,
+							  NGHTTP2_FLAG_NONE,
+							  st->id,
+							  NGHTTP2_NO_ERROR);
+			}
+		}
 		return 0;
 	default: return 0;
 	}
@@ -760,10 +788,19 @@ static int h2_busy(struct pr_conn *c)
 static void expire_requests(struct h2 *h)
 {
 	h->depth++; /* no stream may be freed under the loop */
-	for (struct h2_stream *st = h->streams; st; st = st->next)
-		if (!st->remote_done && !st->rejected)
+	for (struct h2_stream *st = h->streams; st; st = st->next) {
+		if (st->remote_done)
+			continue;
+		if (!st->rejected) {
 			reject(st, 408, "request_timeout",
 			       "the request was not received in time");
+		} else if (st->rst_after && st->answer_out) {
+			/* Answered early and the rest never came: stop it. */
+			st->rst_after = 0;
+			nghttp2_submit_rst_stream(h->ngh, NGHTTP2_FLAG_NONE,
+						  st->id, NGHTTP2_NO_ERROR);
+		}
+	}
 	h->depth--;
 }
 

@@ -1360,7 +1360,7 @@ START_TEST(test_directive_table)
 				      "[app] %s", d->name);
 		}
 	}
-	ck_assert_uint_eq(i, 37);
+	ck_assert_uint_eq(i, 38);
 	ck_assert_int_eq(listens, 2);
 	ck_assert_int_eq(apps, 4);
 	ck_assert_ptr_null(pr_config_directive(1000));

@@ -10,6 +10,7 @@
 #include <check.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,11 +298,19 @@ START_TEST(test_connection_limit_503)
 	struct th_resp r;
 
 	start("max_connections = 4\n", NULL);
+	/* Let the harness's readiness probe connection close first. */
+	usleep(300000);
 	for (int i = 0; i < 4; i++) {
 		fds[i] = th_connect(d.port);
 		ck_assert_int_ge(fds[i], 0);
 	}
 	usleep(200000);
+	/* All four were taken: none was answered 503 and closed. */
+	for (int i = 0; i < 4; i++) {
+		struct pollfd p = {fds[i], POLLIN, 0};
+
+		ck_assert_int_eq(poll(&p, 1, 0), 0);
+	}
 	fd = th_connect(d.port);
 	ck_assert_int_ge(fd, 0);
 	th_recv_all(fd, buf, sizeof(buf), 5.0, &eof);

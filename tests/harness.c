@@ -285,6 +285,10 @@ void th_daemon_cleanup(struct th_daemon *d)
 {
 	if (d->pid > 0)
 		th_daemon_stop(d, SIGKILL, 5);
+	if (d->dir[0] && getenv("TH_KEEP")) {
+		fprintf(stderr, "kept %s\n", d->dir);
+		return;
+	}
 	if (d->dir[0])
 		nftw(d->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
