@@ -21,6 +21,7 @@
 #include "api_ingest.h"
 #include "auth.h"
 #include "config.h"
+#include "dispatch.h"
 #include "http.h"
 #include "log.h"
 #include "pushrelay.h"
@@ -33,6 +34,7 @@
 #define MAX_COLLAPSE 64    /* apns-collapse-id limit */
 
 struct ingest {
+	struct pr_server *server;
 	struct pr_request *req; /* NULL once the client went away */
 	struct pr_store_job job;
 	json_t *doc;             /* keeps the strings events point into */
@@ -302,6 +304,8 @@ static void ingest_done(struct pr_store_job *job, void *arg)
 	}
 	pr_respond_json(req, 202, json_pack("{s:o}", "results", results));
 out:
+	if (job->rv == 0)
+		pr_dispatch_kick(in->server->dispatch);
 	ingest_free(in);
 }
 
@@ -384,6 +388,7 @@ static void post_events(struct pr_request *req, void *arg)
 		ndev += ev->n_devices;
 	}
 	in->req = req;
+	in->server = s;
 	in->job.op = PR_STORE_INGEST;
 	in->job.events = in->events;
 	in->job.n_events = n;

@@ -41,6 +41,7 @@
 #define MAX_APP_NAME 64 /* bytes of an app name */
 #define DEFAULT_APP "default"
 #define REASON_MAX 256 /* one reason, before file/line/key are added */
+#define MAX_STRING 1024 /* bytes of a T_STRING value */
 #define K 1024L
 #define M (1024L * 1024L)
 #define G (1024L * M)
@@ -66,6 +67,7 @@ enum dtype {
 	T_TARGET,  /* char *: "stderr", "syslog" or an absolute path */
 	T_LISTEN,  /* struct pr_listen_spec * plus a size_t count */
 	T_ENUM,	   /* int field, one of the directive's choices */
+	T_STRING,  /* char * field, never NULL, may be "": see enum strcheck */
 };
 
 /* Public type names, spelled once per type for the table macros. */
@@ -79,9 +81,28 @@ enum dtype {
 #define TN_TARGET "log target"
 #define TN_LISTEN "listen"
 #define TN_ENUM "choice"
+#define TN_STRING "string"
 
-/* F_NONEMPTY: a T_PATH that may not be "". */
-enum { F_RELOAD = 1, F_NONEMPTY = 2 };
+/*
+ * F_NONEMPTY: a T_PATH or T_STRING that may not be "". F_SECRET: a
+ * password; the example config says so. No message ever shows it: the
+ * reasons a T_STRING is refused never quote the value, and reload notes
+ * quote no values at all.
+ */
+enum { F_RELOAD = 1, F_NONEMPTY = 2, F_SECRET = 4 };
+
+/*
+ * The shape a T_STRING value must have; "" (unset) passes every check,
+ * F_NONEMPTY is what forbids it. Each check has its own reason, so an
+ * error says what is wanted.
+ */
+enum strcheck {
+	CK_NONE,
+	CK_KEYID,    /* an Apple key id or team id: 10 of A-Z 0-9 */
+	CK_TOPIC,    /* a bundle id: 1..255 of A-Z a-z 0-9 . - */
+	CK_URL,	     /* http(s)://HOST[:PORT], no path: a base URL */
+	CK_URL_PATH, /* http(s)://HOST[:PORT][/PATH]: a whole URL */
+};
 
 /* What a directive's offset is relative to. */
 enum scope {
@@ -114,11 +135,14 @@ struct directive {
 	int flags;
 	size_t off;   /* the field in the scope's struct */
 	size_t n_off; /* T_LISTEN: the count that goes with it */
-	long min, max;
+	long min, max;                /* T_STRING: max is its byte limit */
 	const struct choice *choices; /* T_ENUM */
+	enum strcheck check;          /* T_STRING */
+	const char *example;          /* for the example config, or NULL */
 };
 
-#define ENTRY(sec, key, ty, scp, base, fld, lo, hi, dflt, flg, ch, text)       \
+#define ENTRY_X(sec, key, ty, scp, base, fld, lo, hi, dflt, flg, ch, ck, ex,   \
+		text)                                                          \
 	{                                                                      \
 		.info = {.section = (sec),                                     \
 			 .name = (key),                                        \
@@ -129,12 +153,21 @@ struct directive {
 			 .help = (text)},                                      \
 		.type = T_##ty, .scope = (scp), .flags = (flg),                \
 		.off = offsetof(base, fld), .n_off = 0, .min = (lo),           \
-		.max = (hi), .choices = (ch),                                  \
+		.max = (hi), .choices = (ch), .check = (ck), .example = (ex),  \
 	}
+
+#define ENTRY(sec, key, ty, scp, base, fld, lo, hi, dflt, flg, ch, text)       \
+	ENTRY_X(sec, key, ty, scp, base, fld, lo, hi, dflt, flg, ch, CK_NONE,  \
+		NULL, text)
 
 #define DIRECTIVE(sec, key, ty, fld, lo, hi, dflt, flg, text)                  \
 	ENTRY(sec, key, ty, S_CONFIG, struct pr_config, fld, lo, hi, dflt,     \
 	      flg, NULL, text)
+
+/* A path that is empty by default, with an example for the example config. */
+#define PATH_EX(sec, key, scp, base, fld, ex, text)                            \
+	ENTRY_X(sec, key, PATH, scp, base, fld, 0, 0, "", 0, NULL, CK_NONE,    \
+		ex, text)
 
 #define CHOICE(sec, key, fld, ch, dflt, flg, text)                             \
 	ENTRY(sec, key, ENUM, S_CONFIG, struct pr_config, fld, 0, 0, dflt,     \
@@ -148,6 +181,14 @@ struct directive {
 #define APP_CHOICE(key, fld, ch, dflt, flg, text)                              \
 	ENTRY("app", key, ENUM, S_APP, struct pr_app_config, fld, 0, 0, dflt,  \
 	      flg, ch, text)
+
+#define APP_PATH(key, fld, ex, text)                                           \
+	PATH_EX("app", key, S_APP, struct pr_app_config, fld, ex, text)
+
+/* A T_STRING of every [app] section, checked by ck, at most MAX_STRING. */
+#define APP_STRING(key, fld, ck, dflt, flg, ex, text)                          \
+	ENTRY_X("app", key, STRING, S_APP, struct pr_app_config, fld, 0,       \
+		MAX_STRING, dflt, flg, NULL, ck, ex, text)
 
 /* Listen lists are repeatable and never reloadable: sockets bind once. */
 #define LISTEN(sec, field, dflt, text)                                         \
@@ -172,10 +213,12 @@ struct directive {
 static const struct directive directives[] = {
 	LISTEN("server", listen, "127.0.0.1:8080",
 	       "Address the HTTP API listens on; repeat the key for more."),
-	DIRECTIVE("server", "tls_cert", PATH, tls_cert, 0, 0, "", 0,
-		  "PEM certificate chain for \"tls\" listeners."),
-	DIRECTIVE("server", "tls_key", PATH, tls_key, 0, 0, "", 0,
-		  "PEM private key that goes with tls_cert."),
+	PATH_EX("server", "tls_cert", S_CONFIG, struct pr_config, tls_cert,
+		"/etc/pushrelay/tls.crt",
+		"PEM certificate chain for \"tls\" listeners."),
+	PATH_EX("server", "tls_key", S_CONFIG, struct pr_config, tls_key,
+		"/etc/pushrelay/tls.key",
+		"PEM private key that goes with tls_cert."),
 	DIRECTIVE("server", "max_connections", INT, max_connections, 1, 1000000,
 		  "10000", F_RELOAD, "Most client connections open at once."),
 	DIRECTIVE("server", "max_header_bytes", SIZE, max_header_bytes, 1 * K,
@@ -256,6 +299,54 @@ static const struct directive directives[] = {
 		  "256", F_RELOAD,
 		  "Longest event id, user name or device id, in bytes."),
 
+	DIRECTIVE("push", "max_in_flight", INT, push_max_in_flight, 1, 100000,
+		  "1000", F_RELOAD,
+		  "Most pushes waiting for a provider's answer at once, over "
+		  "all providers."),
+	DIRECTIVE("push", "connections", INT, push_connections, 1, 64, "2", 0,
+		  "Connections to each provider endpoint."),
+	DIRECTIVE("push", "max_streams", INT, push_max_streams, 1, 10000,
+		  "1000", 0,
+		  "Most HTTP/2 streams used per provider connection (the "
+		  "provider may allow fewer)."),
+	DIRECTIVE("push", "connect_timeout", SECONDS, push_connect_timeout, 1,
+		  120, "10", F_RELOAD,
+		  "Time a connection to a provider has to be set up, TLS "
+		  "included."),
+	DIRECTIVE("push", "request_timeout", SECONDS, push_request_timeout, 1,
+		  600, "30", F_RELOAD,
+		  "Time a provider has to answer a push before it is retried."),
+	DIRECTIVE("push", "max_attempts", INT, push_max_attempts, 1, 1000,
+		  "12", F_RELOAD, "Most attempts at one push; then it is dead."),
+	DIRECTIVE("push", "max_age", SECONDS, push_max_age, 60, 28 * DAY, "1d",
+		  F_RELOAD,
+		  "Age at which a push the provider has not accepted is dead."),
+	DIRECTIVE("push", "backoff_base", SECONDS, push_backoff_base, 1, 3600,
+		  "2", F_RELOAD,
+		  "Delay before the first retry; later retries wait longer."),
+	DIRECTIVE("push", "backoff_max", SECONDS, push_backoff_max, 1, DAY,
+		  "900", F_RELOAD,
+		  "Longest delay before a retry (Apple: retry a 5xx after 15 "
+		  "minutes)."),
+	DIRECTIVE("push", "coalesce_window", SECONDS, push_coalesce_window, 0,
+		  3600, "0", F_RELOAD,
+		  "Time after a push to a device in which it absorbs newer "
+		  "ones; 0 sends each."),
+	DIRECTIVE("push", "min_interval", SECONDS, push_min_interval, 0, 3600,
+		  "0", F_RELOAD,
+		  "Least time between two pushes to one device; 0 for no "
+		  "limit."),
+	DIRECTIVE("push", "jwt_refresh", SECONDS, push_jwt_refresh, 1200, 3600,
+		  "3000", F_RELOAD,
+		  "Time between APNs token (JWT) refreshes; Apple wants 20 to 60 "
+		  "minutes."),
+	DIRECTIVE("push", "ping_interval", SECONDS, push_ping_interval, 60, DAY,
+		  "3600", F_RELOAD,
+		  "Idle time after which a provider connection is checked with "
+		  "an HTTP/2 PING."),
+	DIRECTIVE("push", "claim_batch", INT, push_claim_batch, 1, 10000, "256",
+		  F_RELOAD, "Most due pushes taken from the store at once."),
+
 	DIRECTIVE("log", "level", LEVEL, log_level, 0, 0, "info", F_RELOAD,
 		  "Least severe level that is logged."),
 	DIRECTIVE("log", "target", TARGET, log_target, 0, 0, "stderr", F_RELOAD,
@@ -273,6 +364,48 @@ static const struct directive directives[] = {
 	    "Longest ttl an event may set."),
 	APP("push_delay", SECONDS, push_delay, 0, 3600, "0", F_RELOAD,
 	    "Time a push waits for the device to fetch the message first."),
+	/* Provider credentials: not reloadable yet (providers load them once). */
+	APP_PATH("apns_key_file", apns_key_file,
+		 "/etc/pushrelay/AuthKey_ABC123DEFG.p8",
+		 "APNs token auth: the .p8 signing key from the Apple developer "
+		 "account."),
+	APP_STRING("apns_key_id", apns_key_id, CK_KEYID, "", 0, "ABC123DEFG",
+		   "Key ID of apns_key_file (the JWT kid)."),
+	APP_STRING("apns_team_id", apns_team_id, CK_KEYID, "", 0, "DEF123GHIJ",
+		   "Apple developer Team ID (the JWT iss)."),
+	APP_PATH("apns_cert_file", apns_cert_file, "/etc/pushrelay/apns.pem",
+		 "APNs certificate auth: the client certificate, PEM or "
+		 "PKCS#12."),
+	APP_PATH("apns_cert_key_file", apns_cert_key_file,
+		 "/etc/pushrelay/apns.key",
+		 "PEM private key of apns_cert_file; empty when that file holds "
+		 "it."),
+	APP_STRING("apns_cert_password", apns_cert_password, CK_NONE, "",
+		   F_SECRET, NULL,
+		   "Password of a PKCS#12 or encrypted key; a secret: let only "
+		   "the daemon read this file."),
+	APP_STRING("apns_topic", apns_topic, CK_TOPIC, "", 0,
+		   "com.example.chat",
+		   "The app's bundle id (apns-topic); required for APNs."),
+	APP_STRING("apns_url", apns_url, CK_URL, "https://api.push.apple.com",
+		   F_NONEMPTY, NULL,
+		   "Base URL of APNs for production devices."),
+	APP_STRING("apns_sandbox_url", apns_sandbox_url, CK_URL,
+		   "https://api.sandbox.push.apple.com", F_NONEMPTY, NULL,
+		   "Base URL of APNs for sandbox (development) devices."),
+	APP_PATH("fcm_credentials", fcm_credentials,
+		 "/etc/pushrelay/service-account.json",
+		 "FCM HTTP v1: the service-account JSON key of the Firebase "
+		 "project."),
+	APP_STRING("fcm_url", fcm_url, CK_URL, "https://fcm.googleapis.com",
+		   F_NONEMPTY, NULL, "Base URL of FCM."),
+	APP_STRING("fcm_token_url", fcm_token_url, CK_URL_PATH, "", 0,
+		   "https://oauth2.googleapis.com/token",
+		   "OAuth 2.0 token URL for FCM; empty uses token_uri of "
+		   "fcm_credentials."),
+	APP_PATH("ca_file", ca_file, "/etc/ssl/certs/ca-certificates.crt",
+		 "CA certificates to verify APNs and FCM with; empty uses the "
+		 "system's."),
 };
 
 #define N_DIRECTIVES PR_ARRAY_SIZE(directives)
@@ -412,7 +545,8 @@ static void free_fields(void *base, enum scope scope)
 		d = &directives[i];
 		if (d->scope != scope)
 			continue;
-		if (d->type == T_PATH || d->type == T_TARGET)
+		if (d->type == T_PATH || d->type == T_TARGET ||
+		    d->type == T_STRING)
 			free(*(char **)field(base, d));
 		else if (d->type == T_LISTEN)
 			listen_list_clear(base, d);
@@ -837,6 +971,136 @@ static int parse_choice(const struct directive *d, const char *value, int *out,
 	return PR_ERR_CONFIG;
 }
 
+static int keyid_ok(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!isdigit((unsigned char)s[n]) &&
+		    !(s[n] >= 'A' && s[n] <= 'Z'))
+			return 0;
+	return n == 10;
+}
+
+static int topic_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '-')
+			return 0;
+	return n >= 1 && n <= 255;
+}
+
+/* ":PORT" with PORT 1..65535; returns what follows, or NULL. */
+static const char *url_port(const char *s)
+{
+	long v = 0;
+	size_t i;
+
+	if (*s != ':')
+		return s;
+	for (i = 1; isdigit((unsigned char)s[i]) && i <= 5; i++)
+		v = v * 10 + (s[i] - '0');
+	return i > 1 && !isdigit((unsigned char)s[i]) && v >= 1 && v <= 65535
+		       ? s + i
+		       : NULL;
+}
+
+/*
+ * "http://" or "https://", a host name or IPv4 address or [IPv6] address,
+ * an optional port, and when with_path allows it an absolute path (query
+ * included, fragment not). No user info: credentials go elsewhere.
+ */
+static int url_ok(const char *s, int with_path)
+{
+	const char *h, *e;
+	size_t n;
+
+	if (strncasecmp(s, "https://", 8) == 0)
+		h = s + 8;
+	else if (strncasecmp(s, "http://", 7) == 0)
+		h = s + 7;
+	else
+		return 0;
+	if (*h == '[') {
+		n = strspn(h + 1, "0123456789abcdefABCDEF:.");
+		if (!n || h[1 + n] != ']')
+			return 0;
+		e = h + n + 2;
+	} else {
+		n = strspn(h, "abcdefghijklmnopqrstuvwxyz"
+			      "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
+		if (!n || !isalnum((unsigned char)h[0]) ||
+		    !isalnum((unsigned char)h[n - 1]))
+			return 0;
+		e = h + n;
+	}
+	e = url_port(e);
+	if (!e)
+		return 0;
+	if (!*e)
+		return 1;
+	if (!with_path || *e != '/')
+		return 0;
+	for (; *e; e++)
+		if ((unsigned char)*e <= ' ' || *e == 0x7f || *e == '#')
+			return 0;
+	return 1;
+}
+
+/*
+ * A T_STRING value. The reasons never quote the value: one of these
+ * directives is a password (F_SECRET), and a key id is no better for
+ * being repeated back.
+ */
+static int check_string(const struct directive *d, const char *value,
+			char *why, size_t whylen)
+{
+	const char *want = NULL;
+
+	if (!*value) {
+		if (!(d->flags & F_NONEMPTY))
+			return PR_OK;
+		reason(why, whylen, "empty value (%s is required)",
+		       d->check == CK_URL || d->check == CK_URL_PATH
+			       ? "a URL"
+			       : "a value");
+		return PR_ERR_CONFIG;
+	}
+	switch (d->check) {
+	case CK_NONE:
+		break;
+	case CK_KEYID:
+		if (!keyid_ok(value))
+			want = "must be 10 characters A-Z 0-9";
+		break;
+	case CK_TOPIC:
+		if (!topic_ok(value))
+			want = "must be a bundle id: 1..255 characters A-Z "
+			       "a-z 0-9 . -";
+		break;
+	case CK_URL:
+		if (!url_ok(value, 0))
+			want = "must be an http:// or https:// URL without a "
+			       "path";
+		break;
+	case CK_URL_PATH:
+		if (!url_ok(value, 1))
+			want = "must be an http:// or https:// URL";
+		break;
+	}
+	if (want) {
+		reason(why, whylen, "%s", want);
+		return PR_ERR_CONFIG;
+	}
+	if (strlen(value) > (size_t)d->max) {
+		reason(why, whylen, "too long (at most %ld bytes)", d->max);
+		return PR_ERR_CONFIG;
+	}
+	return PR_OK;
+}
+
 /*
  * Parse value for d into base (see field()); a repeatable directive
  * appends. On failure base is unchanged and why says what is wrong with
@@ -900,6 +1164,11 @@ static int set_value(void *base, const struct directive *d, const char *value,
 			reason(why, whylen, "path too long");
 			return PR_ERR_CONFIG;
 		}
+		return set_string(field(base, d), value);
+	case T_STRING:
+		rv = check_string(d, value, why, whylen);
+		if (rv)
+			return rv;
 		return set_string(field(base, d), value);
 	case T_LISTEN:
 		return add_listen(base, d, value, why, whylen);
@@ -1136,21 +1405,25 @@ static int directive_index(enum scope scope, const char *name)
 	return -1;
 }
 
-/*
- * Leaving an [app] section: its settings that are fine alone but not
- * together, reported at the line of the key that was set.
- */
-static void close_app(struct parse *p)
+/* The string an [app] directive holds in app. */
+static const char *app_string(const struct pr_app_config *app, int d)
+{
+	return *(char *const *)cfield(app, &directives[d]);
+}
+
+/* The line an [app] directive was set on, else the app's header line. */
+static int app_line(const struct parse *p, int ai, int d)
+{
+	return p->seen[d] ? p->seen[d] : p->app_line[ai];
+}
+
+static void check_app_ttl(struct parse *p, int ai)
 {
 	int dt = directive_index(S_APP, "default_ttl");
 	int mt = directive_index(S_APP, "max_ttl");
-	const struct pr_app_config *app;
+	const struct pr_app_config *app = &p->cfg->apps[ai];
 	char a[32], b[32];
 
-	if (p->app < 0)
-		return;
-	app = &p->cfg->apps[p->app];
-	p->app = -1;
 	if (app->default_ttl <= app->max_ttl)
 		return;
 	fmt_num(&directives[dt], app->default_ttl, a, sizeof(a));
@@ -1165,6 +1438,95 @@ static void close_app(struct parse *p)
 			 "%s:%d: [app \"%s\"] max_ttl: %s is shorter than "
 			 "default_ttl (%s)",
 			 p->path, p->seen[mt], app->name, b, a);
+}
+
+/* Each of names[] must be set where the directive `by` is. */
+static void require_with(struct parse *p, int ai, const char *by,
+			 const char *kind, const char *const *names, size_t n)
+{
+	const struct pr_app_config *app = &p->cfg->apps[ai];
+	int b = directive_index(S_APP, by);
+
+	for (size_t i = 0; i < n; i++)
+		if (!app_string(app, directive_index(S_APP, names[i]))[0])
+			msgs_add(&p->errs,
+				 "%s:%d: [app \"%s\"] %s: required with %s "
+				 "(%s)",
+				 p->path, app_line(p, ai, b), app->name,
+				 names[i], by, kind);
+}
+
+/* Each of names[] that is set needs the directive `what`. */
+static void needs(struct parse *p, int ai, const char *what,
+		  const char *const *names, size_t n)
+{
+	const struct pr_app_config *app = &p->cfg->apps[ai];
+	int d;
+
+	for (size_t i = 0; i < n; i++) {
+		d = directive_index(S_APP, names[i]);
+		if (app_string(app, d)[0])
+			msgs_add(&p->errs, "%s:%d: [app \"%s\"] %s: needs %s",
+				 p->path, app_line(p, ai, d), app->name,
+				 names[i], what);
+	}
+}
+
+/*
+ * APNs takes token auth (apns_key_file and its ids) or certificate auth
+ * (apns_cert_file), never both, and either needs the topic. An app with
+ * neither is fine: no APNs push leaves for it.
+ */
+static void check_app_apns(struct parse *p, int ai)
+{
+	static const char *const token[] = {"apns_key_id", "apns_team_id",
+					    "apns_topic"};
+	static const char *const token_parts[] = {"apns_key_id",
+						  "apns_team_id"};
+	static const char *const cert[] = {"apns_topic"};
+	static const char *const cert_parts[] = {"apns_cert_key_file",
+						 "apns_cert_password"};
+	const struct pr_app_config *app = &p->cfg->apps[ai];
+	int kf = directive_index(S_APP, "apns_key_file");
+	int cf = directive_index(S_APP, "apns_cert_file");
+	int later;
+
+	if (app->apns_key_file[0] && app->apns_cert_file[0]) {
+		later = app_line(p, ai, kf) > app_line(p, ai, cf) ? kf : cf;
+		msgs_add(&p->errs,
+			 "%s:%d: [app \"%s\"] %s: choose token auth "
+			 "(apns_key_file) or certificate auth (apns_cert_file)",
+			 p->path, app_line(p, ai, later), app->name,
+			 directives[later].info.name);
+		return;
+	}
+	if (app->apns_key_file[0])
+		require_with(p, ai, "apns_key_file", "token auth", token,
+			     PR_ARRAY_SIZE(token));
+	else
+		needs(p, ai, "apns_key_file", token_parts,
+		      PR_ARRAY_SIZE(token_parts));
+	if (app->apns_cert_file[0])
+		require_with(p, ai, "apns_cert_file", "certificate auth", cert,
+			     PR_ARRAY_SIZE(cert));
+	else
+		needs(p, ai, "apns_cert_file", cert_parts,
+		      PR_ARRAY_SIZE(cert_parts));
+}
+
+/*
+ * Leaving an [app] section: its settings that are fine alone but not
+ * together, reported at the line of the key that was set.
+ */
+static void close_app(struct parse *p)
+{
+	int ai = p->app;
+
+	if (ai < 0)
+		return;
+	p->app = -1;
+	check_app_ttl(p, ai);
+	check_app_apns(p, ai);
 }
 
 /*
@@ -1453,6 +1815,32 @@ static const struct directive *directive_of(const char *section,
 	return i < 0 ? NULL : &directives[i];
 }
 
+/*
+ * The first retry may not wait longer than the longest; named at the line
+ * of the key that was set, as the ttl check does.
+ */
+static void check_backoff(struct parse *p, const struct pr_config *c)
+{
+	int bb = find_directive("push", "backoff_base");
+	int bm = find_directive("push", "backoff_max");
+	char a[32], b[32];
+
+	if (c->push_backoff_base <= c->push_backoff_max)
+		return;
+	fmt_num(&directives[bb], c->push_backoff_base, a, sizeof(a));
+	fmt_num(&directives[bm], c->push_backoff_max, b, sizeof(b));
+	if (p->seen[bb])
+		msgs_add(&p->errs,
+			 "%s:%d: [push] backoff_base: %s is longer than "
+			 "backoff_max (%s)",
+			 p->path, p->seen[bb], a, b);
+	else
+		msgs_add(&p->errs,
+			 "%s:%d: [push] backoff_max: %s is shorter than "
+			 "backoff_base (%s)",
+			 p->path, p->seen[bm], b, a);
+}
+
 /* Settings that are fine alone but not together (apps: close_app()). */
 static void cross_check(struct parse *p, const struct pr_config *c)
 {
@@ -1489,6 +1877,7 @@ static void cross_check(struct parse *p, const struct pr_config *c)
 		msgs_add(&p->errs,
 			 "%s: [server] tls_cert: required with tls_key",
 			 p->path);
+	check_backoff(p, c);
 
 	/* Two listeners on one address would fail only at bind time. */
 	for (size_t l = 0; l < PR_ARRAY_SIZE(lists); l++) {
@@ -1607,6 +1996,7 @@ static int field_equal(const struct directive *d, const void *a, const void *b)
 		return *(const int *)cfield(a, d) == *(const int *)cfield(b, d);
 	case T_PATH:
 	case T_TARGET:
+	case T_STRING:
 		return strcmp(*(char *const *)cfield(a, d),
 			      *(char *const *)cfield(b, d)) == 0;
 	case T_LISTEN:
@@ -1635,6 +2025,7 @@ static int copy_field(const struct directive *d, void *dst, const void *src)
 		return PR_OK;
 	case T_PATH:
 	case T_TARGET:
+	case T_STRING:
 		return set_string(field(dst, d),
 				  *(char *const *)cfield(src, d));
 	case T_LISTEN:
@@ -1708,6 +2099,24 @@ int pr_config_apply_reload(struct pr_config *live,
 
 /* ---- the example config ------------------------------------------------- */
 
+/* The shape a T_STRING's check wants, for the example config. */
+static const char *string_shape(const struct directive *d)
+{
+	switch (d->check) {
+	case CK_NONE:
+		break;
+	case CK_KEYID:
+		return "10 characters A-Z 0-9";
+	case CK_TOPIC:
+		return "bundle id, 1..255 characters A-Z a-z 0-9 . -";
+	case CK_URL:
+		return "http:// or https:// URL without a path";
+	case CK_URL_PATH:
+		return "http:// or https:// URL";
+	}
+	return "text";
+}
+
 static void describe(const struct directive *d, char *out, size_t len)
 {
 	char lo[32], hi[32], list[64];
@@ -1746,6 +2155,11 @@ static void describe(const struct directive *d, char *out, size_t len)
 		snprintf(out, len, "%s",
 			 d->flags & F_NONEMPTY ? "file path"
 					       : "file path, empty for none");
+		return;
+	case T_STRING:
+		snprintf(out, len, "%s%s%s", string_shape(d),
+			 d->flags & F_NONEMPTY ? "" : ", empty for none",
+			 d->flags & F_SECRET ? ", secret" : "");
 		return;
 	case T_TARGET:
 		snprintf(out, len, "stderr, syslog or an absolute file path");
@@ -1805,6 +2219,11 @@ void pr_config_write_example(FILE *fp)
 		fprintf(fp, "\n; %s\n; %s; %s\n", d->info.help, desc,
 			d->info.reloadable ? "reloadable"
 					   : "restart to change");
+		/* Not as a commented-out key: uncommented, it would be a
+		 * duplicate of the line below. */
+		if (d->example)
+			fprintf(fp, "; e.g. %s = %s\n", d->info.name,
+				d->example);
 		if (d->info.def[0])
 			fprintf(fp, "%s = %s\n", d->info.name, d->info.def);
 		else

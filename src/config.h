@@ -4,8 +4,9 @@
  * SIGHUP and the example config (`pushrelayd --print-config`).
  *
  * The file format is INI, read with inih. Sections are [server], [admin],
- * [storage], [ingest], [log] and any number of [app "NAME"]. Unknown sections or keys and bad values are errors that name
- * the file, the line and the key.
+ * [storage], [ingest], [push], [log] and any number of [app "NAME"].
+ * Unknown sections or keys and bad values are errors that name the file,
+ * the line and the key.
  */
 #ifndef PR_CONFIG_H
 #define PR_CONFIG_H
@@ -32,6 +33,22 @@ struct pr_app_config {
 	long default_ttl; /* seconds a message lives when the event says not */
 	long max_ttl;     /* longest ttl an event may ask for */
 	long push_delay;  /* seconds a push waits for an inbox ack first */
+
+	/* APNs: token auth (.p8) or certificate auth; "" when unset. */
+	char *apns_key_file;      /* .p8 ES256 key */
+	char *apns_key_id;        /* 10-character key id (kid) */
+	char *apns_team_id;       /* 10-character team id (iss) */
+	char *apns_cert_file;     /* PEM or PKCS#12 client certificate */
+	char *apns_cert_key_file; /* its PEM key ("" with PKCS#12) */
+	char *apns_cert_password; /* PKCS#12 password ("" for none) */
+	char *apns_topic;         /* bundle id */
+	char *apns_url;           /* production base URL */
+	char *apns_sandbox_url;   /* sandbox base URL */
+	/* FCM HTTP v1. */
+	char *fcm_credentials;    /* service-account JSON */
+	char *fcm_url;            /* base URL (https://fcm.googleapis.com) */
+	char *fcm_token_url;      /* OAuth token URL; "" = the JSON's token_uri */
+	char *ca_file;            /* trust store for provider connections */
 };
 
 struct pr_config {
@@ -77,6 +94,22 @@ struct pr_config {
 	long ingest_max_payload_bytes; /* one event's payload, as JSON */
 	long ingest_max_devices;       /* explicit device targets per event */
 	long ingest_max_id_bytes;      /* ids, user names, device ids */
+
+	/* [push] */
+	long push_max_in_flight;   /* pushes claimed and unanswered, in total */
+	long push_connections;     /* connections per provider endpoint */
+	long push_max_streams;     /* HTTP/2 streams used per connection */
+	long push_connect_timeout; /* seconds */
+	long push_request_timeout; /* seconds */
+	long push_max_attempts;    /* then dead */
+	long push_max_age;         /* seconds since the job was made; then dead */
+	long push_backoff_base;    /* seconds: first retry delay */
+	long push_backoff_max;     /* seconds: longest retry delay */
+	long push_coalesce_window; /* seconds a sent push absorbs newer ones */
+	long push_min_interval;    /* seconds between pushes to one device */
+	long push_jwt_refresh;     /* seconds between APNs JWT refreshes */
+	long push_ping_interval;   /* seconds idle before an HTTP/2 PING */
+	long push_claim_batch;     /* jobs taken from the store at once */
 
 	/* [app "name"] sections; when none is given, one app "default" with
 	 * the defaults exists. */

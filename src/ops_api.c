@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "dispatch.h"
 #include "http.h"
 #include "metrics.h"
 #include "ops_api.h"
@@ -42,6 +43,14 @@ static void readyz(struct pr_request *req, void *arg)
 		pr_respond_json(req, 503,
 				json_pack("{s:s, s:s}", "status", "unavailable",
 					  "reason", "storage is failing"));
+		return;
+	}
+	if (pr_dispatch_all_paused(s->dispatch)) {
+		pr_response_header(req, "Retry-After", "30");
+		pr_respond_json(req, 503,
+				json_pack("{s:s, s:s}", "status", "unavailable",
+					  "reason", "every push provider is "
+						    "paused"));
 		return;
 	}
 	pr_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
@@ -143,6 +152,8 @@ static void metrics(struct pr_request *req, void *arg)
 		rv = pr_metrics_render(s->metrics, &out, route_name, s->router);
 	if (rv == PR_OK && s->store)
 		rv = render_store(s->store, &out);
+	if (rv == PR_OK && s->dispatch)
+		rv = pr_dispatch_render_metrics(s->dispatch, &out);
 	if (rv) {
 		pr_buf_cleanup(&out);
 		pr_respond_error(req, 500, "internal", NULL,

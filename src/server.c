@@ -25,6 +25,7 @@
 #include "api_devices.h"
 #include "api_ingest.h"
 #include "auth.h"
+#include "dispatch.h"
 #include "ops_api.h"
 #include "store.h"
 #include "pushrelay.h"
@@ -279,6 +280,9 @@ int pr_server_start(struct pr_server *s, char *err, size_t errlen)
 	rv = open_store(s, err, errlen);
 	if (rv)
 		return rv;
+	s->dispatch = pr_dispatch_new(s, err, errlen);
+	if (!s->dispatch)
+		return PR_ERR_CONFIG;
 	rv = add_listeners(s, cfg->listen, cfg->n_listen, PR_ROUTE_PUBLIC, 0666,
 			   err, errlen);
 	if (rv == PR_OK)
@@ -305,6 +309,7 @@ int pr_server_start(struct pr_server *s, char *err, size_t errlen)
 	ev_timer_again(s->loop, &s->checkpoint_w);
 	s->touch_w.repeat = TOUCH_INTERVAL;
 	ev_timer_again(s->loop, &s->touch_w);
+	pr_dispatch_start(s->dispatch);
 	return PR_OK;
 }
 
@@ -330,6 +335,7 @@ void pr_server_drain(struct pr_server *s)
 	       "shutting down: %zu connection(s) open, waiting up to %lds",
 	       s->n_conns, s->cfg->drain_timeout);
 	close_listeners(s);
+	pr_dispatch_stop(s->dispatch);
 	for (c = s->conns; c; c = next) {
 		next = c->next;
 		pr_conn_shutdown(c);
@@ -412,13 +418,17 @@ void pr_server_free(struct pr_server *s)
 		ev_timer_stop(s->loop, &s->checkpoint_w);
 		ev_timer_stop(s->loop, &s->touch_w);
 	}
-	/* Pending jobs finish (and their callbacks run) before this returns;
-	 * connections are gone, so deferred requests were aborted. */
+	/* The dispatcher stops claiming; pending store jobs finish and their
+	 * callbacks run (connections are gone, so deferred requests were
+	 * aborted); then pushes still in flight are abandoned: they stay in
+	 * flight in the store and are sent again at the next start. */
+	pr_dispatch_stop(s->dispatch);
 	if (s->store) {
 		if (s->auth)
 			server_touch_cb(s->loop, &s->touch_w, 0);
 		pr_store_free(s->store);
 	}
+	pr_dispatch_free(s->dispatch);
 	pr_auth_free(s->auth);
 	if (s->reserve_fd >= 0)
 		close(s->reserve_fd);

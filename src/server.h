@@ -21,6 +21,7 @@ struct pr_server {
 	struct pr_metrics *metrics;
 	struct pr_store *store; /* opened by pr_server_start */
 	struct pr_auth *auth;
+	struct pr_dispatch *dispatch; /* made by pr_server_start */
 	SSL_CTX *tls; /* NULL when no listener uses TLS */
 
 	struct pr_listener *listeners;

@@ -32,12 +32,18 @@ const double pr_store_latency_bounds[12] = {
 #define DEFAULT_COMMIT_BATCH 1024
 #define DEFAULT_MAX_PENDING  65536
 
-/* The [storage] settings a reload may change that the backend reads. */
+/* The [storage] and [push] settings a reload may change that the backend
+ * reads. */
 struct limits {
 	long max_messages;
 	long max_size;
 	long history;
 	long sweep_batch;
+	long push_max_attempts;
+	long push_max_age;
+	long push_coalesce_window;
+	long push_min_interval;
+	long push_claim_batch;
 };
 
 struct pr_store {
@@ -233,6 +239,11 @@ static void *store_thread(void *arg)
 		st->snap.storage_max_size = st->want.max_size;
 		st->snap.storage_history = st->want.history;
 		st->snap.storage_sweep_batch = st->want.sweep_batch;
+		st->snap.push_max_attempts = st->want.push_max_attempts;
+		st->snap.push_max_age = st->want.push_max_age;
+		st->snap.push_coalesce_window = st->want.push_coalesce_window;
+		st->snap.push_min_interval = st->want.push_min_interval;
+		st->snap.push_claim_batch = st->want.push_claim_batch;
 		batch = st->q_head;
 		last = batch;
 		for (n = 1; n < st->batch_max && last->next; n++)
@@ -323,13 +334,19 @@ static void read_limits(const struct pr_config *cfg, struct limits *l)
 	l->max_size = cfg->storage_max_size;
 	l->history = cfg->storage_history;
 	l->sweep_batch = cfg->storage_sweep_batch;
+	l->push_max_attempts = cfg->push_max_attempts;
+	l->push_max_age = cfg->push_max_age;
+	l->push_coalesce_window = cfg->push_coalesce_window;
+	l->push_min_interval = cfg->push_min_interval;
+	l->push_claim_batch = cfg->push_claim_batch;
 }
 
 /*
  * cfg must outlive the store: its reloadable [storage] settings
- * (max_pending_jobs, max_messages, max_size, history, sweep_batch) are
- * read again at every submit, so a reload that changes them in place
- * (pr_config_apply_reload) takes effect from the next batch.
+ * (max_pending_jobs, max_messages, max_size, history, sweep_batch) and
+ * [push] settings (max_attempts, max_age, coalesce_window, min_interval,
+ * claim_batch) are read again at every submit, so a reload that changes them in
+ * place (pr_config_apply_reload) takes effect from the next batch.
  */
 struct pr_store *pr_store_new(struct ev_loop *loop, const struct pr_config *cfg,
 			      char *err, size_t errlen)

@@ -80,6 +80,28 @@ enum pr_store_op {
 	PR_STORE_SWEEP,        /* in: now, limit; out: result {counts} */
 	PR_STORE_CHECKPOINT,   /* WAL checkpoint */
 	PR_STORE_COUNT,        /* out: result {messages, deliveries, ...} */
+	PR_STORE_PUSH_RECOVER, /* start-up: in_flight -> pending; {recovered} */
+	PR_STORE_PUSH_CLAIM,   /* in: now, limit, skip; out: result [pushes] */
+	PR_STORE_PUSH_RESULT,  /* in: results, now; out: result {counts} */
+	PR_STORE_ACK,          /* in: app, device_id, after (= up_to), now */
+};
+
+/*
+ * The outcome of one push attempt, for PR_STORE_PUSH_RESULT. Strings are
+ * owned by the submitter. outcome is an enum pr_outcome (provider.h).
+ */
+struct pr_push_result {
+	int64_t job_id;
+	int outcome;
+	const char *provider;   /* "apns" | "fcm" */
+	const char *token;      /* the token the push went to */
+	long status;            /* HTTP status, 0 for a transport failure */
+	const char *reason;     /* provider reason or transport error, or "" */
+	const char *provider_id; /* on success, or NULL */
+	const char *apns_id;
+	long latency_ms;
+	int64_t retry_at;       /* RETRY/REAUTH: earliest next attempt */
+	int64_t invalid_since;  /* APNs 410 timestamp (ms), 0 when absent */
 };
 
 struct pr_device {
@@ -121,6 +143,10 @@ struct pr_store_job {
 	const int64_t *touch_ids;
 	const int64_t *touch_times;
 	size_t n_touch;
+	const char *const *skip; /* CLAIM: "app/platform" pairs paused */
+	size_t n_skip;
+	const struct pr_push_result *results;
+	size_t n_results;
 
 	/* Outputs. */
 	int rv;              /* 0, or a negative enum pr_error */

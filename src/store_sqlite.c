@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "provider.h"
 #include "store.h"
 
 /* A user's devices reached by one all-devices event. Explicit targets are
@@ -40,6 +41,10 @@
 #define MAX_CACHED_APPS 256
 /* Checkpoint jobs answered by one transaction's checkpoint. */
 #define MAX_CKPT_JOBS 16
+/* Pushes one claim hands out: when neither the job nor [push]
+ * claim_batch says, and at most. */
+#define DEFAULT_CLAIM_BATCH 256
+#define MAX_CLAIM	    10000
 
 /* ---- schema -------------------------------------------------------------- */
 
@@ -154,6 +159,12 @@ static const char *const migrations[] = {
     " reason TEXT,"
     " at INTEGER NOT NULL);"
     "CREATE INDEX invalid_tokens_app ON invalid_tokens(app_id, id);",
+
+    /* 2: pushes leave. devices.last_push_at is when a push to the device
+     * last went out (NULL: never), for [push] coalesce_window and
+     * min_interval. (Claiming walks push_jobs_due once per waiting
+     * state: no index more for ingest to write.) */
+    "ALTER TABLE devices ADD COLUMN last_push_at INTEGER;",
 };
 
 #define SCHEMA_VERSION ((int)PR_ARRAY_SIZE(migrations))
@@ -205,8 +216,49 @@ enum stmt {
 	S_SWEEP_INVALID,
 	S_COUNT,
 	S_COUNT_JOBS,
+	S_RECOVER,
+	S_CLAIM_SCAN,
+	S_CLAIM_TAKE,
+	S_JOB_END,
+	S_JOB_GET,
+	S_JOB_SET,
+	S_ATTEMPT_ADD,
+	S_DEV_PUSHED,
+	S_DEV_TOKEN,
+	S_DEV_INVALIDATE,
+	S_INVALID_ADD,
+	S_PUSH_INVALIDATE,
+	S_ACK_DEV,
+	S_ACK_SET,
+	S_ACK_DROP,
+	S_ACK_CANCEL,
+	S_QUEUED,
 	N_STMT
 };
+
+/* One state's due jobs for S_CLAIM_SCAN, in index order (INDEXED BY: a
+ * plan that sorts cannot be chosen; CROSS JOIN keeps push_jobs the outer
+ * loop). */
+#define CLAIM_ARM(state)                                                       \
+	"SELECT p.id, p.next_attempt_at, p.attempts, p.created_at,"            \
+	" p.apns_id, a.name, v.platform, v.token, v.environment,"              \
+	" v.device_id, v.user_id, m.id, m.ext_id, m.push_mode, m.push,"        \
+	" m.expires_at,"                                                       \
+	" coalesce((SELECT d.seq FROM deliveries d"                            \
+	"  WHERE d.message_id = p.message_id"                                  \
+	"  AND d.device_id = p.device_id), 0),"                                \
+	" (SELECT count(*) FROM deliveries d WHERE d.device_id = v.id)"        \
+	" FROM push_jobs p INDEXED BY push_jobs_due"                           \
+	" CROSS JOIN devices v ON v.id = p.device_id"                          \
+	" JOIN apps a ON a.id = v.app_id"                                      \
+	" LEFT JOIN messages m ON m.id = p.message_id"                         \
+	" WHERE p.state = '" state "' AND p.next_attempt_at <= ?1"             \
+	" AND v.token IS NOT NULL AND v.push_state = 'ok'"                     \
+	" AND (?3 IS NULL OR NOT EXISTS (SELECT 1 FROM json_each(?3) s"        \
+	"  WHERE s.value = a.name || '/' || v.platform))"
+#define CLAIM_SCAN                                                             \
+	CLAIM_ARM("pending")                                                   \
+	" UNION ALL " CLAIM_ARM("retry") " ORDER BY 2, 1 LIMIT ?2"
 
 static const char *const stmt_sql[N_STMT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -230,10 +282,10 @@ static const char *const stmt_sql[N_STMT] = {
     [S_MSG_KNOWN] = "SELECT 1 FROM messages WHERE app_id = ?1"
 		    " AND ext_id = ?2",
     [S_DEVS_USER] = "SELECT id, next_seq,"
-		    " token IS NOT NULL AND push_state = 'ok'"
+		    " token IS NOT NULL AND push_state = 'ok', last_push_at"
 		    " FROM devices WHERE app_id = ?1 AND user_id = ?2",
     [S_DEVS_ONE] = "SELECT id, next_seq,"
-		   " token IS NOT NULL AND push_state = 'ok'"
+		   " token IS NOT NULL AND push_state = 'ok', last_push_at"
 		   " FROM devices WHERE app_id = ?1 AND device_id = ?2"
 		   " AND user_id = ?3",
     [S_SEQ_SET] = "UPDATE devices SET next_seq = ?2 WHERE id = ?1",
@@ -341,6 +393,66 @@ static const char *const stmt_sql[N_STMT] = {
 		" (SELECT count(*) FROM messages WHERE pending_fanout = 1)",
     [S_COUNT_JOBS] = "SELECT state, count(*) FROM push_jobs"
 		     " GROUP BY state",
+
+    /* ---- pushes ---- */
+    [S_RECOVER] = "UPDATE push_jobs SET state = 'pending', updated_at = ?1"
+		  " WHERE state = 'in_flight'",
+    /*
+     * The due jobs in due order: two walks of push_jobs_due (pending,
+     * retry), each in (next_attempt_at, id) order, merged (MERGE UNION
+     * ALL: no sort of every due job, and LIMIT stops both walks). Only
+     * jobs of a device that can take a push, of an app/platform not
+     * paused (?3: a JSON array of "app/platform", or NULL). The message
+     * may be gone (LEFT JOIN).
+     */
+    [S_CLAIM_SCAN] = CLAIM_SCAN,
+    [S_CLAIM_TAKE] = "UPDATE push_jobs SET state = 'in_flight',"
+		     " attempts = attempts + 1, apns_id = ?2,"
+		     " updated_at = ?3 WHERE id = ?1",
+    [S_JOB_END] = "UPDATE push_jobs SET state = ?2, last_reason = ?3,"
+		  " updated_at = ?4 WHERE id = ?1",
+    [S_JOB_GET] = "SELECT state, attempts, created_at, device_id"
+		  " FROM push_jobs WHERE id = ?1",
+    /* ?3 adds to attempts; NULL ?4 / ?7 keep next_attempt_at and
+     * provider_id. */
+    [S_JOB_SET] = "UPDATE push_jobs SET state = ?2,"
+		  " attempts = max(attempts + ?3, 0),"
+		  " next_attempt_at = coalesce(?4, next_attempt_at),"
+		  " last_status = ?5, last_reason = ?6,"
+		  " provider_id = coalesce(?7, provider_id), updated_at = ?8"
+		  " WHERE id = ?1",
+    [S_ATTEMPT_ADD] = "INSERT INTO push_attempts(job_id, at, provider,"
+		      " status, reason, latency_ms, apns_id)"
+		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_DEV_PUSHED] = "UPDATE devices SET last_push_at ="
+		     " max(coalesce(last_push_at, ?2), ?2) WHERE id = ?1",
+    [S_DEV_TOKEN] = "SELECT token, last_seen_at FROM devices"
+		    " WHERE id = ?1",
+    [S_DEV_INVALIDATE] = "UPDATE devices SET token = NULL,"
+			 " push_state = 'invalid' WHERE id = ?1",
+    [S_INVALID_ADD] = "INSERT INTO invalid_tokens(app_id, device_id,"
+		      " user_id, platform, token, reason, at)"
+		      " SELECT app_id, device_id, user_id, platform, token,"
+		      " ?2, ?3 FROM devices WHERE id = ?1",
+    [S_PUSH_INVALIDATE] = "UPDATE push_jobs SET state = 'invalid_token',"
+			  " updated_at = ?2, last_reason = ?3"
+			  " WHERE device_id = ?1"
+			  " AND state IN ('pending', 'retry')",
+    [S_ACK_DEV] = "SELECT id, next_seq, acked_seq FROM devices"
+		  " WHERE app_id = ?1 AND device_id = ?2",
+    [S_ACK_SET] = "UPDATE devices SET acked_seq = ?2 WHERE id = ?1",
+    [S_ACK_DROP] = "DELETE FROM deliveries WHERE device_id = ?1"
+		   " AND seq <= ?2",
+    /* After S_ACK_DROP: a waiting push whose message the device has no
+     * delivery of left (acknowledged) has nothing to announce. */
+    [S_ACK_CANCEL] = "UPDATE push_jobs SET state = 'cancelled',"
+		     " updated_at = ?2, last_reason = 'acknowledged'"
+		     " WHERE device_id = ?1"
+		     " AND state IN ('pending', 'retry')"
+		     " AND NOT EXISTS (SELECT 1 FROM deliveries d"
+		     " WHERE d.device_id = ?1"
+		     " AND d.message_id = push_jobs.message_id)",
+    [S_QUEUED] = "SELECT count(*) FROM deliveries WHERE device_id = ?1",
 };
 
 static const char *const push_states[] = {
@@ -356,10 +468,12 @@ struct app_ent {
 	int fresh; /* added in the open transaction: dropped on rollback */
 };
 
-/* A device an event reaches: its row, the seq it takes, push or not. */
+/* A device an event reaches: its row, the seq it takes, push or not,
+ * when a push last went out to it (-1: never). */
 struct target {
 	int64_t id;
 	int64_t seq;
+	int64_t last_push_at;
 	int pushable;
 };
 
@@ -377,8 +491,8 @@ struct sq {
 	 * start; real_sp when this batch runs real SAVEPOINTs instead. */
 	int64_t changes_sp;
 	int real_sp;
-	/* The config store.c keeps for us: its reloadable [storage]
-	 * numbers change between batches, on this thread. */
+	/* The config store.c keeps for us: its reloadable [storage] and
+	 * [push] numbers change between batches, on this thread. */
 	const struct pr_config *cfg;
 	long max_size; /* the max_size max_page_count follows */
 	int64_t page_size;
@@ -718,6 +832,9 @@ static int targets_add(struct sq *q, size_t n, sqlite3_stmt *s, size_t *count)
 		t->id = sqlite3_column_int64(s, 0);
 		t->seq = sqlite3_column_int64(s, 1);
 		t->pushable = sqlite3_column_int(s, 2);
+		t->last_push_at = sqlite3_column_type(s, 3) == SQLITE_NULL
+				      ? -1
+				      : sqlite3_column_int64(s, 3);
 		(*count)++;
 	}
 	finish(s);
@@ -733,13 +850,26 @@ static int listed_before(const struct pr_event *ev, size_t i)
 	return 0;
 }
 
+/* The gap [push] keeps after a push went out to a device: a new push
+ * waits out coalesce_window (newer messages join it) and min_interval. */
+static int64_t push_gap(const struct sq *q)
+{
+	long w = q->cfg->push_coalesce_window, m = q->cfg->push_min_interval;
+	long gap = w > m ? w : m;
+
+	return gap > 0 ? (int64_t)gap : 0;
+}
+
 /* Give every target device of a new message its seq (and push). Sets
- * *hold when some device the event names has not registered yet. */
+ * *hold when some device the event names has not registered yet. A
+ * device's waiting push (pending or retry) takes the newest message; a
+ * new push waits push_delay, and push_gap() after the device's last. */
 static int fan_out(struct sq *q, int64_t app, const struct pr_event *ev,
 		   int64_t msg, int64_t now, size_t *n, int *hold)
 {
 	sqlite3_stmt *s;
 	size_t i, got;
+	int64_t due;
 	int rv, pushing = ev->push_mode != PR_PUSH_NONE;
 
 	*n = 0;
@@ -797,10 +927,13 @@ static int fan_out(struct sq *q, int64_t app, const struct pr_event *ev,
 			return rv;
 		if (sqlite3_changes(q->db) > 0)
 			continue;
+		due = now + (ev->push_delay > 0 ? ev->push_delay : 0);
+		if (t->last_push_at >= 0 && t->last_push_at + push_gap(q) > due)
+			due = t->last_push_at + push_gap(q);
 		s = stmt(q, S_PUSH_ADD);
 		bi(q, s, 1, t->id);
 		bi(q, s, 2, msg);
-		bi(q, s, 3, now + (ev->push_delay > 0 ? ev->push_delay : 0));
+		bi(q, s, 3, due);
 		bi(q, s, 4, now);
 		rv = run(q, s);
 		if (rv)
@@ -1381,6 +1514,546 @@ static int op_key_touch(struct sq *q, struct pr_store_job *job)
 	return PR_OK;
 }
 
+/* ---- pushes -------------------------------------------------------------- */
+
+/* Start-up: a push that was in flight when the daemon stopped goes out
+ * again (at least once), with its attempts and its apns-id. */
+static int op_push_recover(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s = stmt(q, S_RECOVER);
+	int rv;
+
+	bi(q, s, 1, now_or(job->now));
+	rv = run(q, s);
+	if (rv)
+		return rv;
+	job->result =
+	    json_pack("{s:I}", "recovered", (json_int_t)sqlite3_changes(q->db));
+	return job->result ? PR_OK : PR_ERR_NOMEM;
+}
+
+/* A fresh random UUID (version 4) in canonical lowercase form. */
+static void uuid4(char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char b[16];
+	size_t k = 0;
+
+	sqlite3_randomness((int)sizeof(b), b);
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[k++] = '-';
+		out[k++] = hex[b[i] >> 4];
+		out[k++] = hex[b[i] & 15];
+	}
+	out[k] = '\0';
+}
+
+/* The skip list as a JSON array for S_CLAIM_SCAN, or NULL for none. */
+static int skip_json(const struct pr_store_job *job, char **out)
+{
+	json_t *a;
+
+	*out = NULL;
+	if (!job->skip || !job->n_skip)
+		return PR_OK;
+	a = json_array();
+	if (!a)
+		return PR_ERR_NOMEM;
+	for (size_t i = 0; i < job->n_skip; i++)
+		if (job->skip[i] &&
+		    json_array_append_new(a, json_string(job->skip[i]))) {
+			json_decref(a);
+			return PR_ERR_NOMEM;
+		}
+	*out = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	return *out ? PR_OK : PR_ERR_NOMEM;
+}
+
+/* A job the claim looked at: handed out (end NULL) or ended. */
+struct claimed {
+	int64_t id;
+	const char *end; /* "expired" | "dead" | NULL */
+	const char *why;
+	char apns_id[64];
+};
+
+/* The columns of S_CLAIM_SCAN. */
+enum {
+	C_ID,
+	C_DUE,
+	C_ATTEMPTS,
+	C_CREATED,
+	C_APNS_ID,
+	C_APP,
+	C_PLATFORM,
+	C_TOKEN,
+	C_ENV,
+	C_DEVICE,
+	C_USER,
+	C_MSG,
+	C_EXT_ID,
+	C_MODE,
+	C_PUSH,
+	C_EXPIRES,
+	C_SEQ,
+	C_UNREAD,
+};
+
+/* Decide one due job; for one to hand out, its description. */
+static int claim_row(struct sq *q, sqlite3_stmt *s, int64_t now,
+		     struct claimed *c, json_t *list)
+{
+	long max_attempts = q->cfg->push_max_attempts;
+	long max_age = q->cfg->push_max_age;
+	int64_t attempts = sqlite3_column_int64(s, C_ATTEMPTS);
+	int64_t created = sqlite3_column_int64(s, C_CREATED);
+	const unsigned char *id = sqlite3_column_text(s, C_APNS_ID);
+	json_t *o;
+
+	c->id = sqlite3_column_int64(s, C_ID);
+	c->end = NULL;
+	c->why = NULL;
+	if (sqlite3_column_type(s, C_MSG) == SQLITE_NULL) {
+		c->end = "expired";
+		c->why = "message gone";
+		return PR_OK;
+	}
+	if (sqlite3_column_int64(s, C_EXPIRES) <= now) {
+		c->end = "expired";
+		c->why = "message expired";
+		return PR_OK;
+	}
+	if (max_attempts > 0 && attempts >= max_attempts) {
+		c->end = "dead";
+		c->why = "max attempts";
+		return PR_OK;
+	}
+	if (max_age > 0 && now - created >= max_age) {
+		c->end = "dead";
+		c->why = "max age";
+		return PR_OK;
+	}
+	/* The apns-id is made once and kept: a resend after a crash or a
+	 * retry carries the same one. */
+	if (id && *id && strlen((const char *)id) < sizeof(c->apns_id))
+		snprintf(c->apns_id, sizeof(c->apns_id), "%s", id);
+	else
+		uuid4(c->apns_id);
+	o = json_pack(
+	    "{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:i, s:o, s:I,"
+	    " s:I, s:s, s:I, s:I}",
+	    "job_id", (json_int_t)c->id, "app", col_str(s, C_APP), "platform",
+	    col_str(s, C_PLATFORM), "token", col_str(s, C_TOKEN), "environment",
+	    col_str(s, C_ENV), "device_id", col_str(s, C_DEVICE), "user",
+	    col_str(s, C_USER), "message_id", col_str(s, C_EXT_ID), "seq",
+	    (json_int_t)sqlite3_column_int64(s, C_SEQ), "mode",
+	    sqlite3_column_int(s, C_MODE), "push", col_str(s, C_PUSH), "unread",
+	    (json_int_t)sqlite3_column_int64(s, C_UNREAD), "expires_at",
+	    (json_int_t)sqlite3_column_int64(s, C_EXPIRES), "apns_id",
+	    c->apns_id, "attempt", (json_int_t)(attempts + 1), "created_at",
+	    (json_int_t)created);
+	if (!o || json_array_append_new(list, o))
+		return PR_ERR_NOMEM;
+	return PR_OK;
+}
+
+/* One walk of S_CLAIM_SCAN: up to want due jobs decided into c[], the
+ * ones handed out described in list. */
+static int claim_scan(struct sq *q, int64_t now, long want, const char *skip,
+		      struct claimed *c, size_t *n, json_t *list)
+{
+	sqlite3_stmt *s = stmt(q, S_CLAIM_SCAN);
+	int rc, rv = PR_OK;
+
+	*n = 0;
+	bi(q, s, 1, now);
+	bi(q, s, 2, want);
+	bt(q, s, 3, skip);
+	for (;;) {
+		rc = step(q, s);
+		if (rc != SQLITE_ROW)
+			break;
+		if (*n >= (size_t)want)
+			continue; /* (LIMIT says it cannot happen) */
+		rv = claim_row(q, s, now, &c[*n], list);
+		if (rv)
+			break;
+		(*n)++;
+	}
+	finish(s);
+	if (!rv && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		rv = step_fail(q, rc);
+	return rv;
+}
+
+/*
+ * Hand out up to limit due pushes (pending or retry, next_attempt_at <=
+ * now, due order) of devices that can take one, skipping paused
+ * app/platform pairs. A job whose message is gone or expired ends
+ * 'expired', one out of attempts or age 'dead'; the rest go in flight
+ * with one attempt more. Each walk reads its rows first and changes them
+ * after (so it never meets a row it changed); when it ended some, another
+ * walk fills the room they took, so fewer than limit handed out means no
+ * more are due.
+ */
+static int op_push_claim(struct sq *q, struct pr_store_job *job)
+{
+	int64_t now = now_or(job->now);
+	long def = q->cfg->push_claim_batch > 0 ? q->cfg->push_claim_batch
+						: DEFAULT_CLAIM_BATCH;
+	long limit = clamp_limit(job->limit, def > MAX_CLAIM ? MAX_CLAIM : def,
+				 MAX_CLAIM);
+	struct claimed *c = NULL;
+	sqlite3_stmt *s;
+	char *skip = NULL;
+	size_t n, ended;
+	int rv;
+
+	job->result = json_array();
+	if (!job->result)
+		return PR_ERR_NOMEM;
+	rv = skip_json(job, &skip);
+	if (rv)
+		return rv;
+	c = malloc((size_t)limit * sizeof(*c));
+	if (!c) {
+		free(skip);
+		return PR_ERR_NOMEM;
+	}
+	do {
+		rv = claim_scan(q, now,
+				limit - (long)json_array_size(job->result),
+				skip, c, &n, job->result);
+		ended = 0;
+		for (size_t i = 0; i < n && !rv; i++) {
+			if (c[i].end) {
+				s = stmt(q, S_JOB_END);
+				bi(q, s, 1, c[i].id);
+				bt(q, s, 2, c[i].end);
+				bt(q, s, 3, c[i].why);
+				bi(q, s, 4, now);
+				ended++;
+			} else {
+				s = stmt(q, S_CLAIM_TAKE);
+				bi(q, s, 1, c[i].id);
+				bt(q, s, 2, c[i].apns_id);
+				bi(q, s, 3, now);
+			}
+			rv = run(q, s);
+		}
+	} while (!rv && ended && json_array_size(job->result) < (size_t)limit);
+	free(skip);
+	free(c);
+	return rv;
+}
+
+/* Set a job's state after an attempt. NULL next keeps next_attempt_at. */
+static int job_set(struct sq *q, int64_t id, const char *state, int delta,
+		   const int64_t *next, const struct pr_push_result *r,
+		   const char *why, int64_t now)
+{
+	sqlite3_stmt *s = stmt(q, S_JOB_SET);
+
+	bi(q, s, 1, id);
+	bt(q, s, 2, state);
+	bi(q, s, 3, delta);
+	if (next)
+		bi(q, s, 4, *next);
+	else
+		bind_rc(q, sqlite3_bind_null(s, 4));
+	bi(q, s, 5, r->status);
+	bt(q, s, 6, why);
+	bt(q, s, 7, r->outcome == PR_OUTCOME_SENT ? r->provider_id : NULL);
+	bi(q, s, 8, now);
+	return run(q, s);
+}
+
+/* "429 TooManyRequests; max attempts": what went wrong, and why that
+ * ended the push. */
+static void explain(char *buf, size_t len, const struct pr_push_result *r,
+		    const char *end)
+{
+	const char *reason = r->reason ? r->reason : "";
+
+	if (r->status > 0 && *reason)
+		snprintf(buf, len, "%ld %s; %s", r->status, reason, end);
+	else if (r->status > 0)
+		snprintf(buf, len, "%ld; %s", r->status, end);
+	else if (*reason)
+		snprintf(buf, len, "%s; %s", reason, end);
+	else
+		snprintf(buf, len, "%s", end);
+}
+
+/*
+ * The provider says the token is dead. Unless the device registered a
+ * new token meanwhile, or (APNs 410 timestamp) registered again after the
+ * token was found invalid, its token goes, the token is listed in
+ * invalid_tokens and the device's waiting pushes end with it.
+ */
+static int drop_token(struct sq *q, int64_t dev, const struct pr_push_result *r,
+		      int64_t now)
+{
+	sqlite3_stmt *s = stmt(q, S_DEV_TOKEN);
+	const unsigned char *token;
+	int rc, rv, same = 0;
+
+	bi(q, s, 1, dev);
+	rc = step(q, s);
+	if (rc == SQLITE_ROW) {
+		token = sqlite3_column_text(s, 0);
+		same = token && r->token &&
+		       strcmp((const char *)token, r->token) == 0;
+		if (same && r->invalid_since > 0 &&
+		    sqlite3_column_int64(s, 1) * 1000 > r->invalid_since)
+			same = 0; /* registered again since */
+	}
+	finish(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return step_fail(q, rc);
+	if (!same)
+		return PR_OK;
+	s = stmt(q, S_INVALID_ADD);
+	bi(q, s, 1, dev);
+	bt(q, s, 2, r->reason && *r->reason ? r->reason : "invalid token");
+	bi(q, s, 3, now);
+	rv = run(q, s);
+	if (rv)
+		return rv;
+	s = stmt(q, S_DEV_INVALIDATE);
+	bi(q, s, 1, dev);
+	rv = run(q, s);
+	if (rv)
+		return rv;
+	s = stmt(q, S_PUSH_INVALIDATE);
+	bi(q, s, 1, dev);
+	bi(q, s, 2, now);
+	bt(q, s, 3, "invalid token");
+	return run(q, s);
+}
+
+enum { R_SENT, R_RETRY, R_DEAD, R_INVALID, R_REJECTED, R_REQUEUED, R_N };
+
+/* One attempt's outcome. A job that is gone (its device was deleted) has
+ * nothing to record; one no longer in flight (cancelled meanwhile, or a
+ * result seen twice) keeps its state, but the attempt is recorded and
+ * what it says about the device holds. */
+static int push_result_one(struct sq *q, const struct pr_push_result *r,
+			   int64_t now, int64_t *counts)
+{
+	long max_attempts = q->cfg->push_max_attempts;
+	long max_age = q->cfg->push_max_age;
+	const char *reason = r->reason && *r->reason ? r->reason : NULL;
+	sqlite3_stmt *s = stmt(q, S_JOB_GET);
+	int64_t attempts = 0, created = 0, dev = 0, next;
+	char why[256];
+	int rc, rv, flying = 0;
+
+	bi(q, s, 1, r->job_id);
+	rc = step(q, s);
+	if (rc == SQLITE_ROW) {
+		flying = strcmp((const char *)sqlite3_column_text(s, 0),
+				"in_flight") == 0;
+		attempts = sqlite3_column_int64(s, 1);
+		created = sqlite3_column_int64(s, 2);
+		dev = sqlite3_column_int64(s, 3);
+	}
+	finish(s);
+	if (rc == SQLITE_DONE)
+		return PR_OK;
+	if (rc != SQLITE_ROW)
+		return step_fail(q, rc);
+
+	s = stmt(q, S_ATTEMPT_ADD);
+	bi(q, s, 1, r->job_id);
+	bi(q, s, 2, now);
+	bt(q, s, 3, r->provider);
+	bi(q, s, 4, r->status);
+	bt(q, s, 5, reason);
+	bi(q, s, 6, r->latency_ms);
+	bt(q, s, 7, r->apns_id);
+	rv = run(q, s);
+	if (rv)
+		return rv;
+
+	switch (r->outcome) {
+	case PR_OUTCOME_SENT:
+		if (flying) {
+			rv = job_set(q, r->job_id, "sent", 0, NULL, r, reason,
+				     now);
+			counts[R_SENT]++;
+		}
+		if (!rv) {
+			/* It went out, whatever became of the job. */
+			s = stmt(q, S_DEV_PUSHED);
+			bi(q, s, 1, dev);
+			bi(q, s, 2, now);
+			rv = run(q, s);
+		}
+		return rv;
+	case PR_OUTCOME_RETRY:
+	case PR_OUTCOME_REAUTH:
+		if (!flying)
+			return PR_OK;
+		if ((max_attempts > 0 && attempts >= max_attempts) ||
+		    (max_age > 0 && now - created >= max_age)) {
+			explain(why, sizeof(why), r,
+				max_attempts > 0 && attempts >= max_attempts
+				    ? "max attempts"
+				    : "max age");
+			counts[R_DEAD]++;
+			return job_set(q, r->job_id, "dead", 0, NULL, r, why,
+				       now);
+		}
+		next = r->retry_at > now ? r->retry_at : now;
+		counts[R_RETRY]++;
+		return job_set(q, r->job_id, "retry", 0, &next, r, reason, now);
+	case PR_OUTCOME_INVALID_TOKEN:
+		if (flying) {
+			rv = job_set(q, r->job_id, "invalid_token", 0, NULL, r,
+				     reason, now);
+			if (rv)
+				return rv;
+			counts[R_INVALID]++;
+		}
+		return drop_token(q, dev, r, now);
+	case PR_OUTCOME_REJECTED:
+		if (!flying)
+			return PR_OK;
+		counts[R_REJECTED]++;
+		return job_set(q, r->job_id, "dead", 0, NULL, r,
+			       reason ? reason : "rejected", now);
+	case PR_OUTCOME_AUTH:
+		/* The provider pauses; this attempt does not count. */
+		if (!flying)
+			return PR_OK;
+		counts[R_REQUEUED]++;
+		return job_set(q, r->job_id, "pending", -1, NULL, r, reason,
+			       now);
+	default: return PR_ERR_INVAL; /* op_push_result checked */
+	}
+}
+
+static int op_push_result(struct sq *q, struct pr_store_job *job)
+{
+	static const char *const names[R_N] = {
+	    "sent", "retry", "dead", "invalid", "rejected", "requeued",
+	};
+	int64_t now = now_or(job->now), counts[R_N] = {0};
+	json_t *o;
+	int rv;
+
+	if (job->n_results && !job->results) {
+		snprintf(q->errbuf, sizeof(q->errbuf), "no results");
+		return PR_ERR_INVAL;
+	}
+	/* Every check before the first write. */
+	for (size_t i = 0; i < job->n_results; i++) {
+		int outcome = job->results[i].outcome;
+
+		if (outcome < PR_OUTCOME_SENT || outcome > PR_OUTCOME_REAUTH) {
+			snprintf(q->errbuf, sizeof(q->errbuf),
+				 "unknown push outcome %d", outcome);
+			return PR_ERR_INVAL;
+		}
+	}
+	for (size_t i = 0; i < job->n_results; i++) {
+		rv = push_result_one(q, &job->results[i], now, counts);
+		if (rv)
+			return rv;
+	}
+	o = json_object();
+	if (!o)
+		return PR_ERR_NOMEM;
+	job->result = o;
+	for (size_t i = 0; i < R_N; i++)
+		if (json_object_set_new(o, names[i],
+					json_integer((json_int_t)counts[i])))
+			return PR_ERR_NOMEM;
+	return PR_OK;
+}
+
+/*
+ * A device read its inbox up to seq up_to (job->after): acked_seq moves
+ * there (never back: an older ack is a no-op), the deliveries up to it
+ * go, and so does its waiting push once the message it would announce is
+ * acknowledged (with coalescing: the newest). A seq never delivered is an
+ * error.
+ */
+static int op_ack(struct sq *q, struct pr_store_job *job)
+{
+	int64_t app, dev = 0, next_seq = 0, acked = 0, up = job->after;
+	int64_t now = now_or(job->now), cancelled = 0, remaining = 0;
+	sqlite3_stmt *s;
+	int rc, rv;
+
+	rv = app_id(q, job->app, 0, &app);
+	if (rv == PR_ERR_NOTFOUND)
+		goto notfound;
+	if (rv)
+		return rv;
+	s = stmt(q, S_ACK_DEV);
+	bi(q, s, 1, app);
+	bt(q, s, 2, job->device_id);
+	rc = step(q, s);
+	if (rc == SQLITE_ROW) {
+		dev = sqlite3_column_int64(s, 0);
+		next_seq = sqlite3_column_int64(s, 1);
+		acked = sqlite3_column_int64(s, 2);
+	}
+	finish(s);
+	if (rc == SQLITE_DONE)
+		goto notfound;
+	if (rc != SQLITE_ROW)
+		return step_fail(q, rc);
+	if (up < 0 || up > next_seq - 1) {
+		snprintf(q->errbuf, sizeof(q->errbuf),
+			 "seq %lld was never delivered", (long long)up);
+		return PR_ERR_INVAL;
+	}
+	if (up > acked) {
+		s = stmt(q, S_ACK_SET);
+		bi(q, s, 1, dev);
+		bi(q, s, 2, up);
+		rv = run(q, s);
+		if (rv)
+			return rv;
+		s = stmt(q, S_ACK_DROP);
+		bi(q, s, 1, dev);
+		bi(q, s, 2, up);
+		rv = run(q, s);
+		if (rv)
+			return rv;
+		s = stmt(q, S_ACK_CANCEL);
+		bi(q, s, 1, dev);
+		bi(q, s, 2, now);
+		rv = run(q, s);
+		if (rv)
+			return rv;
+		cancelled = sqlite3_changes(q->db);
+		acked = up;
+	}
+	s = stmt(q, S_QUEUED);
+	bi(q, s, 1, dev);
+	rc = step(q, s);
+	if (rc == SQLITE_ROW)
+		remaining = sqlite3_column_int64(s, 0);
+	finish(s);
+	if (rc != SQLITE_ROW)
+		return step_fail(q, rc);
+	job->result = json_pack("{s:I, s:I, s:I}", "acked", (json_int_t)acked,
+				"cancelled", (json_int_t)cancelled, "remaining",
+				(json_int_t)remaining);
+	return job->result ? PR_OK : PR_ERR_NOMEM;
+notfound:
+	snprintf(q->errbuf, sizeof(q->errbuf), "no such device");
+	return PR_ERR_NOTFOUND;
+}
+
 /* ---- maintenance --------------------------------------------------------- */
 
 /* A bounded slice of retention work; "more" says another slice would
@@ -1546,6 +2219,10 @@ static void sq_exec(void *be, struct pr_store_job *job)
 	case PR_STORE_SWEEP: rv = op_sweep(q, job); break;
 	case PR_STORE_CHECKPOINT: rv = op_checkpoint(q, job); break;
 	case PR_STORE_COUNT: rv = op_count(q, job); break;
+	case PR_STORE_PUSH_RECOVER: rv = op_push_recover(q, job); break;
+	case PR_STORE_PUSH_CLAIM: rv = op_push_claim(q, job); break;
+	case PR_STORE_PUSH_RESULT: rv = op_push_result(q, job); break;
+	case PR_STORE_ACK: rv = op_ack(q, job); break;
 	default:
 		snprintf(q->errbuf, sizeof(q->errbuf), "unknown store op %d",
 			 (int)job->op);

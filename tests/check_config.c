@@ -134,6 +134,20 @@ static void assert_app_defaults(const struct pr_app_config *a)
 	ck_assert_int_eq(a->default_ttl, 28 * 86400);
 	ck_assert_int_eq(a->max_ttl, 28 * 86400);
 	ck_assert_int_eq(a->push_delay, 0);
+	ck_assert_str_eq(a->apns_key_file, "");
+	ck_assert_str_eq(a->apns_key_id, "");
+	ck_assert_str_eq(a->apns_team_id, "");
+	ck_assert_str_eq(a->apns_cert_file, "");
+	ck_assert_str_eq(a->apns_cert_key_file, "");
+	ck_assert_str_eq(a->apns_cert_password, "");
+	ck_assert_str_eq(a->apns_topic, "");
+	ck_assert_str_eq(a->apns_url, "https://api.push.apple.com");
+	ck_assert_str_eq(a->apns_sandbox_url,
+			 "https://api.sandbox.push.apple.com");
+	ck_assert_str_eq(a->fcm_credentials, "");
+	ck_assert_str_eq(a->fcm_url, "https://fcm.googleapis.com");
+	ck_assert_str_eq(a->fcm_token_url, "");
+	ck_assert_str_eq(a->ca_file, "");
 }
 
 static void assert_defaults(const struct pr_config *c)
@@ -176,6 +190,20 @@ static void assert_defaults(const struct pr_config *c)
 	ck_assert_int_eq(c->ingest_max_payload_bytes, 16 * 1024);
 	ck_assert_int_eq(c->ingest_max_devices, 100);
 	ck_assert_int_eq(c->ingest_max_id_bytes, 256);
+	ck_assert_int_eq(c->push_max_in_flight, 1000);
+	ck_assert_int_eq(c->push_connections, 2);
+	ck_assert_int_eq(c->push_max_streams, 1000);
+	ck_assert_int_eq(c->push_connect_timeout, 10);
+	ck_assert_int_eq(c->push_request_timeout, 30);
+	ck_assert_int_eq(c->push_max_attempts, 12);
+	ck_assert_int_eq(c->push_max_age, 86400);
+	ck_assert_int_eq(c->push_backoff_base, 2);
+	ck_assert_int_eq(c->push_backoff_max, 900);
+	ck_assert_int_eq(c->push_coalesce_window, 0);
+	ck_assert_int_eq(c->push_min_interval, 0);
+	ck_assert_int_eq(c->push_jwt_refresh, 3000);
+	ck_assert_int_eq(c->push_ping_interval, 3600);
+	ck_assert_int_eq(c->push_claim_batch, 256);
 	ck_assert_int_eq(c->log_level, PR_LOG_INFO);
 	ck_assert_str_eq(c->log_target, "stderr");
 	ck_assert_int_eq(c->log_access, 0);
@@ -605,6 +633,134 @@ START_TEST(test_implicit_default_app)
 }
 END_TEST
 
+START_TEST(test_push_section)
+{
+	struct pr_config *c = load_ok("[push]\n"
+				      "max_in_flight = 100000\n"
+				      "connections = 64\n"
+				      "max_streams = 1\n"
+				      "connect_timeout = 2m\n"
+				      "request_timeout = 10m\n"
+				      "max_attempts = 1\n"
+				      "max_age = 28d\n"
+				      "backoff_base = 1h\n"
+				      "backoff_max = 1h\n"
+				      "coalesce_window = 30s\n"
+				      "min_interval = 1h\n"
+				      "jwt_refresh = 20m\n"
+				      "ping_interval = 1d\n"
+				      "claim_batch = 10000\n");
+
+	ck_assert_int_eq(c->push_max_in_flight, 100000);
+	ck_assert_int_eq(c->push_connections, 64);
+	ck_assert_int_eq(c->push_max_streams, 1);
+	ck_assert_int_eq(c->push_connect_timeout, 120);
+	ck_assert_int_eq(c->push_request_timeout, 600);
+	ck_assert_int_eq(c->push_max_attempts, 1);
+	ck_assert_int_eq(c->push_max_age, 28 * 86400);
+	ck_assert_int_eq(c->push_backoff_base, 3600);
+	ck_assert_int_eq(c->push_backoff_max, 3600);
+	ck_assert_int_eq(c->push_coalesce_window, 30);
+	ck_assert_int_eq(c->push_min_interval, 3600);
+	ck_assert_int_eq(c->push_jwt_refresh, 1200);
+	ck_assert_int_eq(c->push_ping_interval, 86400);
+	ck_assert_int_eq(c->push_claim_batch, 10000);
+	pr_config_free(c);
+
+	/* The low ends. */
+	c = load_ok("[push]\nmax_in_flight = 1\nconnections = 1\n"
+		    "max_streams = 10000\nconnect_timeout = 1\n"
+		    "request_timeout = 1\nmax_attempts = 1000\nmax_age = 1m\n"
+		    "backoff_base = 1\nbackoff_max = 1\njwt_refresh = 1h\n"
+		    "ping_interval = 60\nclaim_batch = 1\n");
+	ck_assert_int_eq(c->push_max_streams, 10000);
+	ck_assert_int_eq(c->push_max_age, 60);
+	ck_assert_int_eq(c->push_backoff_max, 1);
+	ck_assert_int_eq(c->push_jwt_refresh, 3600);
+	ck_assert_int_eq(c->push_ping_interval, 60);
+	pr_config_free(c);
+}
+END_TEST
+
+/* Token auth for APNs, FCM beside it and every endpoint overridden. */
+START_TEST(test_app_token_auth)
+{
+	struct pr_config *c =
+		load_ok("[app \"chat\"]\n"
+			"apns_key_file = /etc/pushrelay/AuthKey_ABC123DEFG.p8\n"
+			"apns_key_id = ABC123DEFG\n"
+			"apns_team_id = DEF123GHIJ\n"
+			"apns_topic = com.example.chat\n"
+			"apns_url = https://127.0.0.1:2197\n"
+			"apns_sandbox_url = http://[::1]:8443\n"
+			"fcm_credentials = /etc/pushrelay/service-account.json\n"
+			"fcm_url = http://localhost:9000\n"
+			"fcm_token_url = https://oauth2.googleapis.com/token\n"
+			"ca_file = /etc/ssl/certs/ca-certificates.crt\n"
+			"[app \"fcm-only\"]\n"
+			"fcm_credentials = /etc/pushrelay/sa.json\n"
+			"[app \"none\"]\n"
+			"apns_topic = com.example.None-2\n");
+	const struct pr_app_config *a = pr_config_app(c, "chat");
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_str_eq(a->apns_key_file,
+			 "/etc/pushrelay/AuthKey_ABC123DEFG.p8");
+	ck_assert_str_eq(a->apns_key_id, "ABC123DEFG");
+	ck_assert_str_eq(a->apns_team_id, "DEF123GHIJ");
+	ck_assert_str_eq(a->apns_topic, "com.example.chat");
+	ck_assert_str_eq(a->apns_url, "https://127.0.0.1:2197");
+	ck_assert_str_eq(a->apns_sandbox_url, "http://[::1]:8443");
+	ck_assert_str_eq(a->fcm_credentials,
+			 "/etc/pushrelay/service-account.json");
+	ck_assert_str_eq(a->fcm_url, "http://localhost:9000");
+	ck_assert_str_eq(a->fcm_token_url,
+			 "https://oauth2.googleapis.com/token");
+	ck_assert_str_eq(a->ca_file, "/etc/ssl/certs/ca-certificates.crt");
+	ck_assert_str_eq(a->apns_cert_file, "");
+	ck_assert_str_eq(a->apns_cert_password, "");
+	/* FCM alone, or no provider at all, is fine. */
+	a = pr_config_app(c, "fcm-only");
+	ck_assert_str_eq(a->fcm_credentials, "/etc/pushrelay/sa.json");
+	ck_assert_str_eq(a->apns_url, "https://api.push.apple.com");
+	ck_assert_str_eq(pr_config_app(c, "none")->apns_topic,
+			 "com.example.None-2");
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_app_cert_auth)
+{
+	struct pr_config *c = load_ok("[app \"pem\"]\n"
+				      "apns_cert_file = /etc/pushrelay/apns.pem\n"
+				      "apns_cert_key_file = /etc/pushrelay/k.pem\n"
+				      "apns_topic = com.example.chat\n"
+				      "[app \"p12\"]\n"
+				      "apns_topic = com.example.chat.voip\n"
+				      "apns_cert_file = /etc/pushrelay/apns.p12\n"
+				      "apns_cert_password = pa ss#word!\n");
+	const struct pr_app_config *a = pr_config_app(c, "pem");
+
+	ck_assert_str_eq(a->apns_cert_file, "/etc/pushrelay/apns.pem");
+	ck_assert_str_eq(a->apns_cert_key_file, "/etc/pushrelay/k.pem");
+	ck_assert_str_eq(a->apns_cert_password, "");
+	ck_assert_str_eq(a->apns_topic, "com.example.chat");
+	ck_assert_str_eq(a->apns_key_file, "");
+	a = pr_config_app(c, "p12");
+	ck_assert_str_eq(a->apns_cert_file, "/etc/pushrelay/apns.p12");
+	ck_assert_str_eq(a->apns_cert_key_file, "");
+	ck_assert_str_eq(a->apns_cert_password, "pa ss#word!");
+	ck_assert_str_eq(a->apns_topic, "com.example.chat.voip");
+	pr_config_free(c);
+
+	/* Set to empty is unset, for the optional keys. */
+	c = load_ok("[app \"x\"]\napns_key_file =\napns_key_id =\n"
+		    "apns_cert_password =\nfcm_token_url =\n");
+	assert_app_defaults(pr_config_app(c, "x"));
+	pr_config_free(c);
+}
+END_TEST
+
 /* ---- listen values ------------------------------------------------------ */
 
 START_TEST(test_listen_parse_ok)
@@ -700,7 +856,7 @@ START_TEST(test_err_unknown_section)
 	/* Reported once at its header; its keys are not piled on. */
 	int n = expect_error("[server]\n[bogus]\nfoo = 1\nbar = 2\n",
 			     ":2: [bogus]: unknown section (server|admin|"
-			     "storage|ingest|log|app \"NAME\")");
+			     "storage|ingest|push|log|app \"NAME\")");
 
 	ck_assert_int_eq(n, 1);
 	expect_error("[server\nmax_headers = 5\n",
@@ -1205,6 +1361,255 @@ START_TEST(test_err_app_ttl)
 }
 END_TEST
 
+START_TEST(test_err_push)
+{
+	expect_error("[push]\nmax_in_flight = 0\n",
+		     ":2: [push] max_in_flight: out of range 1..100000");
+	expect_error("[push]\nconnections = 65\n",
+		     ":2: [push] connections: out of range 1..64");
+	expect_error("[push]\nmax_streams = 10001\n",
+		     ":2: [push] max_streams: out of range 1..10000");
+	expect_error("[push]\nconnect_timeout = 3m\n",
+		     ":2: [push] connect_timeout: out of range 1..120");
+	expect_error("[push]\nrequest_timeout = 0\n",
+		     ":2: [push] request_timeout: out of range 1..600");
+	expect_error("[push]\nmax_attempts = 1001\n",
+		     ":2: [push] max_attempts: out of range 1..1000");
+	expect_error("[push]\nmax_age = 59\n",
+		     ":2: [push] max_age: out of range 60..28d");
+	expect_error("[push]\nmax_age = 29d\n",
+		     ":2: [push] max_age: out of range 60..28d");
+	expect_error("[push]\nbackoff_base = 0\n",
+		     ":2: [push] backoff_base: out of range 1..3600");
+	expect_error("[push]\nbackoff_max = 2d\n",
+		     ":2: [push] backoff_max: out of range 1..1d");
+	expect_error("[push]\ncoalesce_window = 61m\n",
+		     ":2: [push] coalesce_window: out of range 0..3600");
+	expect_error("[push]\nmin_interval = -1\n",
+		     ":2: [push] min_interval: out of range 0..3600");
+	/* Apple: no more often than every 20 minutes, at least hourly. */
+	expect_error("[push]\njwt_refresh = 19m\n",
+		     ":2: [push] jwt_refresh: out of range 1200..3600");
+	expect_error("[push]\njwt_refresh = 61m\n",
+		     ":2: [push] jwt_refresh: out of range 1200..3600");
+	expect_error("[push]\nping_interval = 59\n",
+		     ":2: [push] ping_interval: out of range 60..1d");
+	expect_error("[push]\nclaim_batch = 0\n",
+		     ":2: [push] claim_batch: out of range 1..10000");
+	expect_error("[push]\nlevel = info\n",
+		     ":2: [push] level: unknown key (it belongs in [log])");
+}
+END_TEST
+
+START_TEST(test_err_push_backoff)
+{
+	struct pr_config *c;
+
+	/* Named at the line of the key that was set. */
+	ck_assert_int_eq(expect_error("[push]\nmax_attempts = 3\n"
+				      "backoff_base = 20m\n",
+				      ":3: [push] backoff_base: 1200 is longer "
+				      "than backoff_max (900)"),
+			 1);
+	expect_error("[push]\nbackoff_max = 1\n",
+		     ":2: [push] backoff_max: 1 is shorter than backoff_base "
+		     "(2)");
+	expect_error("[push]\nbackoff_max = 30\n[log]\n[push]\n"
+		     "backoff_base = 31\n",
+		     ":5: [push] backoff_base: 31 is longer than backoff_max "
+		     "(30)");
+	c = load_ok("[push]\nbackoff_base = 1h\nbackoff_max = 3600\n");
+	ck_assert_int_eq(c->push_backoff_base, c->push_backoff_max);
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_err_app_strings)
+{
+	static const char *const bad_ids[] = {
+		"ABC123DEF",   /* 9 */
+		"ABC123DEFGH", /* 11 */
+		"abc123defg",  /* lower case */
+		"ABC-123DEF",  "ABC123DEF\xC3\x89",
+	};
+	static const char *const bad_urls[] = {
+		"api.push.apple.com",
+		"ftp://api.push.apple.com",
+		"https://",
+		"https:///3/device",
+		"https://api.push.apple.com/",
+		"https://api.push.apple.com/v1",
+		"https://api.push.apple.com?x=1",
+		"https://user:pw@api.push.apple.com",
+		"https://api.push.apple.com:0",
+		"https://api.push.apple.com:65536",
+		"https://api.push.apple.com:443443",
+		"https://api.push.apple.com:",
+		"https://api.push.apple.com:http",
+		"https://-api.push.apple.com",
+		"https://[::1",
+		"https://[]:443",
+		"https://api push.apple.com",
+	};
+	char text[512];
+
+	for (size_t i = 0; i < PR_ARRAY_SIZE(bad_ids); i++) {
+		snprintf(text, sizeof(text), "[app \"chat\"]\napns_key_id = %s\n"
+			 "apns_team_id = %s\n",
+			 bad_ids[i], bad_ids[i]);
+		expect_error(text, ":2: [app \"chat\"] apns_key_id: must be 10 "
+				   "characters A-Z 0-9");
+		ck_assert_int_eq(expect_error(text, ":3: [app \"chat\"] "
+						    "apns_team_id: must be 10 "
+						    "characters A-Z 0-9"),
+				 2);
+	}
+	expect_error("[app \"chat\"]\napns_topic = com.example/chat\n",
+		     ":2: [app \"chat\"] apns_topic: must be a bundle id: "
+		     "1..255 characters A-Z a-z 0-9 . -");
+	expect_error("[app \"chat\"]\napns_topic = com.example_chat\n",
+		     ":2: [app \"chat\"] apns_topic: must be a bundle id");
+	expect_error("[app \"chat\"]\napns_topic = com example\n",
+		     ":2: [app \"chat\"] apns_topic: must be a bundle id");
+
+	for (size_t i = 0; i < PR_ARRAY_SIZE(bad_urls); i++) {
+		snprintf(text, sizeof(text), "[app \"chat\"]\napns_url = %s\n"
+			 "apns_sandbox_url = %s\nfcm_url = %s\n",
+			 bad_urls[i], bad_urls[i], bad_urls[i]);
+		expect_error(text, ":2: [app \"chat\"] apns_url: must be an "
+				   "http:// or https:// URL without a path");
+		expect_error(text, ":3: [app \"chat\"] apns_sandbox_url: must "
+				   "be an http:// or https:// URL without a "
+				   "path");
+		expect_error(text, ":4: [app \"chat\"] fcm_url: must be an "
+				   "http:// or https:// URL without a path");
+	}
+	expect_error("[app \"chat\"]\napns_url =\n",
+		     ":2: [app \"chat\"] apns_url: empty value (a URL is "
+		     "required)");
+	expect_error("[app \"chat\"]\nfcm_url =\n",
+		     ":2: [app \"chat\"] fcm_url: empty value (a URL is "
+		     "required)");
+	/* The token URL is a whole URL: a path, but no fragment. */
+	expect_error("[app \"chat\"]\nfcm_token_url = oauth2.googleapis.com\n",
+		     ":2: [app \"chat\"] fcm_token_url: must be an http:// or "
+		     "https:// URL");
+	expect_error("[app \"chat\"]\nfcm_token_url = https://a/token#x\n",
+		     ":2: [app \"chat\"] fcm_token_url: must be an http:// or "
+		     "https:// URL");
+	/* Provider keys belong in [app] sections. */
+	expect_error("[push]\napns_topic = com.example.chat\n",
+		     ":2: [push] apns_topic: unknown key (it belongs in "
+		     "[app \"NAME\"])");
+	expect_error("[app \"chat\"]\napns_topic = a\napns_topic = b\n",
+		     ":3: [app \"chat\"] apns_topic: duplicate key (first set "
+		     "on line 2)");
+}
+END_TEST
+
+START_TEST(test_err_app_auth)
+{
+	/* Token auth needs the key id, the team id and the topic ... */
+	ck_assert_int_eq(expect_error("[app \"chat\"]\n"
+				      "apns_key_id = ABC123DEFG\n"
+				      "apns_key_file = /k.p8\n"
+				      "apns_topic = com.example.chat\n",
+				      ":3: [app \"chat\"] apns_team_id: "
+				      "required with apns_key_file (token "
+				      "auth)"),
+			 1);
+	ck_assert_int_eq(expect_error("[app \"chat\"]\n"
+				      "apns_key_file = /k.p8\n",
+				      ":2: [app \"chat\"] apns_key_id: required "
+				      "with apns_key_file (token auth)"),
+			 3);
+	expect_error("[app \"chat\"]\napns_key_file = /k.p8\n",
+		     ":2: [app \"chat\"] apns_topic: required with "
+		     "apns_key_file (token auth)");
+	/* ... certificate auth the topic. */
+	ck_assert_int_eq(expect_error("[app \"chat\"]\n"
+				      "apns_cert_file = /c.p12\n"
+				      "apns_cert_password = x\n",
+				      ":2: [app \"chat\"] apns_topic: required "
+				      "with apns_cert_file (certificate "
+				      "auth)"),
+			 1);
+	/* Not both, named at the later of the two. */
+	ck_assert_int_eq(expect_error("[app \"chat\"]\n"
+				      "apns_key_file = /k.p8\n"
+				      "apns_key_id = ABC123DEFG\n"
+				      "apns_team_id = DEF123GHIJ\n"
+				      "apns_topic = com.example.chat\n"
+				      "apns_cert_file = /c.pem\n",
+				      ":6: [app \"chat\"] apns_cert_file: "
+				      "choose token auth (apns_key_file) or "
+				      "certificate auth (apns_cert_file)"),
+			 1);
+	expect_error("[app \"chat\"]\napns_cert_file = /c.pem\n"
+		     "apns_key_file = /k.p8\n",
+		     ":3: [app \"chat\"] apns_key_file: choose token auth");
+	/* The parts of one kind without its file. */
+	ck_assert_int_eq(expect_error("[app \"chat\"]\n"
+				      "apns_topic = com.example.chat\n"
+				      "apns_key_id = ABC123DEFG\n"
+				      "apns_team_id = DEF123GHIJ\n",
+				      ":3: [app \"chat\"] apns_key_id: needs "
+				      "apns_key_file"),
+			 2);
+	expect_error("[app \"chat\"]\napns_team_id = DEF123GHIJ\n",
+		     ":2: [app \"chat\"] apns_team_id: needs apns_key_file");
+	expect_error("[app \"chat\"]\napns_cert_file = /c.pem\n"
+		     "apns_topic = com.example.chat\napns_key_id = ABC123DEFG\n",
+		     ":4: [app \"chat\"] apns_key_id: needs apns_key_file");
+	expect_error("[app \"chat\"]\napns_cert_key_file = /k.pem\n",
+		     ":2: [app \"chat\"] apns_cert_key_file: needs "
+		     "apns_cert_file");
+	expect_error("[app \"chat\"]\napns_cert_password = x\n",
+		     ":2: [app \"chat\"] apns_cert_password: needs "
+		     "apns_cert_file");
+	/* Checked per app, where each section ends. */
+	ck_assert_int_eq(expect_error("[app \"a\"]\napns_key_file = /k.p8\n"
+				      "apns_key_id = ABC123DEFG\n"
+				      "apns_topic = com.example.a\n"
+				      "[app \"b\"]\napns_team_id = DEF123GHIJ\n"
+				      "[log]\n",
+				      ":2: [app \"a\"] apns_team_id: required "
+				      "with apns_key_file"),
+			 2);
+	expect_error("[app \"a\"]\n[app \"b\"]\napns_team_id = DEF123GHIJ\n"
+		     "[log]\n",
+		     ":3: [app \"b\"] apns_team_id: needs apns_key_file");
+}
+END_TEST
+
+/* The password is in no error, whatever goes wrong around it. */
+START_TEST(test_err_password_hidden)
+{
+	static const char *const texts[] = {
+		"[app \"chat\"]\napns_cert_password = Sekr1t-pw\n",
+		"[app \"chat\"]\napns_cert_password = Sekr1t-pw\n"
+		"apns_cert_password = Sekr1t-pw2\n",
+		"[server]\napns_cert_password = Sekr1t-pw\n",
+		"[app \"chat\"]\napns_cert_file = /c.p12\n"
+		"apns_key_file = /k.p8\napns_cert_password = Sekr1t-pw\n",
+		"apns_cert_password = Sekr1t-pw\n",
+	};
+	char err[ERRLEN], path[PATH_MAX];
+	struct pr_config *c;
+
+	for (size_t i = 0; i < PR_ARRAY_SIZE(texts); i++) {
+		c = NULL;
+		ck_assert_int_eq(load_text(texts[i], &c, err, path),
+				 PR_ERR_CONFIG);
+		ck_assert_msg(strstr(err, "apns_cert_password") ||
+				      strstr(err, "apns_key_file"),
+			      "%s", err);
+		ck_assert_msg(strstr(err, "Sekr1t") == NULL,
+			      "password in:\n%s", err);
+	}
+}
+END_TEST
+
 /* ---- reload ------------------------------------------------------------- */
 
 START_TEST(test_apply_reload)
@@ -1318,6 +1723,33 @@ START_TEST(test_reload_storage_ingest_apps)
 	pr_config_free(fresh);
 	pr_config_free(live);
 
+	/* Provider settings need a restart; the password is not shown. */
+	live = load_ok("[app \"chat\"]\napns_topic = com.example.chat\n"
+		       "apns_cert_file = /c.p12\n"
+		       "apns_cert_password = Old-Sekr1t\n");
+	fresh = load_ok("[app \"chat\"]\napns_topic = com.example.chat2\n"
+			"apns_cert_file = /c.p12\n"
+			"apns_cert_password = New-Sekr1t\n"
+			"fcm_credentials = /sa.json\n"
+			"ca_file = /ca.pem\n");
+	n = pr_config_apply_reload(live, fresh, note, sizeof(note));
+	ck_assert_msg(n == 4, "%d notes:\n%s", n, note);
+	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"] apns_topic: "
+					   "changed; restart to apply"));
+	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"] apns_cert_password: "
+					   "changed; restart to apply"));
+	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"] fcm_credentials: "
+					   "changed"));
+	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"] ca_file: changed"));
+	ck_assert_ptr_null(strstr(note, "Sekr1t"));
+	ck_assert_str_eq(pr_config_app(live, "chat")->apns_cert_password,
+			 "Old-Sekr1t");
+	ck_assert_str_eq(pr_config_app(live, "chat")->apns_topic,
+			 "com.example.chat");
+	ck_assert_str_eq(pr_config_app(live, "chat")->fcm_credentials, "");
+	pr_config_free(fresh);
+	pr_config_free(live);
+
 	/* From the implicit app to named ones. */
 	live = pr_config_new();
 	fresh = load_ok("[app \"chat\"]\n");
@@ -1336,7 +1768,7 @@ START_TEST(test_directive_table)
 {
 	const struct pr_directive_info *d;
 	size_t i;
-	int listens = 0, apps = 0;
+	int listens = 0, apps = 0, pushes = 0;
 
 	for (i = 0; (d = pr_config_directive(i)) != NULL; i++) {
 		ck_assert_ptr_nonnull(d->section);
@@ -1352,6 +1784,13 @@ START_TEST(test_directive_table)
 		if (strcmp(d->section, "log") == 0 ||
 		    strcmp(d->section, "ingest") == 0)
 			ck_assert_msg(d->reloadable, "%s", d->name);
+		if (strcmp(d->section, "push") == 0) {
+			pushes++;
+			ck_assert_msg(d->reloadable ==
+					      (strcmp(d->name, "connections") &&
+					       strcmp(d->name, "max_streams")),
+				      "[push] %s", d->name);
+		}
 		if (strcmp(d->section, "app") == 0) {
 			apps++;
 			ck_assert_msg(d->reloadable ==
@@ -1360,9 +1799,10 @@ START_TEST(test_directive_table)
 				      "[app] %s", d->name);
 		}
 	}
-	ck_assert_uint_eq(i, 38);
+	ck_assert_uint_eq(i, 65);
 	ck_assert_int_eq(listens, 2);
-	ck_assert_int_eq(apps, 4);
+	ck_assert_int_eq(pushes, 14);
+	ck_assert_int_eq(apps, 17);
 	ck_assert_ptr_null(pr_config_directive(1000));
 }
 END_TEST
@@ -1498,6 +1938,9 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_storage_and_ingest);
 	tcase_add_test(tc, test_apps);
 	tcase_add_test(tc, test_implicit_default_app);
+	tcase_add_test(tc, test_push_section);
+	tcase_add_test(tc, test_app_token_auth);
+	tcase_add_test(tc, test_app_cert_auth);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("listen");
@@ -1526,6 +1969,11 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_err_app_section);
 	tcase_add_test(tc, test_err_app_keys);
 	tcase_add_test(tc, test_err_app_ttl);
+	tcase_add_test(tc, test_err_push);
+	tcase_add_test(tc, test_err_push_backoff);
+	tcase_add_test(tc, test_err_app_strings);
+	tcase_add_test(tc, test_err_app_auth);
+	tcase_add_test(tc, test_err_password_hidden);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("reload");

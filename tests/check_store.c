@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "provider.h"
 #include "pushrelay.h"
 #include "store.h"
 
@@ -51,6 +52,11 @@ static void setup(void)
 	cfg->storage_max_size = 0;
 	cfg->storage_sweep_batch = 5000;
 	cfg->storage_history = 86400;
+	cfg->push_max_attempts = 12;
+	cfg->push_max_age = 86400;
+	cfg->push_coalesce_window = 0;
+	cfg->push_min_interval = 0;
+	cfg->push_claim_batch = 256;
 	now = (int64_t)time(NULL);
 }
 
@@ -145,21 +151,28 @@ static int ingest1(struct pr_store *st, const char *id, const char *user,
 }
 
 /* PUT a device; returns the result (caller decrefs) or NULL on error. */
-static json_t *put_device(struct pr_store *st, const char *device,
-			  const char *user, const char *token)
+static json_t *put_device_on(struct pr_store *st, const char *device,
+			     const char *user, const char *token,
+			     const char *platform)
 {
 	struct pr_store_job job = {.op = PR_STORE_DEVICE_PUT};
 
 	job.device.app = "default";
 	job.device.device_id = device;
 	job.device.user = user;
-	job.device.platform = "apns";
+	job.device.platform = platform;
 	job.device.token = token;
 	job.device.environment = "production";
 	job.device.now = now;
 	ck_assert_msg(run_job(st, &job) == PR_OK, "device put: %s", job.err);
 	ck_assert_ptr_nonnull(job.result);
 	return job.result;
+}
+
+static json_t *put_device(struct pr_store *st, const char *device,
+			  const char *user, const char *token)
+{
+	return put_device_on(st, device, user, token, "apns");
 }
 
 static json_t *simple(struct pr_store *st, enum pr_store_op op, int *rv)
@@ -230,6 +243,35 @@ static long long q1(const char *fmt, ...)
 	return v;
 }
 
+/* One text value from a read-only second connection, into out ("" when
+ * no row, "NULL" for NULL). */
+static void qs(char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void qs(char *out, size_t outlen, const char *fmt, ...)
+{
+	char sql[1024];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	out[0] = '\0';
+	rc = sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL);
+	ck_assert_int_eq(rc, SQLITE_OK);
+	rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		const unsigned char *v = sqlite3_column_text(s, 0);
+
+		snprintf(out, outlen, "%s", v ? (const char *)v : "NULL");
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
 /* Write through a second connection (the store must be closed). */
 static void exec_sql(const char *sql)
 {
@@ -282,7 +324,10 @@ START_TEST(test_schema_created)
 	struct stat sb;
 
 	pr_store_free(st);
-	ck_assert_int_eq(q1("PRAGMA user_version"), 1);
+	ck_assert_int_eq(q1("PRAGMA user_version"), 2);
+	ck_assert_int_eq(q1("SELECT count(*) FROM pragma_table_info('devices')"
+			    " WHERE name = 'last_push_at'"),
+			 1);
 	ck_assert_int_eq(q1("SELECT count(*) FROM sqlite_schema WHERE "
 			    "type = 'table' AND name IN ('apps', 'api_keys', "
 			    "'devices', 'messages', 'deliveries', "
@@ -1176,6 +1221,880 @@ START_TEST(test_free_runs_pending_done)
 }
 END_TEST
 
+/* ---- pushes ----------------------------------------------------------------
+ */
+
+static json_t *claim_at(struct pr_store *st, int64_t t, long limit,
+			const char *const *skip, size_t n_skip)
+{
+	struct pr_store_job job = {.op = PR_STORE_PUSH_CLAIM};
+
+	job.now = t;
+	job.limit = limit;
+	job.skip = skip;
+	job.n_skip = n_skip;
+	ck_assert_msg(run_job(st, &job) == PR_OK, "claim: %s", job.err);
+	ck_assert(json_is_array(job.result));
+	return job.result;
+}
+
+static json_t *claim(struct pr_store *st, int64_t t, long limit)
+{
+	return claim_at(st, t, limit, NULL, 0);
+}
+
+/* Claim and expect exactly one push; returns its job id. */
+static int64_t claim_one(struct pr_store *st, int64_t t, char *apns_id)
+{
+	json_t *r = claim(st, t, 100), *p;
+	int64_t id;
+
+	ck_assert_uint_eq(json_array_size(r), 1);
+	p = json_array_get(r, 0);
+	id = json_integer_value(json_object_get(p, "job_id"));
+	if (apns_id)
+		snprintf(apns_id, 64, "%s",
+			 json_string_value(json_object_get(p, "apns_id")));
+	json_decref(r);
+	return id;
+}
+
+static json_t *report(struct pr_store *st, const struct pr_push_result *res,
+		      size_t n, int64_t t, int *rv)
+{
+	struct pr_store_job job = {.op = PR_STORE_PUSH_RESULT};
+
+	job.results = res;
+	job.n_results = n;
+	job.now = t;
+	*rv = run_job(st, &job);
+	return job.result;
+}
+
+static long long counted(json_t *r, const char *what)
+{
+	json_t *v = json_object_get(r, what);
+
+	ck_assert_msg(json_is_integer(v), "no %s", what);
+	return json_integer_value(v);
+}
+
+static struct pr_push_result outcome(int64_t job, int o, long status,
+				     const char *reason, const char *token)
+{
+	struct pr_push_result r = {0};
+
+	r.job_id = job;
+	r.outcome = o;
+	r.provider = "apns";
+	r.token = token;
+	r.status = status;
+	r.reason = reason;
+	r.apns_id = "00000000-0000-4000-8000-000000000000";
+	r.latency_ms = 42;
+	return r;
+}
+
+static json_t *ack(struct pr_store *st, const char *app, const char *device,
+		   int64_t up_to, int *rv, char *err)
+{
+	struct pr_store_job job = {.op = PR_STORE_ACK};
+
+	job.app = app;
+	job.device_id = device;
+	job.after = up_to;
+	job.now = now;
+	*rv = run_job(st, &job);
+	if (err)
+		snprintf(err, 160, "%s", job.err);
+	return job.result;
+}
+
+static void job_state(int64_t id, char *out, size_t outlen)
+{
+	qs(out, outlen, "SELECT state FROM push_jobs WHERE id = %lld",
+	   (long long)id);
+}
+
+static int is_uuid4(const char *u)
+{
+	if (!u || strlen(u) != 36)
+		return 0;
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (u[i] != '-')
+				return 0;
+		} else if (!strchr("0123456789abcdef", u[i])) {
+			return 0;
+		}
+	}
+	return u[14] == '4' && strchr("89ab", u[19]) != NULL;
+}
+
+static void ingest_delayed(struct pr_store *st, const char *id,
+			   const char *user, long delay)
+{
+	struct pr_event ev = event(id, user);
+
+	ev.push_delay = delay;
+	ck_assert_int_eq(ingest(st, &ev, 1, NULL, 0), PR_OK);
+	ck_assert_int_eq(ev.status, PR_EVENT_QUEUED);
+}
+
+START_TEST(test_migrate_v1)
+{
+	struct pr_store *st = open_store();
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", NULL, NULL), 0);
+	pr_store_free(st);
+	/* Back to what schema version 1 had. */
+	exec_sql("ALTER TABLE devices DROP COLUMN last_push_at;"
+		 "PRAGMA user_version = 1;");
+	ck_assert_int_eq(q1("SELECT count(*) FROM pragma_table_info('devices')"
+			    " WHERE name = 'last_push_at'"),
+			 0);
+	st = open_store();
+	ck_assert_int_eq(count_of(st, "messages"), 1);
+	ck_assert_int_eq(pushes_in(st, "pending"), 1);
+	pr_store_free(st);
+	ck_assert_int_eq(q1("PRAGMA user_version"), 2);
+	ck_assert_int_eq(q1("SELECT count(*) FROM devices WHERE device_id ="
+			    " 'phone' AND last_push_at IS NULL"),
+			 1);
+}
+END_TEST
+
+START_TEST(test_push_claim)
+{
+	struct pr_store *st = open_store();
+	json_t *r, *p;
+	char s1[64];
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	json_decref(put_device(st, "tablet", "bob", "tok-2"));
+	json_decref(put_device_on(st, "pixel", "carol", "fcm-3", "fcm"));
+	ingest_delayed(st, "m-a", "alice", 30);
+	ingest_delayed(st, "m-b", "bob", 10);
+	ingest_delayed(st, "m-c", "carol", 20);
+	ingest_delayed(st, "m-a2", "alice", 0); /* coalesced: due at +30 */
+
+	/* Nothing is due yet. */
+	r = claim(st, now + 9, 100);
+	ck_assert_uint_eq(json_array_size(r), 0);
+	json_decref(r);
+
+	/* Due order, and the limit. */
+	r = claim(st, now + 100, 2);
+	ck_assert_uint_eq(json_array_size(r), 2);
+	p = json_array_get(r, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(p, "device_id")),
+			 "tablet");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "app")),
+			 "default");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "platform")),
+			 "apns");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "token")),
+			 "tok-2");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "environment")),
+			 "production");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "user")), "bob");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "message_id")),
+			 "m-b");
+	ck_assert_int_eq(json_integer_value(json_object_get(p, "seq")), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(p, "mode")),
+			 PR_PUSH_ALERT);
+	ck_assert_str_eq(json_string_value(json_object_get(p, "push")),
+			 "{\"mode\":\"alert\"}");
+	ck_assert_int_eq(json_integer_value(json_object_get(p, "unread")), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(p, "expires_at")),
+			 now + 3600);
+	ck_assert_int_eq(json_integer_value(json_object_get(p, "attempt")), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(p, "created_at")),
+			 now);
+	ck_assert(json_integer_value(json_object_get(p, "job_id")) > 0);
+	snprintf(s1, sizeof(s1), "%s",
+		 json_string_value(json_object_get(p, "apns_id")));
+	ck_assert_msg(is_uuid4(s1), "%s", s1);
+	p = json_array_get(r, 1);
+	ck_assert_str_eq(json_string_value(json_object_get(p, "device_id")),
+			 "pixel");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "platform")),
+			 "fcm");
+	ck_assert_str_ne(json_string_value(json_object_get(p, "apns_id")), s1);
+	json_decref(r);
+	ck_assert_int_eq(pushes_in(st, "in_flight"), 2);
+
+	/* The coalesced job announces the newest message and counts the
+	 * device's queued deliveries. */
+	r = claim(st, now + 100, 100);
+	ck_assert_uint_eq(json_array_size(r), 1);
+	p = json_array_get(r, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(p, "message_id")),
+			 "m-a2");
+	ck_assert_int_eq(json_integer_value(json_object_get(p, "seq")), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(p, "unread")), 2);
+	json_decref(r);
+	r = claim(st, now + 100, 100);
+	ck_assert_uint_eq(json_array_size(r), 0);
+	json_decref(r);
+	ck_assert_int_eq(pushes_in(st, "in_flight"), 3);
+	ck_assert_int_eq(pushes_in(st, "pending"), 0);
+	pr_store_free(st);
+	ck_assert_int_eq(q1("SELECT count(*) FROM push_jobs WHERE state ="
+			    " 'in_flight' AND attempts = 1 AND updated_at ="
+			    " %lld AND apns_id IS NOT NULL",
+			    (long long)now + 100),
+			 3);
+}
+END_TEST
+
+START_TEST(test_push_claim_skip)
+{
+	struct pr_store *st = open_store();
+	static const char *const paused[] = {"default/fcm", "other/apns"};
+	json_t *r;
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	json_decref(put_device_on(st, "pixel", "alice", "fcm-1", "fcm"));
+	json_decref(put_device(st, "gone", "alice", "tok-gone"));
+	ingest_delayed(st, "m-1", "alice", 0);
+	/* A device that lost its token keeps its waiting push, unclaimed. */
+	json_decref(put_device(st, "gone", "alice", NULL));
+
+	r = claim_at(st, now, 100, paused, 2);
+	ck_assert_uint_eq(json_array_size(r), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 0),
+							   "device_id")),
+			 "phone");
+	json_decref(r);
+	r = claim(st, now, 100);
+	ck_assert_uint_eq(json_array_size(r), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 0),
+							   "device_id")),
+			 "pixel");
+	json_decref(r);
+	r = claim(st, now + 1000, 100);
+	ck_assert_uint_eq(json_array_size(r), 0);
+	json_decref(r);
+	ck_assert_int_eq(pushes_in(st, "pending"), 1); /* "gone"'s */
+	pr_store_free(st);
+}
+END_TEST
+
+START_TEST(test_push_claim_ends_jobs)
+{
+	struct pr_store *st = open_store();
+	struct pr_event ev = event("short", "alice");
+	json_t *r;
+	char text[64];
+
+	json_decref(put_device(st, "a", "alice", "tok-a"));
+	json_decref(put_device(st, "b", "bob", "tok-b"));
+	json_decref(put_device(st, "c", "carol", "tok-c"));
+	json_decref(put_device(st, "d", "dave", "tok-d"));
+	json_decref(put_device(st, "e", "erin", "tok-e"));
+	ev.expires_at = now + 50;
+	ck_assert_int_eq(ingest(st, &ev, 1, NULL, 0), PR_OK);
+	ingest_delayed(st, "gone", "bob", 0);
+	ingest_delayed(st, "tired", "carol", 0);
+	ingest_delayed(st, "old", "dave", 0);
+	ingest_delayed(st, "fine", "erin", 0);
+	pr_store_free(st);
+	exec_sql("PRAGMA foreign_keys = ON;"
+		 "DELETE FROM messages WHERE ext_id = 'gone';"
+		 "UPDATE push_jobs SET attempts = 12 WHERE message_id ="
+		 " (SELECT id FROM messages WHERE ext_id = 'tired');");
+	{
+		char sql[256];
+
+		snprintf(sql, sizeof(sql),
+			 "UPDATE push_jobs SET created_at = %lld WHERE "
+			 "message_id = (SELECT id FROM messages WHERE ext_id ="
+			 " 'old')",
+			 (long long)(now + 60 - 86400));
+		exec_sql(sql);
+	}
+	st = open_store();
+	/* The jobs ended on the way take no room: "fine" comes after three
+	 * of them in due order and still fills a claim of one. */
+	r = claim(st, now + 60, 1);
+	ck_assert_uint_eq(json_array_size(r), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 0),
+							   "message_id")),
+			 "fine");
+	json_decref(r);
+	r = claim(st, now + 60, 100);
+	ck_assert_uint_eq(json_array_size(r), 0);
+	json_decref(r);
+	ck_assert_int_eq(pushes_in(st, "expired"), 2);
+	ck_assert_int_eq(pushes_in(st, "dead"), 2);
+	ck_assert_int_eq(pushes_in(st, "in_flight"), 1);
+	pr_store_free(st);
+	qs(text, sizeof(text),
+	   "SELECT p.last_reason FROM push_jobs p JOIN devices v ON v.id ="
+	   " p.device_id WHERE v.device_id = 'c'");
+	ck_assert_str_eq(text, "max attempts");
+	qs(text, sizeof(text),
+	   "SELECT p.last_reason FROM push_jobs p JOIN devices v ON v.id ="
+	   " p.device_id WHERE v.device_id = 'd'");
+	ck_assert_str_eq(text, "max age");
+	qs(text, sizeof(text),
+	   "SELECT p.state FROM push_jobs p JOIN devices v ON v.id ="
+	   " p.device_id WHERE v.device_id = 'a'");
+	ck_assert_str_eq(text, "expired");
+	ck_assert_int_eq(q1("SELECT attempts FROM push_jobs p JOIN devices v"
+			    " ON v.id = p.device_id WHERE v.device_id = 'c'"),
+			 12);
+}
+END_TEST
+
+START_TEST(test_push_recover)
+{
+	struct pr_store *st = open_store();
+	char first[64], again[64], other[64];
+	int64_t id, id2;
+	json_t *r;
+	int rv;
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	json_decref(put_device(st, "tablet", "bob", "tok-2"));
+	ingest_delayed(st, "m-1", "alice", 0);
+	id = claim_one(st, now, first);
+	ck_assert_msg(is_uuid4(first), "%s", first);
+	ck_assert_int_eq(pushes_in(st, "in_flight"), 1);
+	/* The daemon dies with the push in flight. */
+	pr_store_free(st);
+
+	st = open_store();
+	r = simple(st, PR_STORE_PUSH_RECOVER, &rv);
+	ck_assert_int_eq(rv, PR_OK);
+	ck_assert_int_eq(counted(r, "recovered"), 1);
+	json_decref(r);
+	ck_assert_int_eq(pushes_in(st, "in_flight"), 0);
+	ck_assert_int_eq(pushes_in(st, "pending"), 1);
+	r = simple(st, PR_STORE_PUSH_RECOVER, &rv);
+	ck_assert_int_eq(counted(r, "recovered"), 0);
+	json_decref(r);
+	/* Sent again with the same apns-id; the attempt counts on. */
+	r = claim(st, now + 1, 100);
+	ck_assert_uint_eq(json_array_size(r), 1);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(json_array_get(r, 0), "job_id")),
+	    id);
+	ck_assert_int_eq(json_integer_value(
+			     json_object_get(json_array_get(r, 0), "attempt")),
+			 2);
+	snprintf(again, sizeof(again), "%s",
+		 json_string_value(
+		     json_object_get(json_array_get(r, 0), "apns_id")));
+	json_decref(r);
+	ck_assert_str_eq(again, first);
+	/* Another job has an apns-id of its own. */
+	ingest_delayed(st, "m-2", "bob", 0);
+	id2 = claim_one(st, now + 1, other);
+	ck_assert_int_ne(id2, id);
+	ck_assert_str_ne(other, first);
+	ck_assert_msg(is_uuid4(other), "%s", other);
+	pr_store_free(st);
+	qs(again, sizeof(again),
+	   "SELECT apns_id FROM push_jobs WHERE id = %lld", (long long)id);
+	ck_assert_str_eq(again, first);
+}
+END_TEST
+
+START_TEST(test_push_results)
+{
+	static const char *const devs[] = {"d0", "d1", "d2", "d3", "d4", "d5"};
+	static const char *const users[] = {"u0", "u1", "u2", "u3", "u4", "u5"};
+	struct pr_store *st = open_store();
+	struct pr_push_result res[8];
+	int64_t id[6];
+	char text[128];
+	json_t *r;
+	int rv;
+
+	for (int i = 0; i < 6; i++) {
+		char tok[16], mid[16];
+
+		snprintf(tok, sizeof(tok), "tok-%d", i);
+		snprintf(mid, sizeof(mid), "m-%d", i);
+		json_decref(put_device(st, devs[i], users[i], tok));
+		ingest_delayed(st, mid, users[i], i);
+		id[i] = claim_one(st, now + 10, NULL);
+	}
+	res[0] = outcome(id[0], PR_OUTCOME_SENT, 200, "", "tok-0");
+	res[0].provider_id = "apns-0";
+	res[1] =
+	    outcome(id[1], PR_OUTCOME_RETRY, 429, "TooManyRequests", "tok-1");
+	res[1].retry_at = now + 70;
+	res[2] =
+	    outcome(id[2], PR_OUTCOME_RETRY, 0, "connection reset", "tok-2");
+	res[2].retry_at = now - 5; /* in the past: due now */
+	res[3] = outcome(id[3], PR_OUTCOME_REAUTH, 403, "ExpiredProviderToken",
+			 "tok-3");
+	res[3].retry_at = now + 20;
+	res[4] = outcome(id[4], PR_OUTCOME_REJECTED, 413, "PayloadTooLarge",
+			 "tok-4");
+	res[5] = outcome(id[5], PR_OUTCOME_AUTH, 403, "InvalidProviderToken",
+			 "tok-5");
+	res[6] = outcome(999999, PR_OUTCOME_SENT, 200, "", "tok-x"); /* gone */
+	r = report(st, res, 7, now + 10, &rv);
+	ck_assert_int_eq(rv, PR_OK);
+	ck_assert_int_eq(counted(r, "sent"), 1);
+	ck_assert_int_eq(counted(r, "retry"), 3);
+	ck_assert_int_eq(counted(r, "dead"), 0);
+	ck_assert_int_eq(counted(r, "invalid"), 0);
+	ck_assert_int_eq(counted(r, "rejected"), 1);
+	ck_assert_int_eq(counted(r, "requeued"), 1);
+	json_decref(r);
+
+	/* An outcome nobody knows: refused before anything is written. */
+	res[7] = outcome(id[0], 77, 200, "", "tok-0");
+	r = report(st, &res[7], 1, now + 10, &rv);
+	ck_assert_int_eq(rv, PR_ERR_INVAL);
+	ck_assert_ptr_null(r);
+
+	/* AUTH: pending again, the attempt uncounted, due as it was (now +
+	 * 5); the retry whose retry_at had passed is due when it failed. */
+	r = claim(st, now + 10, 100);
+	ck_assert_uint_eq(json_array_size(r), 2);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(json_array_get(r, 0), "job_id")),
+	    id[5]);
+	ck_assert_int_eq(json_integer_value(
+			     json_object_get(json_array_get(r, 0), "attempt")),
+			 1);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(json_array_get(r, 1), "job_id")),
+	    id[2]);
+	ck_assert_int_eq(json_integer_value(
+			     json_object_get(json_array_get(r, 1), "attempt")),
+			 2);
+	json_decref(r);
+
+	/* A result for a job no longer in flight: recorded, state kept. */
+	r = report(st, &res[4], 1, now + 11, &rv);
+	ck_assert_int_eq(rv, PR_OK);
+	ck_assert_int_eq(counted(r, "rejected"), 0);
+	json_decref(r);
+	pr_store_free(st);
+
+	job_state(id[0], text, sizeof(text));
+	ck_assert_str_eq(text, "sent");
+	qs(text, sizeof(text),
+	   "SELECT provider_id FROM push_jobs WHERE id = "
+	   "%lld",
+	   (long long)id[0]);
+	ck_assert_str_eq(text, "apns-0");
+	ck_assert_int_eq(q1("SELECT last_status FROM push_jobs WHERE id = %lld",
+			    (long long)id[0]),
+			 200);
+	ck_assert_int_eq(q1("SELECT last_push_at FROM devices WHERE device_id"
+			    " = 'd0'"),
+			 now + 10);
+	ck_assert_int_eq(q1("SELECT count(*) FROM devices WHERE last_push_at"
+			    " IS NULL"),
+			 5);
+	job_state(id[1], text, sizeof(text));
+	ck_assert_str_eq(text, "retry");
+	ck_assert_int_eq(q1("SELECT next_attempt_at FROM push_jobs WHERE id ="
+			    " %lld",
+			    (long long)id[1]),
+			 now + 70);
+	qs(text, sizeof(text),
+	   "SELECT last_reason FROM push_jobs WHERE id = "
+	   "%lld",
+	   (long long)id[1]);
+	ck_assert_str_eq(text, "TooManyRequests");
+	job_state(id[3], text, sizeof(text));
+	ck_assert_str_eq(text, "retry");
+	ck_assert_int_eq(q1("SELECT next_attempt_at FROM push_jobs WHERE id ="
+			    " %lld",
+			    (long long)id[3]),
+			 now + 20);
+	job_state(id[4], text, sizeof(text));
+	ck_assert_str_eq(text, "dead");
+	qs(text, sizeof(text),
+	   "SELECT last_reason FROM push_jobs WHERE id = "
+	   "%lld",
+	   (long long)id[4]);
+	ck_assert_str_eq(text, "PayloadTooLarge");
+	ck_assert_int_eq(q1("SELECT attempts FROM push_jobs WHERE id = %lld",
+			    (long long)id[5]),
+			 1); /* back to 0 by AUTH, then claimed again */
+	/* Every attempt with a job is on record; none for the unknown job. */
+	ck_assert_int_eq(q1("SELECT count(*) FROM push_attempts"), 7);
+	ck_assert_int_eq(q1("SELECT count(*) FROM push_attempts WHERE job_id ="
+			    " %lld AND provider = 'apns' AND status = 413 AND"
+			    " reason = 'PayloadTooLarge' AND latency_ms = 42"
+			    " AND apns_id = '00000000-0000-4000-8000-"
+			    "000000000000' AND at = %lld",
+			    (long long)id[4], (long long)now + 10),
+			 1);
+}
+END_TEST
+
+START_TEST(test_push_results_exhausted)
+{
+	struct pr_store *st;
+	struct pr_push_result res[2];
+	int64_t a, b;
+	char text[128];
+	json_t *r;
+	int rv;
+
+	cfg->push_max_attempts = 2;
+	st = open_store();
+	json_decref(put_device(st, "a", "alice", "tok-a"));
+	json_decref(put_device(st, "b", "bob", "tok-b"));
+	ingest_delayed(st, "m-a", "alice", 0);
+	a = claim_one(st, now, NULL);
+	ingest_delayed(st, "m-b", "bob", 0);
+	b = claim_one(st, now, NULL);
+	res[0] = outcome(a, PR_OUTCOME_RETRY, 429, "TooManyRequests", "tok-a");
+	res[0].retry_at = now + 1;
+	r = report(st, res, 1, now, &rv);
+	ck_assert_int_eq(counted(r, "retry"), 1);
+	json_decref(r);
+	ck_assert_int_eq(claim_one(st, now + 1, NULL), a); /* attempt 2 */
+	r = report(st, res, 1, now + 1, &rv);
+	ck_assert_int_eq(rv, PR_OK);
+	ck_assert_int_eq(counted(r, "dead"), 1);
+	ck_assert_int_eq(counted(r, "retry"), 0);
+	json_decref(r);
+
+	/* Age: a reload shortens max_age while b is in flight. */
+	cfg->push_max_age = 100;
+	res[1] =
+	    outcome(b, PR_OUTCOME_REAUTH, 503, "ServiceUnavailable", "tok-b");
+	r = report(st, &res[1], 1, now + 200, &rv);
+	ck_assert_int_eq(counted(r, "dead"), 1);
+	json_decref(r);
+	pr_store_free(st);
+	job_state(a, text, sizeof(text));
+	ck_assert_str_eq(text, "dead");
+	qs(text, sizeof(text),
+	   "SELECT last_reason FROM push_jobs WHERE id = "
+	   "%lld",
+	   (long long)a);
+	ck_assert_str_eq(text, "429 TooManyRequests; max attempts");
+	qs(text, sizeof(text),
+	   "SELECT last_reason FROM push_jobs WHERE id = "
+	   "%lld",
+	   (long long)b);
+	ck_assert_str_eq(text, "503 ServiceUnavailable; max age");
+}
+END_TEST
+
+static json_t *invalid_list(struct pr_store *st)
+{
+	struct pr_store_job job = {.op = PR_STORE_INVALID_TOKENS};
+
+	job.app = "default";
+	ck_assert_int_eq(run_job(st, &job), PR_OK);
+	return job.result;
+}
+
+START_TEST(test_push_invalid_token)
+{
+	struct pr_store *st = open_store();
+	struct pr_push_result res[4];
+	int64_t a, a2, b, c, d;
+	char text[64];
+	json_t *r, *t;
+	int rv;
+
+	json_decref(put_device(st, "a", "alice", "tok-a"));
+	json_decref(put_device(st, "b", "bob", "tok-b1"));
+	json_decref(put_device(st, "c", "carol", "tok-c"));
+	json_decref(put_device(st, "d", "dave", "tok-d"));
+	ingest_delayed(st, "m-a", "alice", 0);
+	a = claim_one(st, now, NULL);
+	/* A newer message while the push is in flight: a job of its own. */
+	ingest_delayed(st, "m-a2", "alice", 0);
+	ingest_delayed(st, "m-b", "bob", 0);
+	ingest_delayed(st, "m-c", "carol", 0);
+	ingest_delayed(st, "m-d", "dave", 0);
+	r = claim(st, now, 100);
+	ck_assert_uint_eq(json_array_size(r), 4);
+	a2 =
+	    json_integer_value(json_object_get(json_array_get(r, 0), "job_id"));
+	b = json_integer_value(json_object_get(json_array_get(r, 1), "job_id"));
+	c = json_integer_value(json_object_get(json_array_get(r, 2), "job_id"));
+	d = json_integer_value(json_object_get(json_array_get(r, 3), "job_id"));
+	json_decref(r);
+	/* a2 is not sent yet: back to pending through AUTH. */
+	res[0] =
+	    outcome(a2, PR_OUTCOME_AUTH, 403, "InvalidProviderToken", "tok-a");
+	r = report(st, res, 1, now, &rv);
+	json_decref(r);
+
+	/* b registers a new token meanwhile; c registers again (same token)
+	 * after APNs found it invalid; d registered before that. */
+	now += 10;
+	json_decref(put_device(st, "b", "bob", "tok-b2"));
+	json_decref(put_device(st, "c", "carol", "tok-c"));
+	res[0] =
+	    outcome(a, PR_OUTCOME_INVALID_TOKEN, 410, "Unregistered", "tok-a");
+	res[1] =
+	    outcome(b, PR_OUTCOME_INVALID_TOKEN, 410, "Unregistered", "tok-b1");
+	res[2] =
+	    outcome(c, PR_OUTCOME_INVALID_TOKEN, 410, "Unregistered", "tok-c");
+	res[2].invalid_since = (now - 5) * 1000;
+	res[3] = outcome(d, PR_OUTCOME_INVALID_TOKEN, 400, "BadDeviceToken",
+			 "tok-d");
+	res[3].invalid_since = (now - 5) * 1000; /* d last seen at now - 10 */
+	r = report(st, res, 4, now, &rv);
+	ck_assert_int_eq(rv, PR_OK);
+	ck_assert_int_eq(counted(r, "invalid"), 4);
+	json_decref(r);
+
+	r = invalid_list(st);
+	t = json_object_get(r, "tokens");
+	ck_assert_uint_eq(json_array_size(t), 2);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(t, 0),
+							   "device_id")),
+			 "a");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(t, 0), "user")),
+	    "alice");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(t, 0), "token")),
+	    "tok-a");
+	ck_assert_str_eq(json_string_value(
+			     json_object_get(json_array_get(t, 0), "platform")),
+			 "apns");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(t, 0), "reason")),
+	    "Unregistered");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(t, 1), "token")),
+	    "tok-d");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(t, 1), "reason")),
+	    "BadDeviceToken");
+	json_decref(r);
+	/* Nothing is left to claim: a's other push ended with its token. */
+	r = claim(st, now + 100, 100);
+	ck_assert_uint_eq(json_array_size(r), 0);
+	json_decref(r);
+	pr_store_free(st);
+
+	for (int64_t *j = (int64_t[]){a, a2, b, c, d, 0}; *j; j++) {
+		job_state(*j, text, sizeof(text));
+		ck_assert_msg(strcmp(text, "invalid_token") == 0, "%lld: %s",
+			      (long long)*j, text);
+	}
+	ck_assert_int_eq(q1("SELECT count(*) FROM devices WHERE token IS NULL"
+			    " AND push_state = 'invalid'"),
+			 2); /* a, d */
+	qs(text, sizeof(text),
+	   "SELECT token FROM devices WHERE device_id ="
+	   " 'b' AND push_state = 'ok'");
+	ck_assert_str_eq(text, "tok-b2");
+	qs(text, sizeof(text),
+	   "SELECT token FROM devices WHERE device_id ="
+	   " 'c' AND push_state = 'ok'");
+	ck_assert_str_eq(text, "tok-c");
+	ck_assert_int_eq(q1("SELECT count(*) FROM push_attempts WHERE status ="
+			    " 410"),
+			 3);
+}
+END_TEST
+
+START_TEST(test_ack)
+{
+	struct pr_store *st = open_store();
+	char err[160], box[256], text[64];
+	int64_t flying;
+	json_t *r;
+	int rv;
+
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", NULL, NULL), 0);
+	ck_assert_int_eq(ingest1(st, "m-2", "alice", NULL, NULL), 0);
+	ck_assert_int_eq(ingest1(st, "m-3", "alice", NULL, NULL), 0);
+	ck_assert_int_eq(pushes_in(st, "pending"), 1); /* on m-3 */
+
+	/* Up to 2: the push still has m-3 to announce. */
+	r = ack(st, "default", "phone", 2, &rv, NULL);
+	ck_assert_int_eq(rv, PR_OK);
+	ck_assert_int_eq(counted(r, "acked"), 2);
+	ck_assert_int_eq(counted(r, "cancelled"), 0);
+	ck_assert_int_eq(counted(r, "remaining"), 1);
+	json_decref(r);
+	ck_assert_int_eq(pushes_in(st, "pending"), 1);
+	/* Again, or older: a no-op success. */
+	for (int64_t up = 2; up >= 0; up -= 2) {
+		r = ack(st, "default", "phone", up, &rv, NULL);
+		ck_assert_int_eq(rv, PR_OK);
+		ck_assert_int_eq(counted(r, "acked"), 2);
+		ck_assert_int_eq(counted(r, "cancelled"), 0);
+		ck_assert_int_eq(counted(r, "remaining"), 1);
+		json_decref(r);
+	}
+	/* Past what was delivered. */
+	r = ack(st, "default", "phone", 4, &rv, err);
+	ck_assert_int_eq(rv, PR_ERR_INVAL);
+	ck_assert_ptr_null(r);
+	ck_assert_str_eq(err, "seq 4 was never delivered");
+	r = ack(st, "default", "phone", -1, &rv, err);
+	ck_assert_int_eq(rv, PR_ERR_INVAL);
+	/* Unknown device or app. */
+	r = ack(st, "default", "nope", 1, &rv, err);
+	ck_assert_int_eq(rv, PR_ERR_NOTFOUND);
+	ck_assert_str_eq(err, "no such device");
+	r = ack(st, "nope", "phone", 1, &rv, err);
+	ck_assert_int_eq(rv, PR_ERR_NOTFOUND);
+	/* Everything read: the push has nothing left to say. */
+	r = ack(st, "default", "phone", 3, &rv, NULL);
+	ck_assert_int_eq(rv, PR_OK);
+	ck_assert_int_eq(counted(r, "acked"), 3);
+	ck_assert_int_eq(counted(r, "cancelled"), 1);
+	ck_assert_int_eq(counted(r, "remaining"), 0);
+	json_decref(r);
+	ck_assert_int_eq(pushes_in(st, "pending"), 0);
+	ck_assert_int_eq(pushes_in(st, "cancelled"), 1);
+
+	/* A push in flight is not taken back. */
+	ck_assert_int_eq(ingest1(st, "m-4", "alice", NULL, NULL), 0);
+	flying = claim_one(st, now + 5, NULL);
+	ck_assert_int_eq(ingest1(st, "m-5", "alice", NULL, NULL), 0);
+	r = ack(st, "default", "phone", 4, &rv, NULL);
+	ck_assert_int_eq(counted(r, "cancelled"), 0); /* m-5's push waits */
+	ck_assert_int_eq(counted(r, "remaining"), 1);
+	json_decref(r);
+	ck_assert_int_eq(pushes_in(st, "pending"), 1);
+	r = ack(st, "default", "phone", 5, &rv, NULL);
+	ck_assert_int_eq(counted(r, "cancelled"), 1);
+	json_decref(r);
+	pr_store_free(st);
+	job_state(flying, text, sizeof(text));
+	ck_assert_str_eq(text, "in_flight");
+	inbox("phone", box, sizeof(box));
+	ck_assert_str_eq(box, "");
+	ck_assert_int_eq(q1("SELECT acked_seq FROM devices"), 5);
+	ck_assert_int_eq(q1("SELECT next_seq FROM devices"), 6);
+}
+END_TEST
+
+START_TEST(test_push_interval)
+{
+	struct pr_store *st;
+	struct pr_push_result res;
+	int64_t first, t0 = now;
+	json_t *r;
+	int rv;
+
+	cfg->push_min_interval = 60;
+	st = open_store();
+	json_decref(put_device(st, "phone", "alice", "tok-1"));
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", NULL, NULL), 0);
+	first = claim_one(st, t0 + 5, NULL);
+	/* A message while the push is in flight: a new job, due after the
+	 * push delay (nothing went out yet). */
+	ck_assert_int_eq(ingest1(st, "m-2", "alice", NULL, NULL), 0);
+	ck_assert_int_eq(pushes_in(st, "pending"), 1);
+	ck_assert_int_eq(pushes_in(st, "in_flight"), 1);
+	res = outcome(first, PR_OUTCOME_SENT, 200, "", "tok-1");
+	r = report(st, &res, 1, t0 + 10, &rv);
+	ck_assert_int_eq(counted(r, "sent"), 1);
+	json_decref(r);
+	r = ack(st, "default", "phone", 2, &rv, NULL);
+	ck_assert_int_eq(counted(r, "cancelled"), 1);
+	json_decref(r);
+
+	/* The next push waits for min_interval after the last one. */
+	now = t0 + 20;
+	ck_assert_int_eq(ingest1(st, "m-3", "alice", NULL, NULL), 0);
+	/* coalesced into it */
+	ck_assert_int_eq(ingest1(st, "m-4", "alice", NULL, NULL), 0);
+	r = claim(st, t0 + 69, 100);
+	ck_assert_uint_eq(json_array_size(r), 0);
+	json_decref(r);
+	r = claim(st, t0 + 70, 100);
+	ck_assert_uint_eq(json_array_size(r), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 0),
+							   "message_id")),
+			 "m-4");
+	res = outcome(
+	    json_integer_value(json_object_get(json_array_get(r, 0), "job_id")),
+	    PR_OUTCOME_SENT, 200, "", "tok-1");
+	json_decref(r);
+	r = report(st, &res, 1, t0 + 70, &rv);
+	json_decref(r);
+
+	/* A longer coalesce window wins; a long push delay wins over both. */
+	cfg->push_coalesce_window = 300;
+	now = t0 + 80;
+	ck_assert_int_eq(ingest1(st, "m-5", "alice", NULL, NULL), 0);
+	r = ack(st, "default", "phone", 5, &rv, NULL);
+	json_decref(r);
+	{
+		struct pr_event ev = event("m-6", "alice");
+
+		ev.push_delay = 1000;
+		ck_assert_int_eq(ingest(st, &ev, 1, NULL, 0), PR_OK);
+	}
+	pr_store_free(st);
+	ck_assert_int_eq(q1("SELECT next_attempt_at FROM push_jobs p JOIN"
+			    " messages m ON m.id = p.message_id WHERE"
+			    " m.ext_id = 'm-5'"),
+			 t0 + 70 + 300);
+	ck_assert_int_eq(q1("SELECT next_attempt_at FROM push_jobs p JOIN"
+			    " messages m ON m.id = p.message_id WHERE"
+			    " m.ext_id = 'm-6'"),
+			 t0 + 80 + 1000);
+	ck_assert_int_eq(q1("SELECT last_push_at FROM devices"), t0 + 70);
+}
+END_TEST
+
+START_TEST(test_sweep_push_states)
+{
+	struct pr_store *st = open_store();
+	struct pr_store_job job = {.op = PR_STORE_SWEEP};
+	struct pr_push_result res;
+	int64_t flying, dead;
+	json_t *r;
+	char text[64];
+	int rv;
+
+	json_decref(put_device(st, "a", "alice", "tok-a"));
+	json_decref(put_device(st, "b", "bob", "tok-b"));
+	ingest_delayed(st, "m-a", "alice", 0);
+	ingest_delayed(st, "m-b", "bob", 0);
+	r = claim(st, now, 1);
+	ck_assert_uint_eq(json_array_size(r), 1);
+	flying =
+	    json_integer_value(json_object_get(json_array_get(r, 0), "job_id"));
+	json_decref(r);
+	dead = claim_one(st, now, NULL);
+	res = outcome(dead, PR_OUTCOME_INVALID_TOKEN, 410, "Unregistered",
+		      "tok-b");
+	r = report(st, &res, 1, now, &rv);
+	json_decref(r);
+	/* Long after: the messages expired, history is over. */
+	job.now = now + 3 * 86400;
+	job.limit = 100;
+	ck_assert_int_eq(run_job(st, &job), PR_OK);
+	ck_assert_int_eq(counted(job.result, "expired_pushes"), 0);
+	ck_assert_int_eq(counted(job.result, "push_jobs"), 1);
+	json_decref(job.result);
+	ck_assert_int_eq(pushes_in(st, "in_flight"), 1);
+	ck_assert_int_eq(pushes_in(st, "invalid_token"), 0);
+	ck_assert_int_eq(count_of(st, "messages"), 0);
+	/* Its answer still lands. */
+	res = outcome(flying, PR_OUTCOME_SENT, 200, "", "tok-a");
+	r = report(st, &res, 1, now + 3 * 86400, &rv);
+	ck_assert_int_eq(counted(r, "sent"), 1);
+	json_decref(r);
+	pr_store_free(st);
+	job_state(flying, text, sizeof(text));
+	ck_assert_str_eq(text, "sent");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("store");
@@ -1206,6 +2125,17 @@ int main(void)
 	tcase_add_test(tc, test_keys);
 	tcase_add_test(tc, test_checkpoint);
 	tcase_add_test(tc, test_free_runs_pending_done);
+	tcase_add_test(tc, test_migrate_v1);
+	tcase_add_test(tc, test_push_claim);
+	tcase_add_test(tc, test_push_claim_skip);
+	tcase_add_test(tc, test_push_claim_ends_jobs);
+	tcase_add_test(tc, test_push_recover);
+	tcase_add_test(tc, test_push_results);
+	tcase_add_test(tc, test_push_results_exhausted);
+	tcase_add_test(tc, test_push_invalid_token);
+	tcase_add_test(tc, test_ack);
+	tcase_add_test(tc, test_push_interval);
+	tcase_add_test(tc, test_sweep_push_states);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

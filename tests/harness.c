@@ -548,3 +548,181 @@ char *th_take_output(struct pr_conn *c)
 	pr_buf_consume(&c->out, pr_buf_avail(&c->out));
 	return s;
 }
+
+/* ---- the mock provider ------------------------------------------------ */
+
+#include <dirent.h>
+#include <jansson.h>
+
+int th_mock_start(struct th_mock *m, const char *dir)
+{
+	const char *bin = getenv("PR_MOCK");
+	char cmd[1024], portfile[300], *text;
+	struct dirent *e;
+	DIR *dp;
+	int st;
+
+	memset(m, 0, sizeof(*m));
+	if (!bin)
+		return -1;
+	snprintf(m->dir, sizeof(m->dir), "%s", dir);
+	snprintf(cmd, sizeof(cmd), "%s --make-credentials %s >/dev/null", bin,
+		 dir);
+	st = system(cmd);
+	if (st != 0)
+		return -1;
+	snprintf(m->cert, sizeof(m->cert), "%s/tls.crt", dir);
+	snprintf(m->sa, sizeof(m->sa), "%s/service-account.json", dir);
+	dp = opendir(dir);
+	if (!dp)
+		return -1;
+	while ((e = readdir(dp))) {
+		size_t n = strlen(e->d_name);
+
+		if (strncmp(e->d_name, "AuthKey_", 8) == 0 && n > 11 &&
+		    strcmp(e->d_name + n - 3, ".p8") == 0) {
+			snprintf(m->p8, sizeof(m->p8), "%s/%s", dir, e->d_name);
+			snprintf(m->key_id, sizeof(m->key_id), "%.*s",
+				 (int)(n - 11), e->d_name + 8);
+		}
+	}
+	closedir(dp);
+	snprintf(m->team_id, sizeof(m->team_id), "TEAM123456");
+	snprintf(portfile, sizeof(portfile), "%s/mock.port", dir);
+	snprintf(m->log, sizeof(m->log), "%s/mock.log", dir);
+	m->pid = fork();
+	if (m->pid < 0)
+		return -1;
+	if (m->pid == 0) {
+		char tlskey[300];
+		int fd = open(m->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		snprintf(tlskey, sizeof(tlskey), "%s/tls.key", dir);
+		execl(bin, bin, "--listen", "127.0.0.1:0", "--cert", m->cert,
+		      "--key", tlskey, "--port-file", portfile, "--apns-key",
+		      m->p8, "--apns-key-id", m->key_id, "--apns-team-id",
+		      m->team_id, "--fcm-credentials", m->sa, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500 && !m->port; i++) {
+		text = th_read_file(portfile);
+		if (text && *text)
+			m->port = atoi(text);
+		free(text);
+		if (!m->port)
+			usleep(10000);
+	}
+	return m->port ? 0 : -1;
+}
+
+void th_mock_stop(struct th_mock *m)
+{
+	int st;
+
+	if (m->pid > 0) {
+		kill(m->pid, SIGTERM);
+		waitpid(m->pid, &st, 0);
+	}
+	m->pid = 0;
+}
+
+static int mock_call(const struct th_mock *m, const char *method,
+		     const char *path, const char *body, struct th_resp *r)
+{
+	struct curl_slist *h = NULL;
+	char url[256];
+	CURL *c = curl_easy_init();
+	int rv;
+
+	memset(r, 0, sizeof(*r));
+	if (!c)
+		return -1;
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d%s", m->port, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(c, CURLOPT_CAINFO, m->cert);
+	if (body) {
+		h = curl_slist_append(h, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	}
+	rv = perform(c, r);
+	curl_slist_free_all(h);
+	return rv;
+}
+
+int th_mock_script(const struct th_mock *m, const char *rule)
+{
+	struct th_resp r;
+	int ok = mock_call(m, "POST", "/mock/script", rule, &r) == 0 &&
+		 r.status >= 200 && r.status < 300;
+
+	th_resp_free(&r);
+	return ok ? 0 : -1;
+}
+
+void *th_mock_requests(const struct th_mock *m, long after)
+{
+	char path[128];
+	struct th_resp r;
+	json_t *doc = NULL;
+
+	snprintf(path, sizeof(path), "/mock/requests?after=%ld&limit=10000",
+		 after);
+	if (mock_call(m, "GET", path, NULL, &r) == 0 && r.status == 200)
+		doc = json_loadb(r.body, r.len, 0, NULL);
+	th_resp_free(&r);
+	return doc;
+}
+
+int th_mock_wait(const struct th_mock *m, const char *kind, int n,
+		 double timeout)
+{
+	double end = now() + timeout;
+	int count = 0;
+
+	while (now() < end) {
+		json_t *doc = th_mock_requests(m, 0), *reqs, *r;
+		size_t i;
+
+		count = 0;
+		reqs = json_object_get(doc, "requests");
+		json_array_foreach(reqs, i, r) {
+			const char *k = json_string_value(
+				json_object_get(r, "kind"));
+
+			if (k && strcmp(k, kind) == 0)
+				count++;
+		}
+		json_decref(doc);
+		if (count >= n)
+			break;
+		usleep(50000);
+	}
+	return count;
+}
+
+void th_mock_app_conf(const struct th_mock *m, char *out, size_t outlen)
+{
+	snprintf(out, outlen,
+		 "[app \"chat\"]\n"
+		 "push_mode = alert\n"
+		 "apns_key_file = %s\n"
+		 "apns_key_id = %s\n"
+		 "apns_team_id = %s\n"
+		 "apns_topic = com.example.chat\n"
+		 "apns_url = https://127.0.0.1:%d\n"
+		 "apns_sandbox_url = https://127.0.0.1:%d\n"
+		 "fcm_credentials = %s\n"
+		 "fcm_url = https://127.0.0.1:%d\n"
+		 "fcm_token_url = https://127.0.0.1:%d/token\n"
+		 "ca_file = %s\n",
+		 m->p8, m->key_id, m->team_id, m->port, m->port, m->sa, m->port,
+		 m->port, m->cert);
+}

@@ -98,4 +98,32 @@ struct pr_proto;
 struct pr_server *th_mem_server(struct pr_config *cfg);
 /* Everything c->out holds, as a string (then consumed). Caller frees. */
 char *th_take_output(struct pr_conn *c);
+
+
+/* The mock APNs/FCM server (tests/mock/pr-mock, from $PR_MOCK). */
+struct th_mock {
+	pid_t pid;
+	int port;
+	char dir[256];  /* credentials: tls.crt, AuthKey_*.p8, service-account.json */
+	char cert[300];
+	char p8[300];
+	char sa[300];
+	char key_id[16];
+	char team_id[16];
+	char log[300];
+};
+
+/* Make credentials in dir (created by the caller) and start the mock. */
+int th_mock_start(struct th_mock *m, const char *dir);
+void th_mock_stop(struct th_mock *m);
+/* POST /mock/script with a JSON rule; 0 on 2xx. */
+int th_mock_script(const struct th_mock *m, const char *rule);
+/* GET /mock/requests?after=N: the parsed document, or NULL. */
+void *th_mock_requests(const struct th_mock *m, long after);
+/* Wait until the mock has recorded at least n sends of kind ("apns",
+ * "fcm", "oauth"); returns how many it has. */
+int th_mock_wait(const struct th_mock *m, const char *kind, int n,
+		 double timeout);
+/* The [app] lines that point an app at this mock. */
+void th_mock_app_conf(const struct th_mock *m, char *out, size_t outlen);
 #endif

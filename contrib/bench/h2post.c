@@ -47,15 +47,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CONNS 1024
+#define MAX_CONNS   1024
 #define MAX_STREAMS 1024
 #define MAX_HEADERS 32
-#define MAX_BODY (1024 * 1024)
+#define MAX_BODY    (1024 * 1024)
 #define MAX_SECONDS 3600
-#define IN_BUF (64 * 1024)  /* h1 response head + body chunk; h2 reads */
-#define OUT_MIN (64 * 1024) /* output buffer per connection, at least */
-#define ID_TOKEN "%ID%"
-#define DUP_NEEDLE "\"duplicate\""
+#define IN_BUF	    (64 * 1024) /* h1 response head + body chunk; h2 reads */
+#define OUT_MIN	    (64 * 1024) /* output buffer per connection, at least */
+#define ID_TOKEN    "%ID%"
+#define DUP_NEEDLE  "\"duplicate\""
 
 enum proto { P_H2, P_H1 };
 
@@ -65,11 +65,11 @@ struct conn;
 struct slot {
 	struct conn *c;
 	int busy;
-	uint64_t t0;   /* ns, when the request was submitted */
-	int status;    /* :status, 0 until the response head */
-	size_t dup_m;  /* matched prefix of DUP_NEEDLE so far */
-	long dups;     /* DUP_NEEDLE seen in this response's body */
-	char *body;    /* max_body bytes, owned by the slot */
+	uint64_t t0;  /* ns, when the request was submitted */
+	int status;   /* :status, 0 until the response head */
+	size_t dup_m; /* matched prefix of DUP_NEEDLE so far */
+	long dups;    /* DUP_NEEDLE seen in this response's body */
+	char *body;   /* max_body bytes, owned by the slot */
 	size_t len, off;
 };
 
@@ -78,6 +78,7 @@ enum h1_state { H1_IDLE, H1_HEAD, H1_BODY };
 struct conn {
 	int fd;
 	int connecting;
+	int connected; /* once connected: worth connecting again if lost */
 	int idx;
 	nghttp2_session *h2;
 	struct slot *slots; /* M (h2) or 1 (h1) */
@@ -96,7 +97,7 @@ struct conn {
 struct seg {
 	const char *p; /* into the template */
 	size_t len;
-	int id;        /* 1: an id goes after this text */
+	int id; /* 1: an id goes after this text */
 };
 
 static struct {
@@ -120,7 +121,7 @@ static struct {
 	uint64_t start, deadline;
 	long issued, done, failed, unfinished;
 	int stopping; /* the run is over: open requests are unfinished */
-	long reconnects, max_reconnects;
+	long reconnects, max_reconnects, connect_errors, proto_errors;
 	long status[600];
 	long status_other;
 	long dups;
@@ -216,8 +217,8 @@ static void compile_template(void)
 	for (;;) {
 		hit = memmem(p, (size_t)(end - p), ID_TOKEN, 4);
 		B.segs[B.n_segs].p = p;
-		B.segs[B.n_segs].len = hit ? (size_t)(hit - p)
-					   : (size_t)(end - p);
+		B.segs[B.n_segs].len =
+		    hit ? (size_t)(hit - p) : (size_t)(end - p);
 		B.segs[B.n_segs].id = hit != NULL;
 		B.n_segs++;
 		if (!hit)
@@ -345,7 +346,8 @@ static void add_header(char *h)
 	v = colon + 1;
 	while (*v == ' ' || *v == '\t')
 		v++;
-	if (strcasecmp(h, "host") == 0 || strcasecmp(h, "content-length") == 0 ||
+	if (strcasecmp(h, "host") == 0 ||
+	    strcasecmp(h, "content-length") == 0 ||
 	    strcasecmp(h, "connection") == 0)
 		die("h2post sets the %s header itself", h);
 	B.hdr_name[B.n_hdr] = h;
@@ -431,8 +433,8 @@ static void slot_end(struct slot *s, int ok)
 	B.dups += s->dups;
 	us = (now_ns() - s->t0) / 1000;
 	if (B.n_lat < B.n)
-		B.lat_us[B.n_lat++] = us > UINT32_MAX ? UINT32_MAX
-						      : (uint32_t)us;
+		B.lat_us[B.n_lat++] =
+		    us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
 /* ---- output buffer ------------------------------------------------------- */
@@ -517,8 +519,8 @@ static int h2_data_cb(nghttp2_session *session, uint8_t flags,
 		      int32_t stream_id, const uint8_t *data, size_t len,
 		      void *user_data)
 {
-	struct slot *s = nghttp2_session_get_stream_user_data(session,
-							      stream_id);
+	struct slot *s =
+	    nghttp2_session_get_stream_user_data(session, stream_id);
 
 	(void)flags;
 	(void)user_data;
@@ -530,8 +532,8 @@ static int h2_data_cb(nghttp2_session *session, uint8_t flags,
 static int h2_close_cb(nghttp2_session *session, int32_t stream_id,
 		       uint32_t error_code, void *user_data)
 {
-	struct slot *s = nghttp2_session_get_stream_user_data(session,
-							      stream_id);
+	struct slot *s =
+	    nghttp2_session_get_stream_user_data(session, stream_id);
 
 	(void)user_data;
 	if (s)
@@ -566,14 +568,14 @@ static int h2_submit(struct conn *c, struct slot *s)
 	size_t n = 0;
 	int32_t id;
 
-#define NV(nm, val)                                                         \
-	do {                                                                \
-		nv[n].name = (uint8_t *)(nm);                               \
-		nv[n].namelen = strlen(nm);                                 \
-		nv[n].value = (uint8_t *)(val);                             \
-		nv[n].valuelen = strlen(val);                               \
-		nv[n].flags = NGHTTP2_NV_FLAG_NONE;                         \
-		n++;                                                        \
+#define NV(nm, val)                                                            \
+	do {                                                                   \
+		nv[n].name = (uint8_t *)(nm);                                  \
+		nv[n].namelen = strlen(nm);                                    \
+		nv[n].value = (uint8_t *)(val);                                \
+		nv[n].valuelen = strlen(val);                                  \
+		nv[n].flags = NGHTTP2_NV_FLAG_NONE;                            \
+		n++;                                                           \
 	} while (0)
 	slot_start(s);
 	NV(":method", B.method);
@@ -589,11 +591,9 @@ static int h2_submit(struct conn *c, struct slot *s)
 #undef NV
 	dp.source.ptr = s;
 	dp.read_callback = h2_body_cb;
-	id = nghttp2_submit_request(c->h2, NULL, nv, n, B.tmpl ? &dp : NULL,
-				    s);
+	id = nghttp2_submit_request(c->h2, NULL, nv, n, B.tmpl ? &dp : NULL, s);
 	if (id < 0) {
-		fprintf(stderr, "h2post: submit: %s\n",
-			nghttp2_strerror(id));
+		fprintf(stderr, "h2post: submit: %s\n", nghttp2_strerror(id));
 		slot_end(s, 0);
 		return -1;
 	}
@@ -611,8 +611,8 @@ static int h2_open(struct conn *c)
 {
 	nghttp2_session_callbacks *cb;
 	nghttp2_settings_entry iv[2] = {
-		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100},
-		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24},
+	    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100},
+	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24},
 	};
 	int rv;
 
@@ -623,8 +623,7 @@ static int h2_open(struct conn *c)
 	nghttp2_session_callbacks_set_on_header_callback(cb, h2_header_cb);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb,
 								  h2_data_cb);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cb,
-							       h2_close_cb);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_close_cb);
 	rv = nghttp2_session_client_new(&c->h2, cb, c);
 	nghttp2_session_callbacks_del(cb);
 	if (rv)
@@ -632,7 +631,7 @@ static int h2_open(struct conn *c)
 	rv = nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2);
 	if (rv == 0)
 		rv = nghttp2_session_set_local_window_size(
-			c->h2, NGHTTP2_FLAG_NONE, 0, 1 << 24);
+		    c->h2, NGHTTP2_FLAG_NONE, 0, 1 << 24);
 	return rv ? -1 : 0;
 }
 
@@ -667,8 +666,9 @@ static int h2_read(struct conn *c)
 			return -1;
 		used = nghttp2_session_mem_recv(c->h2, c->in, (size_t)r);
 		if (used < 0) {
-			fprintf(stderr, "h2post: %s\n",
-				nghttp2_strerror((int)used));
+			if (B.proto_errors++ == 0)
+				fprintf(stderr, "h2post: HTTP/2: %s\n",
+					nghttp2_strerror((int)used));
 			return -1;
 		}
 		if ((size_t)r < sizeof(c->in))
@@ -803,7 +803,8 @@ static int h1_read(struct conn *c)
 static void conn_close(struct conn *c)
 {
 	if (c->h2) {
-		nghttp2_session_del(c->h2); /* closes streams: slot_end(.., 0) */
+		nghttp2_session_del(
+		    c->h2); /* closes streams: slot_end(.., 0) */
 		c->h2 = NULL;
 	}
 	for (long i = 0; i < (B.proto == P_H2 ? B.streams : 1); i++)
@@ -825,10 +826,11 @@ static int conn_open(struct conn *c)
 		die("socket: %s", strerror(errno));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->fd = fd;
+	/* Even when connect() succeeds at once, conn_ready() starts the
+	 * requests: the socket polls writable at once. */
 	c->connecting = 1;
-	if (connect(fd, (struct sockaddr *)&B.addr, B.addrlen) == 0)
-		c->connecting = 0;
-	else if (errno != EINPROGRESS)
+	if (connect(fd, (struct sockaddr *)&B.addr, B.addrlen) &&
+	    errno != EINPROGRESS)
 		return -1;
 	if (B.proto == P_H2 && h2_open(c))
 		return -1;
@@ -842,11 +844,13 @@ static int conn_ready(struct conn *c)
 	socklen_t len = sizeof(err);
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) {
-		fprintf(stderr, "h2post: connect %s: %s\n", B.authority,
-			strerror(err ? err : errno));
+		if (B.connect_errors++ == 0)
+			fprintf(stderr, "h2post: connect %s: %s\n", B.authority,
+				strerror(err ? err : errno));
 		return -1;
 	}
 	c->connecting = 0;
+	c->connected = 1;
 	if (B.proto == P_H2) {
 		h2_fill(c);
 		return h2_pump(c);
@@ -854,12 +858,12 @@ static int conn_ready(struct conn *c)
 	return can_issue() ? h1_submit(c) : 0;
 }
 
-/* Lost a connection: count what was in flight, try again while work is left.
- */
+/* Lost a connection: count what was in flight, and connect again while
+ * work is left (not when it never connected: the server is not there). */
 static void conn_lost(struct conn *c)
 {
 	conn_close(c);
-	if (!can_issue() || B.reconnects >= B.max_reconnects)
+	if (!c->connected || !can_issue() || B.reconnects >= B.max_reconnects)
 		return;
 	B.reconnects++;
 	if (conn_open(c))
@@ -925,18 +929,20 @@ static void report(double secs)
 	if (B.status_other)
 		printf("status other: %ld\n", B.status_other);
 	printf("duplicates %ld\n", B.dups);
-	printf("reconnects %ld\n", B.reconnects);
+	printf("reconnects %ld, failed connects %ld\n", B.reconnects,
+	       B.connect_errors);
 	printf("requests/s %.1f\n", rps);
 	printf("events/s %.1f\n", secs > 0 ? (double)events / secs : 0);
 	printf("latency_ms p50 %.3f p90 %.3f p99 %.3f max %.3f\n", pct_ms(0.50),
 	       pct_ms(0.90), pct_ms(0.99),
 	       B.n_lat ? B.lat_us[B.n_lat - 1] / 1000.0 : 0);
-	/* The generator shares the machine with the daemon: say what it took. */
+	/* The generator shares the machine with the daemon: say what it took.
+	 */
 	if (getrusage(RUSAGE_SELF, &ru) == 0) {
 		cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
 		      (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 		printf("cpu %.3f s (%.0f%% of one core)\n", cpu,
-		       secs > 0 ? 100 * cpu / secs : 0);
+		       secs > 0.01 ? 100 * cpu / secs : 0);
 	}
 }
 
@@ -1052,8 +1058,8 @@ int main(int argc, char **argv)
 	if (!B.method)
 		B.method = body ? "POST" : "GET";
 	/* Unique across runs against one database: time, pid and a counter. */
-	snprintf(B.prefix, sizeof(B.prefix), "b%lx-%x-", (unsigned long)time(NULL),
-		 (unsigned)getpid());
+	snprintf(B.prefix, sizeof(B.prefix), "b%lx-%x-",
+		 (unsigned long)time(NULL), (unsigned)getpid());
 	if (body && body[0] == '@') {
 		B.tmpl = read_file(body + 1, &B.tmpl_len);
 	} else if (body) {

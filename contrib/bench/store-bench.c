@@ -6,8 +6,8 @@
  * pushrelayd's store opens it (no memory statistics, no connection mutex)
  * and with the same PRAGMAs (WAL, synchronous FULL or NORMAL, foreign
  * keys, temp_store, cache_size, journal_size_limit: see sq_open() and
- * configure() in src/store_sqlite.c), the relay's tables (copied from migration 1 there:
- * keep them in step), and inserts N message rows with the relay's own
+ * configure() in src/store_sqlite.c), the relay's tables (copied from migration
+ * 1 there: keep them in step), and inserts N message rows with the relay's own
  * INSERT statement, B rows per BEGIN IMMEDIATE ... COMMIT (one WAL fsync
  * per transaction with synchronous=FULL). No HTTP, no JSON, no savepoints,
  * no thread hand-off: only the statement and the commit.
@@ -41,78 +41,78 @@
 #define MAX_SECONDS 3600
 
 static const char schema[] =
-	"CREATE TABLE apps ("
-	" id INTEGER PRIMARY KEY,"
-	" name TEXT NOT NULL UNIQUE,"
-	" created_at INTEGER NOT NULL);"
+    "CREATE TABLE apps ("
+    " id INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " created_at INTEGER NOT NULL);"
 
-	"CREATE TABLE devices ("
-	" id INTEGER PRIMARY KEY,"
-	" app_id INTEGER NOT NULL REFERENCES apps(id),"
-	" device_id TEXT NOT NULL,"
-	" user_id TEXT NOT NULL,"
-	" platform TEXT NOT NULL,"
-	" token TEXT,"
-	" environment TEXT NOT NULL,"
-	" created_at INTEGER NOT NULL,"
-	" last_seen_at INTEGER NOT NULL,"
-	" next_seq INTEGER NOT NULL DEFAULT 1,"
-	" acked_seq INTEGER NOT NULL DEFAULT 0,"
-	" push_state TEXT NOT NULL DEFAULT 'ok'"
-	"  CHECK (push_state IN ('ok', 'invalid')),"
-	" UNIQUE (app_id, device_id),"
-	" UNIQUE (app_id, platform, token));"
-	"CREATE INDEX devices_user ON devices(app_id, user_id);"
+    "CREATE TABLE devices ("
+    " id INTEGER PRIMARY KEY,"
+    " app_id INTEGER NOT NULL REFERENCES apps(id),"
+    " device_id TEXT NOT NULL,"
+    " user_id TEXT NOT NULL,"
+    " platform TEXT NOT NULL,"
+    " token TEXT,"
+    " environment TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " last_seen_at INTEGER NOT NULL,"
+    " next_seq INTEGER NOT NULL DEFAULT 1,"
+    " acked_seq INTEGER NOT NULL DEFAULT 0,"
+    " push_state TEXT NOT NULL DEFAULT 'ok'"
+    "  CHECK (push_state IN ('ok', 'invalid')),"
+    " UNIQUE (app_id, device_id),"
+    " UNIQUE (app_id, platform, token));"
+    "CREATE INDEX devices_user ON devices(app_id, user_id);"
 
-	"CREATE TABLE messages ("
-	" id INTEGER PRIMARY KEY,"
-	" app_id INTEGER NOT NULL REFERENCES apps(id),"
-	" ext_id TEXT NOT NULL,"
-	" user_id TEXT NOT NULL,"
-	" payload TEXT,"
-	" push TEXT,"
-	" push_mode INTEGER NOT NULL DEFAULT 0,"
-	" targets TEXT,"
-	" created_at INTEGER NOT NULL,"
-	" expires_at INTEGER NOT NULL,"
-	" pending_fanout INTEGER NOT NULL DEFAULT 0,"
-	" UNIQUE (app_id, ext_id));"
-	"CREATE INDEX messages_expiry ON messages(expires_at);"
-	"CREATE INDEX messages_fanout ON messages(app_id, user_id)"
-	" WHERE pending_fanout = 1;"
+    "CREATE TABLE messages ("
+    " id INTEGER PRIMARY KEY,"
+    " app_id INTEGER NOT NULL REFERENCES apps(id),"
+    " ext_id TEXT NOT NULL,"
+    " user_id TEXT NOT NULL,"
+    " payload TEXT,"
+    " push TEXT,"
+    " push_mode INTEGER NOT NULL DEFAULT 0,"
+    " targets TEXT,"
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL,"
+    " pending_fanout INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE (app_id, ext_id));"
+    "CREATE INDEX messages_expiry ON messages(expires_at);"
+    "CREATE INDEX messages_fanout ON messages(app_id, user_id)"
+    " WHERE pending_fanout = 1;"
 
-	"CREATE TABLE deliveries ("
-	" device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,"
-	" seq INTEGER NOT NULL,"
-	" message_id INTEGER NOT NULL"
-	"  REFERENCES messages(id) ON DELETE CASCADE,"
-	" created_at INTEGER NOT NULL,"
-	" PRIMARY KEY (device_id, seq)) WITHOUT ROWID;"
-	"CREATE INDEX deliveries_message ON deliveries(message_id);"
+    "CREATE TABLE deliveries ("
+    " device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,"
+    " seq INTEGER NOT NULL,"
+    " message_id INTEGER NOT NULL"
+    "  REFERENCES messages(id) ON DELETE CASCADE,"
+    " created_at INTEGER NOT NULL,"
+    " PRIMARY KEY (device_id, seq)) WITHOUT ROWID;"
+    "CREATE INDEX deliveries_message ON deliveries(message_id);"
 
-	"CREATE TABLE push_jobs ("
-	" id INTEGER PRIMARY KEY,"
-	" device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,"
-	" message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,"
-	" state TEXT NOT NULL CHECK (state IN ('pending', 'in_flight',"
-	"  'sent', 'retry', 'dead', 'cancelled', 'expired',"
-	"  'invalid_token')),"
-	" attempts INTEGER NOT NULL DEFAULT 0,"
-	" next_attempt_at INTEGER NOT NULL,"
-	" last_status INTEGER,"
-	" last_reason TEXT,"
-	" apns_id TEXT,"
-	" provider_id TEXT,"
-	" created_at INTEGER NOT NULL,"
-	" updated_at INTEGER NOT NULL);"
-	"CREATE INDEX push_jobs_due ON push_jobs(state, next_attempt_at);"
-	"CREATE INDEX push_jobs_device ON push_jobs(device_id, state);"
-	"CREATE INDEX push_jobs_message ON push_jobs(message_id);"
+    "CREATE TABLE push_jobs ("
+    " id INTEGER PRIMARY KEY,"
+    " device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,"
+    " message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('pending', 'in_flight',"
+    "  'sent', 'retry', 'dead', 'cancelled', 'expired',"
+    "  'invalid_token')),"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt_at INTEGER NOT NULL,"
+    " last_status INTEGER,"
+    " last_reason TEXT,"
+    " apns_id TEXT,"
+    " provider_id TEXT,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE INDEX push_jobs_due ON push_jobs(state, next_attempt_at);"
+    "CREATE INDEX push_jobs_device ON push_jobs(device_id, state);"
+    "CREATE INDEX push_jobs_message ON push_jobs(message_id);"
 
-	"INSERT INTO apps(id, name, created_at) VALUES (1, 'default', 0);"
-	"INSERT INTO devices(app_id, device_id, user_id, platform, token,"
-	" environment, created_at, last_seen_at)"
-	" VALUES (1, 'bench-1', 'u', 'fcm', 't1', 'production', 0, 0);";
+    "INSERT INTO apps(id, name, created_at) VALUES (1, 'default', 0);"
+    "INSERT INTO devices(app_id, device_id, user_id, platform, token,"
+    " environment, created_at, last_seen_at)"
+    " VALUES (1, 'bench-1', 'u', 'fcm', 't1', 'production', 0, 0);";
 
 /* The relay's statements (stmt_sql[] in src/store_sqlite.c). */
 enum {
@@ -127,24 +127,24 @@ enum {
 	N_S
 };
 static const char *const sql[N_S] = {
-	[S_BEGIN] = "BEGIN IMMEDIATE",
-	[S_COMMIT] = "COMMIT",
-	[S_MSG] = "INSERT INTO messages(app_id, ext_id, user_id, payload,"
-		  " push, push_mode, targets, created_at, expires_at)"
-		  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-		  " ON CONFLICT (app_id, ext_id) DO NOTHING",
-	[S_DEVS] = "SELECT id, next_seq,"
-		   " token IS NOT NULL AND push_state = 'ok'"
-		   " FROM devices WHERE app_id = ?1 AND user_id = ?2",
-	[S_SEQ] = "UPDATE devices SET next_seq = ?2 WHERE id = ?1",
-	[S_DELIVERY] = "INSERT INTO deliveries(device_id, seq, message_id,"
-		       " created_at) VALUES (?1, ?2, ?3, ?4)",
-	[S_COALESCE] = "UPDATE push_jobs SET message_id = ?1,"
-		       " updated_at = ?2 WHERE device_id = ?3"
-		       " AND state IN ('pending', 'retry')",
-	[S_PUSH] = "INSERT INTO push_jobs(device_id, message_id, state,"
-		   " next_attempt_at, created_at, updated_at)"
-		   " VALUES (?1, ?2, 'pending', ?3, ?4, ?4)",
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_MSG] = "INSERT INTO messages(app_id, ext_id, user_id, payload,"
+	      " push, push_mode, targets, created_at, expires_at)"
+	      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+	      " ON CONFLICT (app_id, ext_id) DO NOTHING",
+    [S_DEVS] = "SELECT id, next_seq,"
+	       " token IS NOT NULL AND push_state = 'ok'"
+	       " FROM devices WHERE app_id = ?1 AND user_id = ?2",
+    [S_SEQ] = "UPDATE devices SET next_seq = ?2 WHERE id = ?1",
+    [S_DELIVERY] = "INSERT INTO deliveries(device_id, seq, message_id,"
+		   " created_at) VALUES (?1, ?2, ?3, ?4)",
+    [S_COALESCE] = "UPDATE push_jobs SET message_id = ?1,"
+		   " updated_at = ?2 WHERE device_id = ?3"
+		   " AND state IN ('pending', 'retry')",
+    [S_PUSH] = "INSERT INTO push_jobs(device_id, message_id, state,"
+	       " next_attempt_at, created_at, updated_at)"
+	       " VALUES (?1, ?2, 'pending', ?3, ?4, ?4)",
 };
 
 static sqlite3 *db;
@@ -326,7 +326,7 @@ int main(int argc, char **argv)
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	if (sqlite3_open_v2(path, &db,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				    SQLITE_OPEN_NOMUTEX,
+				SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK)
 		die("open %s", path);
 	sqlite3_extended_result_codes(db, 1);
@@ -347,8 +347,9 @@ int main(int argc, char **argv)
 	if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
 		die("schema");
 	for (int i = 0; i < N_S; i++)
-		if (sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-				       &st[i], NULL) != SQLITE_OK)
+		if (sqlite3_prepare_v3(db, sql[i], -1,
+				       SQLITE_PREPARE_PERSISTENT, &st[i],
+				       NULL) != SQLITE_OK)
 			die("prepare %s", sql[i]);
 
 	txns = (n + batch - 1) / batch;
