@@ -452,6 +452,83 @@ START_TEST(test_coalescing_with_push_delay)
 }
 END_TEST
 
+START_TEST(test_goaway_is_retried_on_a_new_connection)
+{
+	json_t *a, *b;
+
+	start(NULL, NULL);
+	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"" APNS_TOKEN "\","
+					     "\"action\":\"goaway\","
+					     "\"times\":1}"),
+			 0);
+	device("phone-1", "apns", APNS_TOKEN);
+	event("g-1", "x");
+	ck_assert_int_ge(th_mock_wait(&m, "apns", 2, 15), 2);
+	a = nth("apns", 0);
+	b = nth("apns", 1);
+	/* The second try went out on another connection, with the same
+	 * apns-id, and succeeded. */
+	ck_assert_int_ne(json_integer_value(json_object_get(a, "conn")),
+			 json_integer_value(json_object_get(b, "conn")));
+	ck_assert_str_eq(hdr(a, "apns-id"), hdr(b, "apns-id"));
+	ck_assert_int_eq(json_integer_value(json_object_get(b, "status")), 200);
+	json_decref(a);
+	json_decref(b);
+}
+END_TEST
+
+/* A slow provider: in-flight pushes stay at max_in_flight, the rest wait
+ * in the store, and all of them go out once it is fast again. */
+START_TEST(test_slow_provider_bounded_in_flight)
+{
+	char body[256], *p;
+	struct th_resp r;
+	long in_flight = -1;
+	int i;
+
+	start("max_in_flight = 8\n", NULL);
+	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"*\","
+					     "\"delay_ms\":1500}"),
+			 0);
+	for (i = 0; i < 40; i++) {
+		char id[32], tok[80];
+
+		snprintf(id, sizeof(id), "slow-%d", i);
+		snprintf(tok, sizeof(tok), "%064x", i + 1);
+		{
+			char path[64], dev[256];
+
+			snprintf(path, sizeof(path), "/v1/devices/d%d", i);
+			snprintf(dev, sizeof(dev),
+				 "{\"user\":\"u%d\",\"platform\":\"apns\","
+				 "\"token\":\"%s\"}",
+				 i, tok);
+			ck_assert_int_eq(call("PUT", path, dev, NULL), 201);
+		}
+		snprintf(body, sizeof(body),
+			 "{\"id\":\"%s\",\"user\":\"u%d\",\"push\":"
+			 "{\"mode\":\"alert\",\"body\":\"x\"}}",
+			 id, i);
+		ck_assert_int_eq(call("POST", "/v1/events", body, NULL), 202);
+	}
+	usleep(700000);
+	ck_assert_int_eq(th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL,
+				    &r),
+			 0);
+	p = strstr(r.body, "\npushrelay_pushes_in_flight ");
+	ck_assert_ptr_nonnull(p);
+	in_flight = atol(p + strlen("\npushrelay_pushes_in_flight "));
+	th_resp_free(&r);
+	ck_assert_int_le(in_flight, 8);
+	ck_assert_int_gt(in_flight, 0);
+	/* The provider is fast again: everything drains. */
+	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"*\","
+					     "\"status\":200}"),
+			 0);
+	ck_assert_int_ge(th_mock_wait(&m, "apns", 40, 30), 40);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dispatch");
@@ -472,6 +549,8 @@ int main(void)
 	tcase_add_test(tc, test_credential_error_pauses_provider);
 	tcase_add_test(tc, test_restart_in_flight_same_apns_id);
 	tcase_add_test(tc, test_coalescing_with_push_delay);
+	tcase_add_test(tc, test_goaway_is_retried_on_a_new_connection);
+	tcase_add_test(tc, test_slow_provider_bounded_in_flight);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -127,6 +127,8 @@ struct mock_conn {
 	int in_recv;  /* nghttp2_session_mem_recv is on the stack */
 	struct mock_stream *streams;
 	size_t nstreams;
+	struct mock_stream *spare; /* freed streams kept with their buffers */
+	size_t nspare;
 	/* APNs provider token: the one this connection accepted last, so its
 	 * signature is checked once per token, not once per request. */
 	char *jwt;

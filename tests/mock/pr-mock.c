@@ -42,6 +42,11 @@
 #define MAX_HEADER_LIST 8000
 /* Connection-level receive window: many streams' bodies in flight. */
 #define CONN_WINDOW (1 << 20)
+/* Finished streams a connection keeps for reuse, buffers and all, when
+ * their buffers are no larger than SPARE_MAX_BUF: it saves most of the
+ * allocations a request costs. */
+#define SPARE_STREAMS 64
+#define SPARE_MAX_BUF 16384
 
 static void conn_kick(struct mock_conn *c);
 
@@ -112,13 +117,43 @@ static void stream_free(struct mock_stream *st)
 	if (st->next)
 		st->next->prev = st->prev;
 	c->nstreams--;
-	free(st->hbuf);
-	free(st->hdrs);
-	free(st->body);
 	free(st->token);
 	free(st->project);
 	free(st->resp);
+	if (c->nspare < SPARE_STREAMS && st->hcap <= SPARE_MAX_BUF &&
+	    st->bcap <= SPARE_MAX_BUF) {
+		struct mock_stream keep = *st;
+
+		memset(st, 0, sizeof(*st));
+		st->hbuf = keep.hbuf;
+		st->hcap = keep.hcap;
+		st->hdrs = keep.hdrs;
+		st->hdrcap = keep.hdrcap;
+		st->body = keep.body;
+		st->bcap = keep.bcap;
+		st->next = c->spare;
+		c->spare = st;
+		c->nspare++;
+		return;
+	}
+	free(st->hbuf);
+	free(st->hdrs);
+	free(st->body);
 	free(st);
+}
+
+static void spares_free(struct mock_conn *c)
+{
+	while (c->spare) {
+		struct mock_stream *st = c->spare;
+
+		c->spare = st->next;
+		free(st->hbuf);
+		free(st->hdrs);
+		free(st->body);
+		free(st);
+	}
+	c->nspare = 0;
 }
 
 /* Copy len bytes plus a NUL into the stream's header buffer. */
@@ -179,7 +214,10 @@ void mock_respond(struct mock_stream *st, int status, const nghttp2_nv *extra,
 	st->answered = 1;
 	if (status < 100 || status > 599)
 		status = 500;
-	snprintf(sbuf, sizeof(sbuf), "%d", status);
+	sbuf[0] = (char)('0' + status / 100);
+	sbuf[1] = (char)('0' + status / 10 % 10);
+	sbuf[2] = (char)('0' + status % 10);
+	sbuf[3] = '\0';
 	nv[n++] = mock_nv(":status", sbuf);
 	for (size_t i = 0; i < nextra && n < 12; i++)
 		nv[n++] = extra[i];
@@ -282,12 +320,22 @@ static int on_begin_headers_cb(nghttp2_session *ngh, const nghttp2_frame *frame,
 	if (frame->hd.type != NGHTTP2_HEADERS ||
 	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	st = calloc(1, sizeof(*st));
-	if (!st)
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	if (c->spare) {
+		st = c->spare;
+		c->spare = st->next;
+		c->nspare--;
+		st->next = NULL;
+	} else {
+		st = calloc(1, sizeof(*st));
+		if (!st)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
 	st->conn = c;
 	st->id = frame->hd.stream_id;
 	if (nghttp2_session_set_stream_user_data(ngh, st->id, st)) {
+		free(st->hbuf);
+		free(st->hdrs);
+		free(st->body);
 		free(st);
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
@@ -478,6 +526,7 @@ static void conn_free(struct mock_conn *c)
 			mock_record(st, 0, NULL, MOCK_CANCELLED);
 		stream_free(st);
 	}
+	spares_free(c);
 	ev_io_stop(srv->loop, &c->io);
 	if (c->ssl) {
 		if (!c->drop && c->ngh)
