@@ -65,6 +65,12 @@ struct sock {
 	struct sock *prev, *next;
 };
 
+/* A transfer libcurl reported done, waiting for finish(). */
+struct done_msg {
+	struct pr_h2req *req;
+	CURLcode result;
+};
+
 struct pr_h2client {
 	struct ev_loop *loop;
 	CURLM *multi;
@@ -73,17 +79,14 @@ struct pr_h2client {
 
 	struct pr_h2req *head, *tail; /* in flight, oldest first */
 	size_t in_flight;
-	struct sock *socks;           /* watched sockets */
+	struct sock *socks; /* watched sockets */
 
 	CURL **pool; /* idle easy handles */
 	size_t n_pool, pool_cap;
 
 	/* Finished transfers read from libcurl, not yet completed: one per
 	 * request in flight at most. */
-	struct done_msg {
-		struct pr_h2req *req;
-		CURLcode result;
-	} *done_q;
+	struct done_msg *done_q;
 	size_t done_cap;
 	int reaping; /* check_multi_info is running */
 
@@ -351,8 +354,8 @@ static struct curl_slist *make_headers(const struct pr_http_request *http)
 	struct curl_slist *l = NULL, *t;
 	int has_ctype = 0;
 
-	for (size_t i = 0; i < http->n_headers && i < PR_HTTP_MAX_HEADERS &&
-			   http->headers[i];
+	for (size_t i = 0;
+	     i < http->n_headers && i < PR_HTTP_MAX_HEADERS && http->headers[i];
 	     i++) {
 		if (strncasecmp(http->headers[i], "content-type:", 13) == 0)
 			has_ctype = 1;
@@ -388,8 +391,8 @@ static int setup_easy(struct pr_h2client *c, struct pr_h2req *req, CURL *e)
 	 * fail with "Error in the HTTP2 framing layer". Only test servers
 	 * speak h2c; APNs and FCM are TLS. */
 	long version = strncasecmp(http->url, "http://", 7) == 0
-			       ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
-			       : (long)CURL_HTTP_VERSION_2TLS;
+			   ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+			   : (long)CURL_HTTP_VERSION_2TLS;
 	int rv = 0;
 
 #define SET(opt, val) (rv |= curl_easy_setopt(e, opt, val) != CURLE_OK)
@@ -414,8 +417,8 @@ static int setup_easy(struct pr_h2client *c, struct pr_h2req *req, CURL *e)
 	 * would retire it after 118 s). */
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_TCP_KEEPIDLE, cfg->ping_interval < KEEPALIVE_IDLE
-					  ? cfg->ping_interval
-					  : KEEPALIVE_IDLE);
+				      ? cfg->ping_interval
+				      : KEEPALIVE_IDLE);
 	SET(CURLOPT_TCP_KEEPINTVL, KEEPALIVE_INTERVAL);
 	SET(CURLOPT_MAXAGE_CONN, cfg->ping_interval);
 	SET(CURLOPT_CONNECTTIMEOUT, cfg->connect_timeout);
@@ -497,8 +500,8 @@ fail:
  * outcome (shutdown). The body moves into a local buffer and the small
  * strings onto the stack, so done() may reuse or free the req.
  */
-static void finish(struct pr_h2client *c, struct pr_h2req *req,
-		   CURLcode result, const char *abort_reason)
+static void finish(struct pr_h2client *c, struct pr_h2req *req, CURLcode result,
+		   const char *abort_reason)
 {
 	CURL *e = req->easy;
 	struct pr_http_response resp;
@@ -624,8 +627,8 @@ struct pr_h2client *pr_h2client_new(struct ev_loop *loop,
 	if (c->cfg.ping_interval <= 0)
 		c->cfg.ping_interval = 3600;
 	c->pool_cap = (size_t)c->cfg.max_in_flight < POOL_MAX
-			      ? (size_t)c->cfg.max_in_flight
-			      : POOL_MAX;
+			  ? (size_t)c->cfg.max_in_flight
+			  : POOL_MAX;
 	c->pool = calloc(c->pool_cap, sizeof(*c->pool));
 	c->done_cap = (size_t)c->cfg.max_in_flight;
 	c->done_q = calloc(c->done_cap, sizeof(*c->done_q));

@@ -57,8 +57,8 @@ struct slot {
 	int resubmit; /* done() submits the same req again this many times */
 };
 
-static int in_submit;  /* done() must never run inside submit */
-static int n_done;     /* completions seen by slot_done */
+static int in_submit; /* done() must never run inside submit */
+static int n_done;    /* completions seen by slot_done */
 static struct pr_h2client *cur_client;
 
 static void slot_done(struct pr_h2req *req, const struct pr_http_response *r,
@@ -185,14 +185,14 @@ static struct pr_h2client_config base_cfg(void)
 struct mstream {
 	int32_t id;
 	char path[64];
-	char retry[80];    /* x-retry-after, echoed as retry-after */
-	char apns[80];     /* x-apns-id, echoed as apns-id */
-	char ctype[80];    /* content-type as received */
-	int expect;        /* an expect header came */
-	size_t size;       /* x-size: bytes of body to answer with */
-	size_t got;        /* request body bytes received */
+	char retry[80]; /* x-retry-after, echoed as retry-after */
+	char apns[80];	/* x-apns-id, echoed as apns-id */
+	char ctype[80]; /* content-type as received */
+	int expect;	/* an expect header came */
+	size_t size;	/* x-size: bytes of body to answer with */
+	size_t got;	/* request body bytes received */
 	int held;
-	char *out;         /* response body */
+	char *out; /* response body */
 	size_t out_len, out_off;
 	struct mconn *mc;
 	struct mstream *next;
@@ -202,7 +202,7 @@ struct mconn {
 	int fd;
 	SSL *ssl;      /* NULL in h2c mode */
 	int handshake; /* TLS handshake done */
-	int index; /* 1 for the first connection accepted */
+	int index;     /* 1 for the first connection accepted */
 	ev_io io;
 	nghttp2_session *sess;
 	struct mstream *streams;
@@ -523,9 +523,9 @@ static int mconn_read(struct mconn *mc)
 			int e = SSL_get_error(mc->ssl, k);
 
 			return e == SSL_ERROR_WANT_READ ||
-					       e == SSL_ERROR_WANT_WRITE
-				       ? 0
-				       : -1;
+				       e == SSL_ERROR_WANT_WRITE
+				   ? 0
+				   : -1;
 		}
 		n = k;
 	} else {
@@ -594,8 +594,8 @@ static void mini_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs,
 							     on_frame_recv);
-	nghttp2_session_callbacks_set_on_stream_close_callback(
-	    cbs, on_stream_close);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
+							       on_stream_close);
 	ck_assert_int_eq(nghttp2_session_server_new(&mc->sess, cbs, mc), 0);
 	nghttp2_session_callbacks_del(cbs);
 	nghttp2_submit_settings(mc->sess, NGHTTP2_FLAG_NONE, &iv, 1);
@@ -667,11 +667,10 @@ static void mini_start_mode(struct ev_loop *loop, int tls)
 		ck_assert_int_eq(th_make_cert(mini.cert, mini.key), 0);
 		mini.ctx = SSL_CTX_new(TLS_server_method());
 		ck_assert_ptr_nonnull(mini.ctx);
-		ck_assert_int_eq(SSL_CTX_use_certificate_chain_file(mini.ctx,
-								    mini.cert),
-				 1);
-		ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(
-				     mini.ctx, mini.key, SSL_FILETYPE_PEM),
+		ck_assert_int_eq(
+		    SSL_CTX_use_certificate_chain_file(mini.ctx, mini.cert), 1);
+		ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(mini.ctx, mini.key,
+							     SSL_FILETYPE_PEM),
 				 1);
 		SSL_CTX_set_alpn_select_cb(mini.ctx, alpn_cb, NULL);
 		snprintf(mini.url, sizeof(mini.url), "https://localhost:%d",
@@ -768,8 +767,7 @@ static const char *daemon_url(const char *path)
 	static int i;
 	char *p = buf[i++ % 4];
 
-	snprintf(p, sizeof(buf[0]), "https://localhost:%d%s", d.tls_port,
-		 path);
+	snprintf(p, sizeof(buf[0]), "https://localhost:%d%s", d.tls_port, path);
 	return p;
 }
 
@@ -811,8 +809,7 @@ START_TEST(test_one_request)
 	ck_assert_uint_eq(pr_h2client_in_flight(c), 1);
 	ck_assert(run_until(loop, &n_done, 1, 10));
 	ck_assert_int_eq(s.done, 1);
-	ck_assert_msg(s.status == 200, "status %ld: %s", s.status,
-		      s.transport);
+	ck_assert_msg(s.status == 200, "status %ld: %s", s.status, s.transport);
 	ck_assert_ptr_nonnull(strstr(s.body, "\"status\""));
 	ck_assert_int_eq(s.retry_after, -1);
 	ck_assert(!s.has_apns_id);
@@ -968,8 +965,7 @@ START_TEST(test_connection_refused)
 	ck_assert_int_eq(s.done, 0); /* not from inside submit */
 	ck_assert(run_until(loop, &n_done, 1, 10));
 	ck_assert_int_eq(s.status, 0);
-	ck_assert_msg(strstr(s.transport, "onnect") != NULL, "%s",
-		      s.transport);
+	ck_assert_msg(strstr(s.transport, "onnect") != NULL, "%s", s.transport);
 	ck_assert_uint_eq(pr_h2client_stats(c)->failures, 1);
 	ck_assert_uint_eq(pr_h2client_stats(c)->requests, 1);
 	pr_h2client_free(c);
@@ -1107,7 +1103,8 @@ START_TEST(test_request_plumbing)
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(submit(c, &s[i]), 0);
 	ck_assert(run_until(loop, &n_done, 3, 10));
-	ck_assert_str_eq(s[0].body, "len=69999 ctype=application/json expect=0");
+	ck_assert_str_eq(s[0].body,
+			 "len=69999 ctype=application/json expect=0");
 	ck_assert_str_eq(s[1].body, "len=0 ctype=- expect=0");
 	ck_assert_str_eq(s[2].body, "len=0 ctype=- expect=0");
 	pr_h2client_free(c);
@@ -1129,8 +1126,7 @@ START_TEST(test_retry_after_and_apns_id)
 	struct tm tm;
 
 	strftime(future, sizeof(future),
-		 "x-retry-after: %a, %d %b %Y %H:%M:%S GMT",
-		 gmtime_r(&t, &tm));
+		 "x-retry-after: %a, %d %b %Y %H:%M:%S GMT", gmtime_r(&t, &tm));
 	t = now - 3600;
 	strftime(past, sizeof(past), "x-retry-after: %a, %d %b %Y %H:%M:%S GMT",
 		 gmtime_r(&t, &tm));

@@ -119,8 +119,7 @@ static void mock_start(struct mock *mk, ...)
 
 	memset(mk, 0, sizeof(*mk));
 	ck_assert_int_eq(th_tmpdir(mk->dir, sizeof(mk->dir)), 0);
-	ck_assert_msg(run_wait(make) == 0, "%s --make-credentials failed",
-		      bin);
+	ck_assert_msg(run_wait(make) == 0, "%s --make-credentials failed", bin);
 	snprintf(mk->cert, sizeof(mk->cert), "%s/tls.crt", mk->dir);
 	snprintf(key, sizeof(key), "%s/tls.key", mk->dir);
 	snprintf(mk->p8, sizeof(mk->p8), "%s/AuthKey_" KEY_ID ".p8", mk->dir);
@@ -283,8 +282,7 @@ static void prepare(CURL *h, const char *method, const char *path,
 
 /* One request on h (NULL = a fresh handle, so a fresh connection). */
 static void request_on(CURL *h, const char *method, const char *path,
-		       const char *body, struct curl_slist *hl,
-		       struct resp *r)
+		       const char *body, struct curl_slist *hl, struct resp *r)
 {
 	CURL *own = h ? NULL : curl_easy_init();
 	struct {
@@ -371,8 +369,8 @@ static long long stat_of(const char *name)
 	return v;
 }
 
-static const char *header_of(const struct resp *r, const char *name,
-			     char *out, size_t outlen)
+static const char *header_of(const struct resp *r, const char *name, char *out,
+			     size_t outlen)
 {
 	const char *p = strcasestr(r->headers, name);
 	size_t n;
@@ -413,15 +411,14 @@ static char *sign(EVP_PKEY *key, const char *header, const char *claims)
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 
 	snprintf(input, inlen + 1, "%s.%s", h, c);
+	ck_assert_int_eq(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key),
+			 1);
 	ck_assert_int_eq(
-	    EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key), 1);
-	ck_assert_int_eq(EVP_DigestSign(md, NULL, &siglen,
-					(unsigned char *)input, inlen),
-			 1);
+	    EVP_DigestSign(md, NULL, &siglen, (unsigned char *)input, inlen),
+	    1);
 	sig = malloc(siglen);
-	ck_assert_int_eq(EVP_DigestSign(md, sig, &siglen,
-					(unsigned char *)input, inlen),
-			 1);
+	ck_assert_int_eq(
+	    EVP_DigestSign(md, sig, &siglen, (unsigned char *)input, inlen), 1);
 	if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
 		const unsigned char *p = sig;
 		ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)siglen);
@@ -473,8 +470,8 @@ static long long now_s(void)
  * no authorization) and extra headers (NULL-ended). "apns-topic" is added
  * unless an extra header sets it; the extra "-apns-topic" leaves it out.
  */
-static void apns_on(CURL *h, struct resp *r, const char *token,
-		    const char *jwt, const char *body, ...)
+static void apns_on(CURL *h, struct resp *r, const char *token, const char *jwt,
+		    const char *body, ...)
 {
 	struct curl_slist *hl = NULL;
 	char path[512], auth[1024];
@@ -512,16 +509,16 @@ static char *reason_of(const struct resp *r)
 	return copy;
 }
 
-#define ck_reason(r, want_status, want_reason)                               \
-	do {                                                                 \
-		char *got_ = reason_of(r);                                   \
-		ck_assert_msg((r)->rc == CURLE_OK &&                         \
-				  (r)->status == (want_status) &&            \
-				  strcmp(got_, want_reason) == 0,            \
-			      "line %d: want %d %s, got rc %d %ld %s",       \
-			      __LINE__, want_status, want_reason,            \
-			      (int)(r)->rc, (r)->status, (r)->body);         \
-		free(got_);                                                  \
+#define ck_reason(r, want_status, want_reason)                                 \
+	do {                                                                   \
+		char *got_ = reason_of(r);                                     \
+		ck_assert_msg((r)->rc == CURLE_OK &&                           \
+				  (r)->status == (want_status) &&              \
+				  strcmp(got_, want_reason) == 0,              \
+			      "line %d: want %d %s, got rc %d %ld %s",         \
+			      __LINE__, want_status, want_reason,              \
+			      (int)(r)->rc, (r)->status, (r)->body);           \
+		free(got_);                                                    \
 	} while (0)
 
 /* --- fixtures --------------------------------------------------------- */
@@ -665,10 +662,11 @@ START_TEST(test_apns_success)
 		ck_assert_int_eq(r.status, 200);
 		resp_free(&r);
 	}
-	apns_on(NULL, &r, DEV, jwt, BODY,
-		"apns-collapse-id: "
-		"0123456789012345678901234567890123456789012345678901234567890123",
-		NULL);
+	apns_on(
+	    NULL, &r, DEV, jwt, BODY,
+	    "apns-collapse-id: "
+	    "0123456789012345678901234567890123456789012345678901234567890123",
+	    NULL);
 	ck_assert_int_eq(r.status, 200);
 	resp_free(&r);
 	apns_on(NULL, &r, DEV, jwt, "{}", "apns-push-type: location",
@@ -728,10 +726,11 @@ START_TEST(test_apns_validation)
 	apns_on(NULL, &r, DEV, jwt, BODY, "apns-expiration: soon", NULL);
 	ck_reason(&r, 400, "BadExpirationDate");
 	resp_free(&r);
-	apns_on(NULL, &r, DEV, jwt, BODY,
-		"apns-collapse-id: "
-		"01234567890123456789012345678901234567890123456789012345678901234",
-		NULL);
+	apns_on(
+	    NULL, &r, DEV, jwt, BODY,
+	    "apns-collapse-id: "
+	    "01234567890123456789012345678901234567890123456789012345678901234",
+	    NULL);
 	ck_reason(&r, 400, "BadCollapseId");
 	resp_free(&r);
 	apns_on(NULL, &r, DEV, jwt, BODY, "apns-id: not-a-uuid", NULL);
@@ -1060,8 +1059,8 @@ static char *last_action(const char *token)
 
 		if (t && strcmp(t, token) == 0) {
 			free(out);
-			out = strdup(json_string_value(
-			    json_object_get(e, "action")));
+			out = strdup(
+			    json_string_value(json_object_get(e, "action")));
 		}
 	}
 	json_decref(doc);
@@ -1081,10 +1080,10 @@ START_TEST(test_script_goaway)
 	script("{\"token\":\"aaaa\",\"action\":\"goaway\",\"times\":1}");
 	conns0 = stat_of("connections");
 	apns_on(NULL, &r, "aaaa", jwt, BODY, NULL);
-	ck_assert_msg(r.rc != CURLE_OK ||
-			  (r.status == 200 &&
-			   stat_of("connections") - conns0 >= 3),
-		      "rc %d status %ld", (int)r.rc, r.status);
+	ck_assert_msg(
+	    r.rc != CURLE_OK ||
+		(r.status == 200 && stat_of("connections") - conns0 >= 3),
+	    "rc %d status %ld", (int)r.rc, r.status);
 	resp_free(&r);
 	{
 		json_t *doc = get_json("/mock/requests?kind=apns"), *e;
@@ -1092,10 +1091,11 @@ START_TEST(test_script_goaway)
 		e = json_array_get(json_object_get(doc, "requests"), 0);
 		ck_assert_str_eq(
 		    json_string_value(json_object_get(e, "action")), "goaway");
-		ck_assert_int_eq(json_integer_value(json_object_get(e, "status")),
-				 0);
+		ck_assert_int_eq(
+		    json_integer_value(json_object_get(e, "status")), 0);
 		ck_assert_str_eq(
-		    json_string_value(json_object_get(e, "reason")), "Shutdown");
+		    json_string_value(json_object_get(e, "reason")),
+		    "Shutdown");
 		json_decref(doc);
 	}
 
@@ -1340,8 +1340,7 @@ START_TEST(test_fcm_errors)
 	ck_google(&r, 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT");
 	resp_free(&r);
 	fcm(tok, NULL,
-	    "{\"message\":{\"token\":\"t\",\"android\":{\"ttl\":\"10\"}}}",
-	    &r);
+	    "{\"message\":{\"token\":\"t\",\"android\":{\"ttl\":\"10\"}}}", &r);
 	ck_google(&r, 400, "INVALID_ARGUMENT", "google.rpc.BadRequest");
 	resp_free(&r);
 	fcm(tok, NULL,

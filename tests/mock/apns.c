@@ -110,7 +110,7 @@ static void make_uuid(struct mock_server *srv, char *out)
 	static const char hex[] = "0123456789abcdef";
 	int n = 0;
 
-	a = (a & ~0xF000ULL) | 0x4000ULL;			/* version 4 */
+	a = (a & ~0xF000ULL) | 0x4000ULL;			 /* version 4 */
 	b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL; /* variant */
 	/* Hand-formatted: this runs for every push without an apns-id. */
 	for (int i = 0; i < 32; i++) {
@@ -257,8 +257,8 @@ static int check_headers(struct mock_stream *st, const struct push_type **pt)
 		return -1;
 	}
 	if (type) {
-		for (size_t i = 0; i < sizeof(push_types) / sizeof(push_types[0]);
-		     i++)
+		for (size_t i = 0;
+		     i < sizeof(push_types) / sizeof(push_types[0]); i++)
 			if (strlen(push_types[i].name) == len &&
 			    memcmp(push_types[i].name, type, len) == 0)
 				*pt = &push_types[i];
@@ -350,9 +350,8 @@ static int scan_utf8(struct scan *sc)
 		cp = (cp << 6) | (sc->p[i] & 0x3f);
 	}
 	sc->p += n;
-	return cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)
-		   ? -1
-		   : 0;
+	return cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ? -1
+									   : 0;
 }
 
 /* A string; raw and rawlen give its bytes between the quotes. */
@@ -481,7 +480,8 @@ static int scan_value(struct scan *sc, int top, int *aps)
 			skip_ws(sc);
 			if (scan_string(sc, &raw, &rawlen))
 				return -1;
-			is_aps = top && rawlen == 3 && memcmp(raw, "aps", 3) == 0;
+			is_aps =
+			    top && rawlen == 3 && memcmp(raw, "aps", 3) == 0;
 			skip_ws(sc);
 			if (sc->p >= sc->end || *sc->p++ != ':')
 				return -1;
@@ -614,9 +614,10 @@ void mock_apns_answer(struct mock_stream *st, const struct mock_rule *r)
 		long long ts = -1;
 
 		if (r->status == 410)
-			ts = r->timestamp >= 0
-				 ? r->timestamp
-				 : (long long)(mock_now(st->conn->srv) * 1000.0);
+			ts =
+			    r->timestamp >= 0
+				? r->timestamp
+				: (long long)(mock_now(st->conn->srv) * 1000.0);
 		apns_error(st, r->status,
 			   r->reason[0] ? r->reason : default_reason(r->status),
 			   r->retry_after, ts);

@@ -54,8 +54,9 @@ static void answer(struct mock_stream *st, const struct mock_rule *r)
 	case MOCK_APNS: mock_apns_answer(st, r); break;
 	case MOCK_FCM: mock_fcm_answer(st, r); break;
 	case MOCK_OAUTH: mock_oauth_answer(st, r); break;
-	default: mock_respond(st, r && r->status ? r->status : 404, NULL, 0,
-			      NULL, 0, NULL);
+	default:
+		mock_respond(st, r && r->status ? r->status : 404, NULL, 0,
+			     NULL, 0, NULL);
 	}
 }
 
@@ -198,8 +199,8 @@ static int parse_kind(const char *s, unsigned *kinds)
 	else if (strcmp(s, "push") == 0)
 		*kinds = DEFAULT_KINDS;
 	else if (strcmp(s, "any") == 0)
-		*kinds = DEFAULT_KINDS | KIND_BIT(MOCK_OAUTH) |
-			 KIND_BIT(MOCK_OTHER);
+		*kinds =
+		    DEFAULT_KINDS | KIND_BIT(MOCK_OAUTH) | KIND_BIT(MOCK_OTHER);
 	else
 		return -1;
 	return 0;
@@ -223,8 +224,8 @@ static const char *get_int(json_t *doc, const char *name, long lo, long hi,
 static const char *rule_parse(json_t *doc, struct mock_rule *r)
 {
 	static const char *const known[] = {
-	    "token", "kind",  "status",	    "reason",	 "retry_after",
-	    "delay_ms", "action", "times", "error_code", "timestamp"};
+	    "token",	"kind",	  "status", "reason",	  "retry_after",
+	    "delay_ms", "action", "times",  "error_code", "timestamp"};
 	const char *key, *bad = NULL, *s;
 	long timestamp = -1;
 	json_t *v;
@@ -249,8 +250,8 @@ static const char *rule_parse(json_t *doc, struct mock_rule *r)
 		return "token must be a non-empty string (\"*\" = every send)";
 	r->token = strdup(s);
 	v = json_object_get(doc, "kind");
-	if (v && (!json_is_string(v) ||
-		  parse_kind(json_string_value(v), &r->kinds)))
+	if (v &&
+	    (!json_is_string(v) || parse_kind(json_string_value(v), &r->kinds)))
 		return "kind must be apns, fcm, oauth, push or any";
 	v = json_object_get(doc, "reason");
 	if (v && (!json_is_string(v) ||
@@ -302,16 +303,16 @@ static const char *rule_parse(json_t *doc, struct mock_rule *r)
 
 static json_t *rule_json(const struct mock_rule *r)
 {
-	json_t *o = json_pack("{s:I, s:s, s:i, s:s, s:I, s:I}", "id",
-			      (json_int_t)r->id, "token", r->token, "status",
-			      r->status, "action", action_names[r->action],
-			      "delay_ms", (json_int_t)r->delay_ms, "times",
-			      (json_int_t)r->times);
+	json_t *o = json_pack(
+	    "{s:I, s:s, s:i, s:s, s:I, s:I}", "id", (json_int_t)r->id, "token",
+	    r->token, "status", r->status, "action", action_names[r->action],
+	    "delay_ms", (json_int_t)r->delay_ms, "times", (json_int_t)r->times);
 	json_t *kinds = json_array();
 
 	for (int k = MOCK_OTHER; k <= MOCK_OAUTH; k++)
 		if (r->kinds & KIND_BIT(k))
-			json_array_append_new(kinds, json_string(kind_names[k]));
+			json_array_append_new(kinds,
+					      json_string(kind_names[k]));
 	json_object_set_new(o, "kinds", kinds);
 	if (r->reason[0])
 		json_object_set_new(o, "reason", json_string(r->reason));
@@ -435,8 +436,9 @@ void mock_record(struct mock_stream *st, int status, const char *reason,
 	st->recorded = 1;
 	srv->rec_next++;
 	if (srv->verbose)
-		fprintf(stderr, "pr-mock: #%llu conn %llu stream %d %s %s %s -> "
-				"%d %s (%s)\n",
+		fprintf(stderr,
+			"pr-mock: #%llu conn %llu stream %d %s %s %s -> "
+			"%d %s (%s)\n",
 			(unsigned long long)srv->rec_next,
 			(unsigned long long)st->conn->id, (int)st->id,
 			kind_names[st->kind], mock_str(st, &st->method),
@@ -445,8 +447,8 @@ void mock_record(struct mock_stream *st, int status, const char *reason,
 	if (!srv->max_record)
 		return;
 	doc = json_pack(
-	    "{s:I, s:I, s:I, s:i, s:s, s:o, s:o, s:o, s:o, s:I, s:i, s:s}",
-	    "n", (json_int_t)srv->rec_next, "at", (json_int_t)(st->at * 1000.0),
+	    "{s:I, s:I, s:I, s:i, s:s, s:o, s:o, s:o, s:o, s:I, s:i, s:s}", "n",
+	    (json_int_t)srv->rec_next, "at", (json_int_t)(st->at * 1000.0),
 	    "conn", (json_int_t)st->conn->id, "stream", (int)st->id, "kind",
 	    kind_names[st->kind], "method",
 	    bytes_string(mock_str(st, &st->method), st->method.vlen), "path",
@@ -480,8 +482,8 @@ void mock_record(struct mock_stream *st, int status, const char *reason,
 static void records_clear(struct mock_server *srv)
 {
 	for (size_t i = 0; i < srv->rec_count; i++)
-		record_free(&srv->records[(srv->rec_head + i) %
-					  srv->max_record]);
+		record_free(
+		    &srv->records[(srv->rec_head + i) % srv->max_record]);
 	srv->rec_head = srv->rec_count = 0;
 }
 
@@ -640,7 +642,8 @@ void mock_control_handle(struct mock_stream *st)
 	const char *path = mock_str(st, &st->path);
 	const char *q = strchr(path, '?');
 	size_t plen = q ? (size_t)(q - path) : strlen(path);
-	int post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
+	int post = strcmp(method, "POST") == 0,
+	    get = strcmp(method, "GET") == 0;
 
 #define ROUTE(lit) (plen == sizeof(lit) - 1 && memcmp(path, lit, plen) == 0)
 	if (ROUTE("/mock/script")) {
@@ -650,8 +653,9 @@ void mock_control_handle(struct mock_stream *st)
 			script_get(st);
 		else if (strcmp(method, "DELETE") == 0) {
 			rules_clear(srv);
-			answer_json(st, 200,
-				    json_pack("{s:b, s:i}", "ok", 1, "rules", 0));
+			answer_json(
+			    st, 200,
+			    json_pack("{s:b, s:i}", "ok", 1, "rules", 0));
 		} else
 			answer_error(st, 405, "POST, GET or DELETE");
 	} else if (ROUTE("/mock/reset")) {

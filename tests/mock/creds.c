@@ -155,8 +155,7 @@ static int write_p8(const char *dir, char *err, size_t errlen)
 	FILE *fp;
 	int rv;
 
-	snprintf(path, sizeof(path), "%s/AuthKey_%s.p8", dir,
-		 MOCK_APNS_KEY_ID);
+	snprintf(path, sizeof(path), "%s/AuthKey_%s.p8", dir, MOCK_APNS_KEY_ID);
 	fp = pk ? open_private(path) : NULL;
 	rv = finish(fp, fp && PEM_write_PKCS8PrivateKey(fp, pk, NULL, NULL, 0,
 							NULL, NULL) == 1);
@@ -195,8 +194,8 @@ static char *pem_of(EVP_PKEY *pk)
 	return copy;
 }
 
-static int write_sa(const char *dir, const char *project,
-		    const char *token_uri, char *err, size_t errlen)
+static int write_sa(const char *dir, const char *project, const char *token_uri,
+		    char *err, size_t errlen)
 {
 	char path[4096], kid[41], email[256], cert_url[512];
 	char client_id[22];
@@ -245,8 +244,8 @@ out:
 	return rv;
 }
 
-int mock_creds_make(const char *dir, const char *project,
-		    const char *token_uri, char *err, size_t errlen)
+int mock_creds_make(const char *dir, const char *project, const char *token_uri,
+		    char *err, size_t errlen)
 {
 	err[0] = '\0';
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -289,8 +288,7 @@ static char *dup_field(json_t *doc, const char *name)
 	return v ? strdup(v) : NULL;
 }
 
-int mock_sa_load(struct mock_sa *sa, const char *path, char *err,
-		 size_t errlen)
+int mock_sa_load(struct mock_sa *sa, const char *path, char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *doc = json_load_file(path, 0, &jerr);

@@ -22,8 +22,8 @@
  * (the literal placeholder "https://127.0.0.1:PORT/token"). 0 on success,
  * else -1 with a message in err.
  */
-int mock_creds_make(const char *dir, const char *project,
-		    const char *token_uri, char *err, size_t errlen);
+int mock_creds_make(const char *dir, const char *project, const char *token_uri,
+		    char *err, size_t errlen);
 
 /* A PEM private key (PKCS#8 or traditional) from a file; caller frees. */
 EVP_PKEY *mock_creds_load_key(const char *path, char *err, size_t errlen);

@@ -67,15 +67,13 @@ static void google_error(struct mock_stream *st, int status, const char *msg,
 	size_t nnv = 0;
 
 	if (fcm_code)
-		json_array_append_new(details,
-				      json_pack("{s:s, s:s}", "@type",
-						FCM_ERROR_TYPE, "errorCode",
-						fcm_code));
+		json_array_append_new(
+		    details, json_pack("{s:s, s:s}", "@type", FCM_ERROR_TYPE,
+				       "errorCode", fcm_code));
 	if (violations)
-		json_array_append_new(details,
-				      json_pack("{s:s, s:o}", "@type",
-						BAD_REQUEST_TYPE,
-						"fieldViolations", violations));
+		json_array_append_new(
+		    details, json_pack("{s:s, s:o}", "@type", BAD_REQUEST_TYPE,
+				       "fieldViolations", violations));
 	err = json_pack("{s:i, s:s, s:s}", "code", status, "message", msg,
 			"status", canonical(status));
 	if (json_array_size(details))
@@ -119,8 +117,8 @@ static int token_valid(struct mock_server *srv, const char *tok, size_t len)
 		return len > 0; /* no service account: any bearer will do */
 	/* Newest first: a relay normally uses the token it got last. */
 	for (size_t i = 0; i < MOCK_MAX_TOKENS; i++) {
-		size_t at = (srv->tok_next + MOCK_MAX_TOKENS - 1 - i) %
-			    MOCK_MAX_TOKENS;
+		size_t at =
+		    (srv->tok_next + MOCK_MAX_TOKENS - 1 - i) % MOCK_MAX_TOKENS;
 
 		if (!srv->tokens[at].tok[0])
 			break;
@@ -163,10 +161,11 @@ static int unknown_member(struct mock_stream *st, json_t *obj,
 	{
 		if (name_known(key, names))
 			continue;
-		snprintf(msg, sizeof(msg),
-			 "Invalid JSON payload received. Unknown name \"%.64s\": "
-			 "Cannot find field.",
-			 key);
+		snprintf(
+		    msg, sizeof(msg),
+		    "Invalid JSON payload received. Unknown name \"%.64s\": "
+		    "Cannot find field.",
+		    key);
 		bad_field(st, "", msg);
 		return 1;
 	}
@@ -202,11 +201,10 @@ static int string_map(struct mock_stream *st, json_t *map, const char *field,
 			bad_field(st, where, msg);
 			return 1;
 		}
-		if (reserved_keys &&
-		    (strcmp(key, "from") == 0 ||
-		     strcmp(key, "message_type") == 0 ||
-		     strncmp(key, "google", 6) == 0 ||
-		     strncmp(key, "gcm", 3) == 0)) {
+		if (reserved_keys && (strcmp(key, "from") == 0 ||
+				      strcmp(key, "message_type") == 0 ||
+				      strncmp(key, "google", 6) == 0 ||
+				      strncmp(key, "gcm", 3) == 0)) {
 			snprintf(msg, sizeof(msg),
 				 "Invalid data payload key: %.64s", key);
 			invalid(st, msg);
@@ -242,10 +240,17 @@ static long long parse_duration(const char *s)
 
 static int check_android(struct mock_stream *st, json_t *android)
 {
-	static const char *const names[] = {
-	    "collapse_key", "priority", "ttl", "restricted_package_name", "data",
-	    "notification", "fcm_options", "direct_boot_ok",
-	    "bandwidth_constrained_ok", "restricted_satellite_ok", NULL};
+	static const char *const names[] = {"collapse_key",
+					    "priority",
+					    "ttl",
+					    "restricted_package_name",
+					    "data",
+					    "notification",
+					    "fcm_options",
+					    "direct_boot_ok",
+					    "bandwidth_constrained_ok",
+					    "restricted_satellite_ok",
+					    NULL};
 	json_t *prio, *ttl;
 	char msg[256];
 	long long secs;
@@ -296,9 +301,9 @@ static int check_android(struct mock_stream *st, json_t *android)
 static int check_message(struct mock_stream *st, json_t *msg)
 {
 	static const char *const names[] = {
-	    "name",    "data",	 "notification", "android",   "webpush",
-	    "apns",    "fcm_options", "token",	 "topic",     "condition",
-	    "fid",     NULL};
+	    "name",    "data",	    "notification", "android",
+	    "webpush", "apns",	    "fcm_options",  "token",
+	    "topic",   "condition", "fid",	    NULL};
 	static const char *const targets[] = {"token", "topic", "condition",
 					      "fid"};
 	json_t *apns, *webpush, *topic;
@@ -329,8 +334,9 @@ static int check_message(struct mock_stream *st, json_t *msg)
 		const char *s = json_string_value(topic);
 
 		if (strncmp(s, "/topics/", 8) == 0 ||
-		    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX"
-			      "YZ0123456789-_.~%") != strlen(s)) {
+		    strspn(s,
+			   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX"
+			   "YZ0123456789-_.~%") != strlen(s)) {
 			invalid(st, "Invalid topic name");
 			return 1;
 		}
@@ -481,8 +487,7 @@ void mock_fcm_answer(struct mock_stream *st, const struct mock_rule *r)
 	}
 	n = snprintf(body, sizeof(body),
 		     "{\"name\":\"projects/%.200s/messages/0:%lld%%%016llx\"}",
-		     st->project,
-		     (long long)(mock_now(srv) * 1000.0),
+		     st->project, (long long)(mock_now(srv) * 1000.0),
 		     (unsigned long long)mock_rand(srv));
 	mock_respond(st, 200, nv, nnv, body, (size_t)n, NULL);
 }
@@ -497,8 +502,7 @@ static void oauth_error(struct mock_stream *st, int status, const char *error,
 	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 
 	json_decref(doc);
-	mock_respond(st, status, NULL, 0, text, text ? strlen(text) : 0,
-		     error);
+	mock_respond(st, status, NULL, 0, text, text ? strlen(text) : 0, error);
 	free(text);
 }
 
@@ -685,7 +689,7 @@ void mock_oauth_answer(struct mock_stream *st, const struct mock_rule *r)
 
 	if (r && r->status && r->status != 200) {
 		oauth_error(st, r->status,
-			    r->reason[0] ? r->reason
+			    r->reason[0]       ? r->reason
 			    : r->status >= 500 ? "temporarily_unavailable"
 					       : "invalid_grant",
 			    "scripted by pr-mock");

@@ -232,11 +232,11 @@ char *mock_jwt_sign_es256(EVP_PKEY *key, const char *kid, const char *iss,
 	tok[n++] = '.';
 	n += b64url_encode((const unsigned char *)claims, (size_t)cl, tok + n);
 	if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
-	    EVP_DigestSign(md, der, &derlen, (const unsigned char *)tok, n) != 1)
+	    EVP_DigestSign(md, der, &derlen, (const unsigned char *)tok, n) !=
+		1)
 		goto fail;
 	sig = d2i_ECDSA_SIG(NULL, &p, (long)derlen);
-	if (!sig ||
-	    BN_bn2binpad(ECDSA_SIG_get0_r(sig), rs, 32) != 32 ||
+	if (!sig || BN_bn2binpad(ECDSA_SIG_get0_r(sig), rs, 32) != 32 ||
 	    BN_bn2binpad(ECDSA_SIG_get0_s(sig), rs + 32, 32) != 32)
 		goto fail;
 	tok[n++] = '.';

@@ -52,7 +52,8 @@ enum mock_action {
 	MOCK_GOAWAY,
 	MOCK_RST,
 	MOCK_DROP,
-	MOCK_CANCELLED, /* records only: the peer or the connection went first */
+	MOCK_CANCELLED, /* records only: the peer or the connection went first
+			 */
 };
 
 /* A script rule (POST /mock/script). */
@@ -89,7 +90,7 @@ struct mock_stream {
 	struct mock_hdr *hdrs; /* regular fields, in arrival order */
 	size_t nhdr, hdrcap;
 	struct mock_hdr method, path, authority; /* vlen 0 = absent */
-	int head_over;	/* too many or too large header fields */
+	int head_over; /* too many or too large header fields */
 
 	char *body; /* request body, at most MOCK_MAX_BODY bytes */
 	size_t blen, bcap;

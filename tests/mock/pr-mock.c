@@ -521,8 +521,7 @@ static void conn_free(struct mock_conn *c)
 	while (c->streams) {
 		struct mock_stream *st = c->streams;
 
-		if (!st->answered && st->dispatched &&
-		    st->kind != MOCK_CONTROL)
+		if (!st->answered && st->dispatched && st->kind != MOCK_CONTROL)
 			mock_record(st, 0, NULL, MOCK_CANCELLED);
 		stream_free(st);
 	}
@@ -764,7 +763,8 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		   const unsigned char *in, unsigned int inlen, void *arg)
 {
 	for (unsigned int i = 0; i < inlen; i += 1u + in[i]) {
-		if (in[i] == 2 && i + 3 <= inlen && memcmp(in + i + 1, "h2", 2) == 0) {
+		if (in[i] == 2 && i + 3 <= inlen &&
+		    memcmp(in + i + 1, "h2", 2) == 0) {
 			*out = in + i + 1;
 			*outlen = 2;
 			return SSL_TLSEXT_ERR_OK;
@@ -886,9 +886,11 @@ static void usage(FILE *fp)
 	    "\n"
 	    "A loopback TLS HTTP/2 stand-in for APNs (POST /3/device/TOKEN),\n"
 	    "FCM HTTP v1 (POST /v1/projects/P/messages:send) and Google's\n"
-	    "OAuth token endpoint (POST /token), scripted and inspected through\n"
+	    "OAuth token endpoint (POST /token), scripted and inspected "
+	    "through\n"
 	    "/mock/script, /mock/reset, /mock/requests and /mock/stats.\n"
-	    "Without --apns-key, APNs runs in certificate mode (no JWT checks);\n"
+	    "Without --apns-key, APNs runs in certificate mode (no JWT "
+	    "checks);\n"
 	    "without --fcm-credentials, FCM accepts any bearer token.\n",
 	    fp);
 }
@@ -918,9 +920,21 @@ struct opts {
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	enum {
-		O_LISTEN = 256, O_CERT, O_KEY, O_PORT_FILE, O_APNS_KEY,
-		O_APNS_KEY_ID, O_APNS_TEAM_ID, O_FCM, O_LIFETIME, O_MAX_RECORD,
-		O_INITIAL, O_MAX_STREAMS, O_MAKE, O_PROJECT, O_TOKEN_URI,
+		O_LISTEN = 256,
+		O_CERT,
+		O_KEY,
+		O_PORT_FILE,
+		O_APNS_KEY,
+		O_APNS_KEY_ID,
+		O_APNS_TEAM_ID,
+		O_FCM,
+		O_LIFETIME,
+		O_MAX_RECORD,
+		O_INITIAL,
+		O_MAX_STREAMS,
+		O_MAKE,
+		O_PROJECT,
+		O_TOKEN_URI,
 		O_PRINT_JWT,
 	};
 	static const struct option longopts[] = {
@@ -1036,8 +1050,8 @@ static int server_init(struct mock_server *srv, const struct opts *o)
 		return -1;
 	srv->rng = seed | 1;
 	if (o->apns_key) {
-		srv->apns_key = mock_creds_load_key(o->apns_key, err,
-						    sizeof(err));
+		srv->apns_key =
+		    mock_creds_load_key(o->apns_key, err, sizeof(err));
 		if (!srv->apns_key ||
 		    EVP_PKEY_get_base_id(srv->apns_key) != EVP_PKEY_EC) {
 			fprintf(stderr, "pr-mock: %s\n",
@@ -1095,10 +1109,10 @@ static int print_jwt(const struct opts *o)
 {
 	char err[512] = "";
 	EVP_PKEY *key = mock_creds_load_key(o->apns_key, err, sizeof(err));
-	char *tok = key ? mock_jwt_sign_es256(key, o->apns_key_id,
-					      o->apns_team_id,
-					      (long long)time(NULL))
-			: NULL;
+	char *tok =
+	    key ? mock_jwt_sign_es256(key, o->apns_key_id, o->apns_team_id,
+				      (long long)time(NULL))
+		: NULL;
 	int rv = tok ? 0 : 1;
 
 	if (tok)
