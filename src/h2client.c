@@ -15,12 +15,14 @@
  * req, so nothing here touches the req after done() returns.
  *
  * libcurl 7.88 facts this relies on or works around (see the notes by
- * each use): curl_easy_upkeep() only sees the private connection cache of
- * curl_easy_perform(), never a multi handle's (fixed in 8.6.0, curl PR
- * #12677), so HTTP/2 PINGs cannot be sent from here; instead idle
- * connections get TCP keepalive and are retired once idle longer than
- * ping_interval (CURLOPT_MAXAGE_CONN). Before a server's SETTINGS arrive
- * libcurl assumes 100 streams per connection.
+ * each use): curl_easy_upkeep() only looks at the private connection
+ * cache of curl_easy_perform(), never a multi handle's (upstream changed
+ * that in 2024, curl PR #12677), and measured against an nghttp2 server
+ * it sent no PING at all, so HTTP/2 PINGs cannot be sent from here and
+ * none are faked: idle connections get TCP keepalive instead and are
+ * retired once idle longer than ping_interval (CURLOPT_MAXAGE_CONN).
+ * Before a server's SETTINGS arrive libcurl assumes 100 streams per
+ * connection.
  */
 #include "autoconf.h"
 

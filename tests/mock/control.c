@@ -7,9 +7,9 @@
  *
  * Rules live in one array, oldest first, at most MOCK_MAX_RULES; a match
  * takes a copy (without the token) into the stream, so deleting rules never
- * touches a delayed answer. Records are serialised when they are made and
- * kept in a ring of --max-record entries; with --max-record 0 nothing is
- * built at all.
+ * touches a delayed answer. Records keep the raw request (one allocation)
+ * in a ring of --max-record entries and become JSON only when read; with
+ * --max-record 0 nothing is copied at all.
  */
 #include "autoconf.h"
 
@@ -125,6 +125,7 @@ void mock_proceed(struct mock_stream *st)
 		ev_timer_init(&st->timer, delay_cb, (double)r.delay_ms / 1000.0,
 			      0.0);
 		st->timer.data = st;
+		ev_now_update(srv->loop); /* measure the delay from now */
 		ev_timer_start(srv->loop, &st->timer);
 		return;
 	}
@@ -388,38 +389,16 @@ static json_t *bytes_string(const char *p, size_t len)
 	return s ? s : json_null();
 }
 
-static json_t *headers_json(const struct mock_stream *st)
-{
-	json_t *o = json_object();
-
-	for (size_t i = 0; i < st->nhdr; i++) {
-		const struct mock_hdr *h = &st->hdrs[i];
-		const char *name = st->hbuf + h->name;
-		json_t *old = json_object_get(o, name);
-		json_t *v = bytes_string(st->hbuf + h->value, h->vlen);
-
-		if (old && json_is_string(old) && json_is_string(v)) {
-			/* A repeated field: keep both, comma-joined. */
-			size_t n = json_string_length(old) + h->vlen + 3;
-			char *j = malloc(n);
-
-			if (j) {
-				snprintf(j, n, "%s, %s", json_string_value(old),
-					 json_string_value(v));
-				json_decref(v);
-				v = json_string(j);
-				free(j);
-			}
-		}
-		json_object_set_new(o, name, v ? v : json_null());
-	}
-	return o;
-}
-
 static void record_free(struct mock_record *rec)
 {
-	free(rec->json);
-	rec->json = NULL;
+	free(rec->data);
+	rec->data = NULL;
+}
+
+static void put(char **p, const void *src, size_t len)
+{
+	memcpy(*p, src, len);
+	*p += len;
 }
 
 void mock_record(struct mock_stream *st, int status, const char *reason,
@@ -428,8 +407,8 @@ void mock_record(struct mock_stream *st, int status, const char *reason,
 	struct mock_server *srv = st->conn->srv;
 	struct mock_record *rec;
 	size_t blen = st->blen < MOCK_RECORD_BODY ? st->blen : MOCK_RECORD_BODY;
-	json_t *doc;
-	char *text;
+	size_t tlen = st->token ? strlen(st->token) : 0, size;
+	char *data, *p;
 
 	if (st->recorded || st->kind == MOCK_CONTROL)
 		return;
@@ -446,27 +425,27 @@ void mock_record(struct mock_stream *st, int status, const char *reason,
 			action_names[action]);
 	if (!srv->max_record)
 		return;
-	doc = json_pack(
-	    "{s:I, s:I, s:I, s:i, s:s, s:o, s:o, s:o, s:o, s:I, s:i, s:s}", "n",
-	    (json_int_t)srv->rec_next, "at", (json_int_t)(st->at * 1000.0),
-	    "conn", (json_int_t)st->conn->id, "stream", (int)st->id, "kind",
-	    kind_names[st->kind], "method",
-	    bytes_string(mock_str(st, &st->method), st->method.vlen), "path",
-	    bytes_string(mock_str(st, &st->path), st->path.vlen), "headers",
-	    headers_json(st), "body",
-	    bytes_string(st->body ? st->body : "", blen), "body_len",
-	    (json_int_t)st->blen, "status", status, "action",
-	    action_names[action]);
-	if (!doc)
+	size = st->method.vlen + st->path.vlen + tlen + blen;
+	for (size_t i = 0; i < st->nhdr; i++)
+		size += 8 + st->hdrs[i].nlen + st->hdrs[i].vlen;
+	data = malloc(size ? size : 1);
+	if (!data)
 		return;
-	json_object_set_new(doc, "token",
-			    st->token ? json_string(st->token) : json_null());
-	json_object_set_new(doc, "reason",
-			    reason ? json_string(reason) : json_null());
-	text = json_dumps(doc, JSON_COMPACT);
-	json_decref(doc);
-	if (!text)
-		return;
+	p = data;
+	put(&p, mock_str(st, &st->method), st->method.vlen);
+	put(&p, mock_str(st, &st->path), st->path.vlen);
+	if (tlen)
+		put(&p, st->token, tlen);
+	if (blen)
+		put(&p, st->body, blen);
+	for (size_t i = 0; i < st->nhdr; i++) {
+		const struct mock_hdr *h = &st->hdrs[i];
+
+		put(&p, &h->nlen, 4);
+		put(&p, &h->vlen, 4);
+		put(&p, st->hbuf + h->name, h->nlen);
+		put(&p, st->hbuf + h->value, h->vlen);
+	}
 	if (srv->rec_count == srv->max_record) {
 		record_free(&srv->records[srv->rec_head]);
 		srv->rec_head = (srv->rec_head + 1) % srv->max_record;
@@ -474,9 +453,90 @@ void mock_record(struct mock_stream *st, int status, const char *reason,
 	}
 	rec = &srv->records[(srv->rec_head + srv->rec_count) % srv->max_record];
 	rec->n = srv->rec_next;
+	rec->conn = st->conn->id;
 	rec->kind = st->kind;
-	rec->json = text;
+	rec->action = action;
+	rec->status = status;
+	rec->has_token = st->token != NULL;
+	rec->stream = st->id;
+	rec->at = st->at;
+	rec->body_len = st->blen;
+	snprintf(rec->reason, sizeof(rec->reason), "%s", reason ? reason : "");
+	rec->data = data;
+	rec->mlen = st->method.vlen;
+	rec->plen = st->path.vlen;
+	rec->tlen = (uint32_t)tlen;
+	rec->blen = (uint32_t)blen;
+	rec->nhdr = (uint32_t)st->nhdr;
 	srv->rec_count++;
+}
+
+static json_t *headers_json(const struct mock_record *rec, const char *p)
+{
+	json_t *o = json_object();
+
+	for (uint32_t i = 0; i < rec->nhdr; i++) {
+		uint32_t nlen, vlen;
+		char name[256];
+		json_t *old, *v;
+
+		memcpy(&nlen, p, 4);
+		memcpy(&vlen, p + 4, 4);
+		p += 8;
+		snprintf(name, sizeof(name), "%.*s", (int)nlen, p);
+		v = bytes_string(p + nlen, vlen);
+		p += nlen + vlen;
+		old = json_object_get(o, name);
+		if (old && json_is_string(old) && json_is_string(v)) {
+			/* A repeated field: keep both, comma-joined. */
+			size_t n =
+			    json_string_length(old) + json_string_length(v) + 3;
+			char *j = malloc(n);
+
+			if (j) {
+				snprintf(j, n, "%s, %s", json_string_value(old),
+					 json_string_value(v));
+				json_decref(v);
+				v = json_string(j);
+				free(j);
+			}
+		}
+		json_object_set_new(o, name, v ? v : json_null());
+	}
+	return o;
+}
+
+/* One record as compact JSON; the caller frees it. */
+static char *record_json(const struct mock_record *rec)
+{
+	const char *p = rec->data;
+	json_t *doc;
+	char *text;
+
+	doc = json_pack(
+	    "{s:I, s:I, s:I, s:i, s:s, s:o, s:o, s:I, s:i, s:s}", "n",
+	    (json_int_t)rec->n, "at", (json_int_t)(rec->at * 1000.0), "conn",
+	    (json_int_t)rec->conn, "stream", (int)rec->stream, "kind",
+	    kind_names[rec->kind], "method", bytes_string(p, rec->mlen), "path",
+	    bytes_string(p + rec->mlen, rec->plen), "body_len",
+	    (json_int_t)rec->body_len, "status", rec->status, "action",
+	    action_names[rec->action]);
+	if (!doc)
+		return NULL;
+	p += rec->mlen + rec->plen;
+	json_object_set_new(doc, "token",
+			    rec->has_token ? bytes_string(p, rec->tlen)
+					   : json_null());
+	p += rec->tlen;
+	json_object_set_new(doc, "body", bytes_string(p, rec->blen));
+	p += rec->blen;
+	json_object_set_new(doc, "headers", headers_json(rec, p));
+	json_object_set_new(doc, "reason",
+			    rec->reason[0] ? json_string(rec->reason)
+					   : json_null());
+	text = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	return text;
 }
 
 static void records_clear(struct mock_server *srv)
@@ -564,7 +624,7 @@ static void requests_get(struct mock_stream *st, const char *q)
 	const char *kind;
 	size_t klen, count = 0;
 	struct sbuf b = {NULL, 0, 0, 0};
-	char tail[64];
+	char tail[64], *text;
 	int want = -1;
 
 	if (query_num(q, "after", ~0ULL >> 1, &after) ||
@@ -592,9 +652,13 @@ static void requests_get(struct mock_stream *st, const char *q)
 		next = rec->n;
 		if (want >= 0 && (int)rec->kind != want)
 			continue;
+		text = record_json(rec);
+		if (!text)
+			continue;
 		if (count++)
 			sbuf_add(&b, ",", 1);
-		sbuf_add(&b, rec->json, strlen(rec->json));
+		sbuf_add(&b, text, strlen(text));
+		free(text);
 	}
 	snprintf(tail, sizeof(tail), "],\"next\":%llu}", next);
 	sbuf_add(&b, tail, strlen(tail));

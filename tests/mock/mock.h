@@ -139,10 +139,23 @@ struct mock_conn {
 	int streams_raised;
 };
 
+/*
+ * A request as received, kept raw and turned into JSON only when someone
+ * asks (GET /mock/requests): recording must stay cheap under load.
+ * data holds method, path, token, body (capped at MOCK_RECORD_BODY) and
+ * then each header as name and value, all with the lengths below.
+ */
 struct mock_record {
-	uint64_t n;
+	uint64_t n, conn;
 	enum mock_kind kind;
-	char *json; /* owned; one serialised request object */
+	enum mock_action action;
+	int status, has_token;
+	int32_t stream;
+	double at;
+	size_t body_len; /* the whole body's length */
+	char reason[MOCK_REASON_LEN];
+	char *data; /* owned */
+	uint32_t mlen, plen, tlen, blen, nhdr;
 };
 
 struct mock_stats {
@@ -155,6 +168,7 @@ struct mock_server {
 	struct ev_loop *loop;
 	SSL_CTX *ctx;
 	int lfd, port;
+	char host[16]; /* dotted quad we listen on */
 	ev_io lio;
 	ev_signal sigterm, sigint;
 

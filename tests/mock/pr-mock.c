@@ -799,7 +799,8 @@ static SSL_CTX *tls_new(const char *cert, const char *key)
 }
 
 /* Bind host:port on loopback only; returns the socket or -1. */
-static int listen_on(const char *spec, int *port_out)
+static int listen_on(const char *spec, int *port_out, char *host_out,
+		     size_t host_len)
 {
 	char host[64];
 	const char *colon = strrchr(spec, ':');
@@ -842,6 +843,7 @@ static int listen_on(const char *spec, int *port_out)
 		return -1;
 	}
 	*port_out = ntohs(sa.sin_port);
+	inet_ntop(AF_INET, &sa.sin_addr, host_out, (socklen_t)host_len);
 	return fd;
 }
 
@@ -958,16 +960,17 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	int ch;
 
 	memset(o, 0, sizeof(*o));
 	o->token_lifetime = 3600;
 	o->max_record = 100000;
 	o->initial_streams = 1000;
 	o->max_streams = 1000;
-	while ((ch = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-		int bad = 0;
+	for (;;) {
+		int bad = 0, ch = getopt_long(argc, argv, "vh", longopts, NULL);
 
+		if (ch == -1)
+			break;
 		switch (ch) {
 		case O_LISTEN: o->listen = optarg; break;
 		case O_CERT: o->cert = optarg; break;
@@ -1079,7 +1082,8 @@ static int server_init(struct mock_server *srv, const struct opts *o)
 		ERR_print_errors_fp(stderr);
 		return -1;
 	}
-	srv->lfd = listen_on(o->listen, &srv->port);
+	srv->lfd =
+	    listen_on(o->listen, &srv->port, srv->host, sizeof(srv->host));
 	if (srv->lfd < 0)
 		return -1;
 	if (o->port_file && write_port_file(o->port_file, srv->port)) {
@@ -1158,7 +1162,7 @@ int main(int argc, char **argv)
 	ev_signal_init(&srv.sigint, signal_cb, SIGINT);
 	ev_signal_start(srv.loop, &srv.sigterm);
 	ev_signal_start(srv.loop, &srv.sigint);
-	printf("pr-mock listening on 127.0.0.1:%d\n", srv.port);
+	printf("pr-mock listening on %s:%d\n", srv.host, srv.port);
 	fflush(stdout);
 	ev_run(srv.loop, 0);
 	ev_signal_stop(srv.loop, &srv.sigterm);
