@@ -15,6 +15,7 @@
 #include "api.h"
 #include "api_admin.h"
 #include "auth.h"
+#include "dispatch.h"
 #include "http.h"
 #include "pushrelay.h"
 #include "router.h"
@@ -166,6 +167,52 @@ static void revoke_key(struct pr_request *req, void *arg)
 	pr_api_call_submit(call);
 }
 
+/* POST /v1/admin/providers/{name}/pause and .../resume: for every app,
+ * or one app with ?app=. */
+static void provider_switch(struct pr_request *req, struct pr_server *s,
+			    int pause)
+{
+	const char *name = req->params[0];
+	char app[80];
+	int has_app = pr_request_query(req, "app", app, sizeof(app)) > 0;
+	int n;
+
+	if (!pr_auth_require(s->auth, req, PR_SCOPE_ADMIN))
+		return;
+	if (strcmp(name, "apns") != 0 && strcmp(name, "fcm") != 0) {
+		pr_respond_error(req, 404, "not_found", "provider",
+				 "no provider %.32s (apns or fcm)", name);
+		return;
+	}
+	n = pause ? pr_dispatch_pause(s->dispatch, name,
+				      has_app ? app : NULL, "paused by an admin")
+		  : pr_dispatch_resume(s->dispatch, name, has_app ? app : NULL);
+	pr_respond_json(req, 200,
+			json_pack("{s:s, s:b, s:i}", "provider", name, "paused",
+				  pause, "changed", n));
+}
+
+static void pause_provider(struct pr_request *req, void *arg)
+{
+	provider_switch(req, arg, 1);
+}
+
+static void resume_provider(struct pr_request *req, void *arg)
+{
+	provider_switch(req, arg, 0);
+}
+
+static void provider_stats(struct pr_request *req, void *arg)
+{
+	struct pr_server *s = arg;
+
+	if (!pr_auth_require(s->auth, req, PR_SCOPE_ADMIN))
+		return;
+	pr_respond_json(req, 200,
+			json_pack("{s:o}", "providers",
+				  (json_t *)pr_dispatch_stats_json(s->dispatch)));
+}
+
 int pr_api_admin_register(struct pr_server *s)
 {
 	const unsigned both = PR_ROUTE_PUBLIC | PR_ROUTE_ADMIN;
@@ -177,5 +224,13 @@ int pr_api_admin_register(struct pr_server *s)
 			    s, both);
 	rv |= pr_router_add(s->router, "DELETE", "/v1/admin/keys/{key}",
 			    revoke_key, s, both);
+	rv |= pr_router_add(s->router, "GET", "/v1/admin/providers",
+			    provider_stats, s, both);
+	rv |= pr_router_add(s->router, "POST",
+			    "/v1/admin/providers/{name}/pause", pause_provider,
+			    s, both);
+	rv |= pr_router_add(s->router, "POST",
+			    "/v1/admin/providers/{name}/resume",
+			    resume_provider, s, both);
 	return rv ? PR_ERR_NOMEM : PR_OK;
 }

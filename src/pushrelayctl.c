@@ -46,6 +46,8 @@ static void usage(FILE *fp)
 		"  keys create NAME [--scope S]      a new key (ingest|admin),\n"
 		"                                    shown once\n"
 		"  keys revoke ID|NAME               revoke a key\n"
+		"  providers list                    push counts, paused or not\n"
+		"  providers pause|resume apns|fcm [--app NAME]\n"
 		"Options:\n"
 		"  -c, --config FILE   the daemon's config (default %s)\n"
 		"  -s, --socket PATH   admin socket, overriding the config\n"
@@ -340,6 +342,37 @@ usage:
 	return EXIT_USAGE;
 }
 
+static int cmd_providers(const struct ctl *ctl, int argc, char **argv)
+{
+	char path[256], seg[64];
+
+	if (argc == 1 && strcmp(argv[0], "list") == 0)
+		return call(ctl, "GET", "/v1/admin/providers", NULL, NULL,
+			    NULL);
+	if ((argc == 2 || argc == 4) && (strcmp(argv[0], "pause") == 0 ||
+					 strcmp(argv[0], "resume") == 0)) {
+		encode_segment(argv[1], seg, sizeof(seg));
+		if (argc == 4 && strcmp(argv[2], "--app") == 0) {
+			char app[160];
+
+			encode_segment(argv[3], app, sizeof(app));
+			snprintf(path, sizeof(path),
+				 "/v1/admin/providers/%s/%s?app=%s", seg,
+				 argv[0], app);
+		} else if (argc == 2) {
+			snprintf(path, sizeof(path),
+				 "/v1/admin/providers/%s/%s", seg, argv[0]);
+		} else {
+			goto usage;
+		}
+		return call(ctl, "POST", path, "{}", NULL, NULL);
+	}
+usage:
+	fprintf(stderr, "usage: pushrelayctl providers list | pause|resume "
+			"apns|fcm [--app NAME]\n");
+	return EXIT_USAGE;
+}
+
 static int run(const struct ctl *ctl, int argc, char **argv)
 {
 	static const struct {
@@ -358,6 +391,8 @@ static int run(const struct ctl *ctl, int argc, char **argv)
 				    NULL);
 	if (strcmp(cmd, "keys") == 0)
 		return cmd_keys(ctl, argc - 1, argv + 1);
+	if (strcmp(cmd, "providers") == 0)
+		return cmd_providers(ctl, argc - 1, argv + 1);
 	fprintf(stderr, "pushrelayctl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return EXIT_USAGE;

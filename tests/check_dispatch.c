@@ -529,6 +529,42 @@ START_TEST(test_slow_provider_bounded_in_flight)
 }
 END_TEST
 
+static int ctl(const char *args, char *out, size_t outlen)
+{
+	char cmd[1024];
+	FILE *fp;
+	size_t n;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s -c %s %s 2>&1", getenv("PUSHRELAYCTL"),
+		 d.conf, args);
+	fp = popen(cmd, "r");
+	ck_assert_ptr_nonnull(fp);
+	n = fread(out, 1, outlen - 1, fp);
+	out[n] = '\0';
+	st = pclose(fp);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(test_admin_pause_and_resume)
+{
+	char out[4096];
+
+	start(NULL, NULL);
+	device("phone-1", "apns", APNS_TOKEN);
+	ck_assert_int_eq(ctl("providers pause apns", out, sizeof(out)), 0);
+	event("ap-1", "x");
+	sleep(2);
+	ck_assert_int_eq(th_mock_wait(&m, "apns", 1, 0.1), 0);
+	ck_assert_int_eq(ctl("--json providers list", out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "\"paused\":true") != NULL, "%s", out);
+	ck_assert_int_eq(ctl("providers resume apns", out, sizeof(out)), 0);
+	ck_assert_int_eq(th_mock_wait(&m, "apns", 1, 10), 1);
+	ck_assert_int_eq(ctl("providers pause webpush", out, sizeof(out)), 1);
+	ck_assert_ptr_nonnull(strstr(out, "404"));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dispatch");
@@ -551,6 +587,7 @@ int main(void)
 	tcase_add_test(tc, test_coalescing_with_push_delay);
 	tcase_add_test(tc, test_goaway_is_retried_on_a_new_connection);
 	tcase_add_test(tc, test_slow_provider_bounded_in_flight);
+	tcase_add_test(tc, test_admin_pause_and_resume);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
