@@ -79,6 +79,9 @@ struct inst {
 	struct pr_http_request auth_http;
 	struct flight *waiting;
 	struct counters n;
+	/* Its own connections: APNs binds a connection to the team and
+	 * topics of its first push, and libcurl pools per multi handle. */
+	struct pr_h2client *h2;
 };
 
 /* One push from claim to result. */
@@ -105,7 +108,6 @@ struct batch {
 
 struct pr_dispatch {
 	struct pr_server *s;
-	struct pr_h2client *h2;
 	struct inst *insts[MAX_INSTANCES];
 	size_t n_insts;
 	int started, stopping;
@@ -145,7 +147,9 @@ static struct inst *find_inst(struct pr_dispatch *d, const char *app,
 	return NULL;
 }
 
-static int make_insts(struct pr_dispatch *d, char *err, size_t errlen)
+static int make_insts(struct pr_dispatch *d,
+		      const struct pr_h2client_config *hc, char *err,
+		      size_t errlen)
 {
 	static const char *const platforms[] = {"apns", "fcm"};
 	const struct pr_config *cfg = d->s->cfg;
@@ -183,6 +187,14 @@ static int make_insts(struct pr_dispatch *d, char *err, size_t errlen)
 			}
 			in->ops = ops;
 			in->p = p;
+			in->h2 = pr_h2client_new(d->s->loop, hc);
+			if (!in->h2) {
+				ops->destroy(p);
+				free(in);
+				snprintf(err, errlen,
+					 "cannot set up the HTTP/2 client");
+				return PR_ERR_NOMEM;
+			}
 			in->app = &cfg->apps[a];
 			in->platform = platforms[k];
 			snprintf(in->key, sizeof(in->key), "%s/%s",
@@ -471,7 +483,7 @@ static void send_push(struct flight *f)
 	f->req.key_password = pw;
 	f->req.done = sent_done;
 	f->req.arg = f;
-	rv = pr_h2client_submit(f->d->h2, &f->req);
+	rv = pr_h2client_submit(in->h2, &f->req);
 	if (rv) {
 		/* No room after all: back to pending, not counted. */
 		finish(f, PR_OUTCOME_AUTH, 0, "requeued", 0);
@@ -555,7 +567,7 @@ static void start_auth(struct pr_dispatch *d, struct inst *in)
 			in->ops->ca_file ? in->ops->ca_file(in->p) : NULL;
 		in->auth_req.done = auth_done;
 		in->auth_req.arg = in;
-		rv = pr_h2client_submit(d->h2, &in->auth_req);
+		rv = pr_h2client_submit(in->h2, &in->auth_req);
 	}
 	if (rv) {
 		pr_http_request_cleanup(&in->auth_http);
@@ -714,7 +726,7 @@ struct pr_dispatch *pr_dispatch_new(struct pr_server *s, char *err,
 {
 	const struct pr_config *cfg = s->cfg;
 	struct pr_h2client_config hc = {
-		.max_in_flight = cfg->push_max_in_flight + MAX_INSTANCES,
+		.max_in_flight = cfg->push_max_in_flight + 1,
 		.connections = cfg->push_connections,
 		.max_streams = cfg->push_max_streams,
 		.connect_timeout = cfg->push_connect_timeout,
@@ -729,13 +741,7 @@ struct pr_dispatch *pr_dispatch_new(struct pr_server *s, char *err,
 		return NULL;
 	}
 	d->s = s;
-	if (make_insts(d, err, errlen)) {
-		pr_dispatch_free(d);
-		return NULL;
-	}
-	d->h2 = pr_h2client_new(s->loop, &hc);
-	if (!d->h2) {
-		snprintf(err, errlen, "cannot set up the HTTP/2 client");
+	if (make_insts(d, &hc, err, errlen)) {
 		pr_dispatch_free(d);
 		return NULL;
 	}
@@ -810,7 +816,8 @@ void pr_dispatch_free(struct pr_dispatch *d)
 	}
 	/* In-flight requests end here (done() sees stopping); their jobs
 	 * stay in_flight in the store and are recovered at the next start. */
-	pr_h2client_free(d->h2);
+	for (size_t i = 0; i < d->n_insts; i++)
+		pr_h2client_free(d->insts[i]->h2);
 	for (f = d->pending; f; f = next) {
 		next = f->next;
 		flight_free(f);
