@@ -53,6 +53,9 @@ From another terminal:
        -d '{"id":"m-1","user":"alice","payload":{"text":"hi"},"push":{"mode":"alert","title":"Bob","body":"hi"}}'
   # the push as the mock APNs received it:
   curl -s --cacert demo/mock/tls.crt https://127.0.0.1:8443/mock/requests
+  # the app reconnects: drains its inbox and acknowledges (reference client)
+  contrib/pushrelay-client.sh -u alice -d phone-1 -p apns \
+       -t a1b2c3d4e5f60718293a4b5c6d7e8f90 -s demo-client-token-secret-change-me-0123456789 -n 1
 
 Stop with Ctrl-C.
 

@@ -40,6 +40,7 @@ const char *pr_outcome_name(enum pr_outcome o)
 	case PR_OUTCOME_REJECTED: return "rejected";
 	case PR_OUTCOME_AUTH: return "auth";
 	case PR_OUTCOME_REAUTH: return "reauth";
+	case PR_OUTCOME_CANCELLED: return "cancelled";
 	}
 	return "unknown";
 }

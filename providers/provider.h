@@ -33,6 +33,7 @@ enum pr_outcome {
 	PR_OUTCOME_REJECTED,      /* permanent for this push: do not retry */
 	PR_OUTCOME_AUTH,          /* credentials or config: pause provider */
 	PR_OUTCOME_REAUTH,        /* credential went stale: refresh, retry */
+	PR_OUTCOME_CANCELLED,     /* not sent: delivered another way (stream) */
 };
 
 const char *pr_outcome_name(enum pr_outcome o);

@@ -14,6 +14,8 @@
 #include "api.h"
 #include "api_devices.h"
 #include "auth.h"
+#include "client_auth.h"
+#include "inbox.h"
 #include "config.h"
 #include "http.h"
 #include "pushrelay.h"
@@ -67,6 +69,10 @@ static void put_finish(struct pr_api_call *call)
 	json_t *r = call->job.result;
 	int created = json_is_true(json_object_get(r, "created"));
 
+	/* Messages kept for a user without devices just reached this one. */
+	if (json_integer_value(json_object_get(r, "backlog")) > 0)
+		pr_inbox_wake(call->server->inbox, call->job.device.app,
+			      call->job.device.user);
 	pr_respond_json(call->req, created ? 201 : 200,
 			r ? json_incref(r) : json_object());
 }
@@ -78,10 +84,21 @@ static void put_device(struct pr_request *req, void *arg)
 	const struct pr_app_config *app;
 	const char *user, *platform, *token, *env = "production", *k;
 	struct pr_api_call *call;
+	struct pr_client cl;
+	int as_client = pr_client_auth_is_token(req);
 	json_t *doc, *v;
 
-	if (!pr_auth_require(s->auth, req, PR_SCOPE_INGEST))
+	/* A chat server (ingest key) registers anyone; an app (client
+	 * token) only its own user and device. */
+	if (as_client ? !pr_client_auth(s, req, 0, &cl)
+		      : !pr_auth_require(s->auth, req, PR_SCOPE_INGEST))
 		return;
+	if (as_client && strcmp(cl.device, req->params[0]) != 0) {
+		pr_respond_error(req, 403, "forbidden", "device_id",
+				 "a client token may register only its own "
+				 "device");
+		return;
+	}
 	if (strlen(req->params[0]) > max_id) {
 		pr_respond_error(req, 400, "invalid_device", "device_id",
 				 "device_id: at most %zu bytes", max_id);
@@ -143,6 +160,12 @@ static void put_device(struct pr_request *req, void *arg)
 	app = pick_app(req, s, json_string_value(v));
 	if (!app)
 		goto out;
+	if (as_client && (strcmp(cl.user, user) != 0 || cl.app != app)) {
+		pr_respond_error(req, 403, "forbidden", "user",
+				 "a client token may register only its own "
+				 "user, in its own app");
+		goto out;
+	}
 	call = pr_api_call_new(s, req, PR_STORE_DEVICE_PUT, 200);
 	if (!call)
 		goto out;

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "http.h"
+#include "inbox.h"
 #include "log.h"
 #include "pushrelay.h"
 #include "router.h"
@@ -304,8 +305,16 @@ static void ingest_done(struct pr_store_job *job, void *arg)
 	}
 	pr_respond_json(req, 202, json_pack("{s:o}", "results", results));
 out:
-	if (job->rv == 0)
+	if (job->rv == 0) {
 		pr_dispatch_kick(in->server->dispatch);
+		/* Long polls and streams of these users may answer now. */
+		for (size_t i = 0; i < in->n; i++)
+			if (in->events[i].status == PR_EVENT_QUEUED &&
+			    in->events[i].n_targets > 0)
+				pr_inbox_wake(in->server->inbox,
+					      in->events[i].app,
+					      in->events[i].user);
+	}
 	ingest_free(in);
 }
 

@@ -135,10 +135,11 @@ struct directive {
 	int flags;
 	size_t off;   /* the field in the scope's struct */
 	size_t n_off; /* T_LISTEN: the count that goes with it */
-	long min, max;                /* T_STRING: max is its byte limit */
+	long min, max; /* T_STRING: least bytes when set, and most */
 	const struct choice *choices; /* T_ENUM */
 	enum strcheck check;          /* T_STRING */
 	const char *example;          /* for the example config, or NULL */
+	const char *min_why;          /* T_STRING: why min, for its error */
 };
 
 #define ENTRY_X(sec, key, ty, scp, base, fld, lo, hi, dflt, flg, ch, ck, ex,   \
@@ -189,6 +190,25 @@ struct directive {
 #define APP_STRING(key, fld, ck, dflt, flg, ex, text)                          \
 	ENTRY_X("app", key, STRING, S_APP, struct pr_app_config, fld, 0,       \
 		MAX_STRING, dflt, flg, NULL, ck, ex, text)
+
+/*
+ * A secret of every [app] section: never echoed, at least `least` bytes
+ * when set (why says why, in the error), at most MAX_STRING.
+ */
+#define APP_SECRET(key, fld, least, why, ex, text)                             \
+	{                                                                      \
+		.info = {.section = "app",                                     \
+			 .name = (key),                                        \
+			 .type = TN_STRING,                                    \
+			 .def = "",                                            \
+			 .reloadable = 0,                                      \
+			 .repeatable = 0,                                      \
+			 .help = (text)},                                      \
+		.type = T_STRING, .scope = S_APP, .flags = F_SECRET,           \
+		.off = offsetof(struct pr_app_config, fld), .n_off = 0,        \
+		.min = (least), .max = MAX_STRING, .choices = NULL,            \
+		.check = CK_NONE, .example = (ex), .min_why = (why),           \
+	}
 
 /* Listen lists are repeatable and never reloadable: sockets bind once. */
 #define LISTEN(sec, field, dflt, text)                                         \
@@ -347,6 +367,37 @@ static const struct directive directives[] = {
 	DIRECTIVE("push", "claim_batch", INT, push_claim_batch, 1, 10000, "256",
 		  F_RELOAD, "Most due pushes taken from the store at once."),
 
+	DIRECTIVE("inbox", "max_wait", SECONDS, inbox_max_wait, 0, 300, "60",
+		  F_RELOAD,
+		  "Longest wait= a long poll may hold; a longer one is cut to "
+		  "this."),
+	DIRECTIVE("inbox", "max_limit", INT, inbox_max_limit, 1, 1000, "500",
+		  F_RELOAD,
+		  "Most messages in one inbox answer; a larger limit= is cut "
+		  "to this."),
+	DIRECTIVE("inbox", "token_leeway", SECONDS, inbox_token_leeway, 0, 300,
+		  "30", F_RELOAD,
+		  "Clock skew allowed when checking a client token's exp and "
+		  "nbf."),
+	DIRECTIVE("inbox", "max_waiters", INT, inbox_max_waiters, 1, 1000000,
+		  "10000", F_RELOAD,
+		  "Most long polls and WebSocket streams held at once; more "
+		  "get 503."),
+	DIRECTIVE("inbox", "ws_ping_interval", SECONDS, ws_ping_interval, 1,
+		  3600, "30", F_RELOAD,
+		  "Time between pings the relay sends on a WebSocket stream."),
+	DIRECTIVE("inbox", "ws_idle_timeout", SECONDS, ws_idle_timeout, 5, DAY,
+		  "120", F_RELOAD,
+		  "Time a stream may stay silent before it is closed; more than "
+		  "ws_ping_interval."),
+	DIRECTIVE("inbox", "ws_max_message", SIZE, ws_max_message, 128, 1 * M,
+		  "64k", F_RELOAD,
+		  "Largest message a client may send on a stream, in bytes."),
+	DIRECTIVE("inbox", "ws_max_queued", SIZE, ws_max_queued, 4 * K, 64 * M,
+		  "1m", F_RELOAD,
+		  "Bytes queued to a slow stream reader before its stream is "
+		  "closed."),
+
 	DIRECTIVE("log", "level", LEVEL, log_level, 0, 0, "info", F_RELOAD,
 		  "Least severe level that is logged."),
 	DIRECTIVE("log", "target", TARGET, log_target, 0, 0, "stderr", F_RELOAD,
@@ -364,6 +415,12 @@ static const struct directive directives[] = {
 	    "Longest ttl an event may set."),
 	APP("push_delay", SECONDS, push_delay, 0, 3600, "0", F_RELOAD,
 	    "Time a push waits for the device to fetch the message first."),
+	/* Credentials, as the provider ones below: read once, at start. */
+	APP_SECRET("client_token_secret", client_token_secret, 32,
+		   "HS256 wants a key as long as its hash",
+		   "replace-with-32-or-more-random-bytes",
+		   "HS256 key the chat server signs client tokens with; empty: "
+		   "none accepted. A secret."),
 	/* Provider credentials: not reloadable yet (providers load them once). */
 	APP_PATH("apns_key_file", apns_key_file,
 		 "/etc/pushrelay/AuthKey_ABC123DEFG.p8",
@@ -406,6 +463,14 @@ static const struct directive directives[] = {
 	APP_PATH("ca_file", ca_file, "/etc/ssl/certs/ca-certificates.crt",
 		 "CA certificates to verify APNs and FCM with; empty uses the "
 		 "system's."),
+	/* Delivery receipts; read at start, like the credentials above. */
+	APP_STRING("webhook_url", webhook_url, CK_URL_PATH, "", 0,
+		   "https://chat.example.com/pushrelay/receipts",
+		   "Where delivery receipts are POSTed; empty sends none."),
+	APP_SECRET("webhook_secret", webhook_secret, 16, NULL,
+		   "replace-with-16-or-more-random-bytes",
+		   "HMAC-SHA256 key receipts are signed with; required with "
+		   "webhook_url. A secret."),
 };
 
 #define N_DIRECTIVES PR_ARRAY_SIZE(directives)
@@ -1094,6 +1159,12 @@ static int check_string(const struct directive *d, const char *value,
 		reason(why, whylen, "%s", want);
 		return PR_ERR_CONFIG;
 	}
+	if (strlen(value) < (size_t)d->min) {
+		reason(why, whylen, "must be at least %ld bytes%s%s%s", d->min,
+		       d->min_why ? " (" : "", d->min_why ? d->min_why : "",
+		       d->min_why ? ")" : "");
+		return PR_ERR_CONFIG;
+	}
 	if (strlen(value) > (size_t)d->max) {
 		reason(why, whylen, "too long (at most %ld bytes)", d->max);
 		return PR_ERR_CONFIG;
@@ -1514,6 +1585,18 @@ static void check_app_apns(struct parse *p, int ai)
 		      PR_ARRAY_SIZE(cert_parts));
 }
 
+/* Receipts are signed: a webhook_url needs its secret, and back. */
+static void check_app_webhook(struct parse *p, int ai)
+{
+	static const char *const secret[] = {"webhook_secret"};
+
+	if (p->cfg->apps[ai].webhook_url[0])
+		require_with(p, ai, "webhook_url", "delivery receipts", secret,
+			     PR_ARRAY_SIZE(secret));
+	else
+		needs(p, ai, "webhook_url", secret, PR_ARRAY_SIZE(secret));
+}
+
 /*
  * Leaving an [app] section: its settings that are fine alone but not
  * together, reported at the line of the key that was set.
@@ -1527,6 +1610,7 @@ static void close_app(struct parse *p)
 	p->app = -1;
 	check_app_ttl(p, ai);
 	check_app_apns(p, ai);
+	check_app_webhook(p, ai);
 }
 
 /*
@@ -1841,6 +1925,32 @@ static void check_backoff(struct parse *p, const struct pr_config *c)
 			 p->path, p->seen[bm], b, a);
 }
 
+/*
+ * A stream must outlive a ping interval, or an idle but healthy client is
+ * closed before it was ever asked for a pong.
+ */
+static void check_ws_timers(struct parse *p, const struct pr_config *c)
+{
+	int pi = find_directive("inbox", "ws_ping_interval");
+	int it = find_directive("inbox", "ws_idle_timeout");
+	char a[32], b[32];
+
+	if (c->ws_idle_timeout > c->ws_ping_interval)
+		return;
+	fmt_num(&directives[it], c->ws_idle_timeout, a, sizeof(a));
+	fmt_num(&directives[pi], c->ws_ping_interval, b, sizeof(b));
+	if (p->seen[it])
+		msgs_add(&p->errs,
+			 "%s:%d: [inbox] ws_idle_timeout: %s is not longer "
+			 "than ws_ping_interval (%s)",
+			 p->path, p->seen[it], a, b);
+	else
+		msgs_add(&p->errs,
+			 "%s:%d: [inbox] ws_ping_interval: %s is not shorter "
+			 "than ws_idle_timeout (%s)",
+			 p->path, p->seen[pi], b, a);
+}
+
 /* Settings that are fine alone but not together (apps: close_app()). */
 static void cross_check(struct parse *p, const struct pr_config *c)
 {
@@ -1878,6 +1988,7 @@ static void cross_check(struct parse *p, const struct pr_config *c)
 			 "%s: [server] tls_cert: required with tls_key",
 			 p->path);
 	check_backoff(p, c);
+	check_ws_timers(p, c);
 
 	/* Two listeners on one address would fail only at bind time. */
 	for (size_t l = 0; l < PR_ARRAY_SIZE(lists); l++) {
@@ -2157,8 +2268,12 @@ static void describe(const struct directive *d, char *out, size_t len)
 					       : "file path, empty for none");
 		return;
 	case T_STRING:
-		snprintf(out, len, "%s%s%s", string_shape(d),
-			 d->flags & F_NONEMPTY ? "" : ", empty for none",
+		list[0] = '\0';
+		if (d->min)
+			snprintf(list, sizeof(list), ", else at least %ld bytes",
+				 d->min);
+		snprintf(out, len, "%s%s%s%s", string_shape(d),
+			 d->flags & F_NONEMPTY ? "" : ", empty for none", list,
 			 d->flags & F_SECRET ? ", secret" : "");
 		return;
 	case T_TARGET:

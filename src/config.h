@@ -4,7 +4,8 @@
  * SIGHUP and the example config (`pushrelayd --print-config`).
  *
  * The file format is INI, read with inih. Sections are [server], [admin],
- * [storage], [ingest], [push], [log] and any number of [app "NAME"].
+ * [storage], [ingest], [push], [inbox], [log] and any number of
+ * [app "NAME"].
  * Unknown sections or keys and bad values are errors that name the file,
  * the line and the key.
  */
@@ -49,6 +50,11 @@ struct pr_app_config {
 	char *fcm_url;            /* base URL (https://fcm.googleapis.com) */
 	char *fcm_token_url;      /* OAuth token URL; "" = the JSON's token_uri */
 	char *ca_file;            /* trust store for provider connections */
+	/* Mobile apps' client tokens (HS256 JWTs the chat server signs). */
+	char *client_token_secret; /* "" = client tokens are refused */
+	/* Delivery receipts (optional): POSTed, HMAC-SHA256 signed. */
+	char *webhook_url;
+	char *webhook_secret;
 };
 
 struct pr_config {
@@ -110,6 +116,16 @@ struct pr_config {
 	long push_jwt_refresh;     /* seconds between APNs JWT refreshes */
 	long push_ping_interval;   /* seconds idle before an HTTP/2 PING */
 	long push_claim_batch;     /* jobs taken from the store at once */
+
+	/* [inbox] */
+	long inbox_max_wait;       /* seconds a long poll may wait */
+	long inbox_max_limit;      /* messages in one inbox answer */
+	long inbox_token_leeway;   /* seconds of clock skew for exp/nbf */
+	long inbox_max_waiters;    /* long polls + streams held at once */
+	long ws_ping_interval;     /* seconds between pings on a stream */
+	long ws_idle_timeout;      /* seconds without a frame: close */
+	long ws_max_message;       /* bytes of one message from a client */
+	long ws_max_queued;        /* bytes queued to a slow reader: close */
 
 	/* [app "name"] sections; when none is given, one app "default" with
 	 * the defaults exists. */

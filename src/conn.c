@@ -109,6 +109,15 @@ void pr_conn_free(struct pr_conn *c)
 	ev_io_stop(s->loop, &c->rio);
 	ev_io_stop(s->loop, &c->wio);
 	ev_timer_stop(s->loop, &c->timer);
+	if (c->next_proto) {
+		/* An accepted upgrade that was never installed. */
+		void *cur = c->session;
+
+		c->session = c->next_session;
+		c->next_proto->free(c);
+		c->session = cur;
+		c->next_proto = NULL;
+	}
 	if (c->proto)
 		c->proto->free(c);
 	if (c->ssl) {
@@ -189,6 +198,25 @@ void pr_conn_set_timer(struct pr_conn *c, enum pr_timer_kind kind)
 	}
 	c->timer.repeat = after > 0 ? after : 0.001;
 	ev_timer_again(c->server->loop, &c->timer);
+}
+
+void pr_conn_set_session_timer(struct pr_conn *c, double after)
+{
+	c->timer_kind = PR_TIMER_SESSION;
+	c->timer.repeat = after > 0 ? after : 0.001;
+	ev_timer_again(c->server->loop, &c->timer);
+}
+
+void pr_conn_switch_proto(struct pr_conn *c)
+{
+	if (!c->next_proto)
+		return;
+	if (c->proto)
+		c->proto->free(c);
+	c->proto = c->next_proto;
+	c->session = c->next_session;
+	c->next_proto = NULL;
+	c->next_session = NULL;
 }
 
 void pr_conn_shutdown(struct pr_conn *c)

@@ -53,6 +53,7 @@ enum pr_timer_kind {
 	PR_TIMER_HEADER, /* reading a request head: header_timeout */
 	PR_TIMER_BODY,   /* reading a body, reset on progress: body_timeout */
 	PR_TIMER_DRAIN,  /* shutting down */
+	PR_TIMER_SESSION, /* the session's own duration (WebSocket ping/close) */
 };
 
 enum pr_conn_flags {
@@ -84,6 +85,12 @@ struct pr_conn {
 
 	const struct pr_proto *proto;
 	void *session;
+	/* A protocol switch a handler accepted (HTTP/1.1 Upgrade): the
+	 * current session installs it with pr_conn_switch_proto() once the
+	 * request that asked for it is finished. Freed with the connection
+	 * if that never happens. */
+	const struct pr_proto *next_proto;
+	void *next_session;
 
 	struct pr_conn *prev, *next; /* the server's connection list */
 };
@@ -111,6 +118,15 @@ void pr_conn_kick(struct pr_conn *c);
 void pr_conn_close_after_write(struct pr_conn *c);
 /* Arm the connection's single timer for the given purpose. */
 void pr_conn_set_timer(struct pr_conn *c, enum pr_timer_kind kind);
+/* Arm the timer as PR_TIMER_SESSION to fire after `after` seconds. */
+void pr_conn_set_session_timer(struct pr_conn *c, double after);
+/*
+ * Install c->next_proto/next_session in place of the current session,
+ * which is freed: the caller (that session) must not touch its own state
+ * afterwards. Input the old session did not consume stays in c->in for
+ * the new one (which picks it up with pr_conn_resume()).
+ */
+void pr_conn_switch_proto(struct pr_conn *c);
 /* Free space below the high-water mark for session output. */
 size_t pr_conn_out_room(const struct pr_conn *c);
 /* Begin a graceful shutdown of this connection. */

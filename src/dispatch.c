@@ -106,8 +106,17 @@ struct batch {
 	size_t n;
 };
 
+#define QUIET_BUCKETS 1024
+
+struct quiet {
+	struct quiet *next;
+	char *key; /* "app\x1fdevice" */
+	int count;
+};
+
 struct pr_dispatch {
 	struct pr_server *s;
+	struct quiet *quiet[QUIET_BUCKETS];
 	struct inst *insts[MAX_INSTANCES];
 	size_t n_insts;
 	int started, stopping;
@@ -577,6 +586,69 @@ static void start_auth(struct pr_dispatch *d, struct inst *in)
 	in->auth_busy = 1;
 }
 
+/* ---- devices with pushes off while streaming -------------------------- */
+
+static unsigned quiet_hash(const char *key)
+{
+	unsigned h = 2166136261u;
+
+	for (const char *p = key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return h % QUIET_BUCKETS;
+}
+
+static struct quiet **quiet_find(struct pr_dispatch *d, const char *key)
+{
+	struct quiet **q = &d->quiet[quiet_hash(key)];
+
+	while (*q && strcmp((*q)->key, key) != 0)
+		q = &(*q)->next;
+	return q;
+}
+
+void pr_dispatch_quiet(struct pr_dispatch *d, const char *app,
+		       const char *device, int on)
+{
+	char key[2200];
+	struct quiet **q, *e;
+
+	if (!d || !app || !device)
+		return;
+	snprintf(key, sizeof(key), "%s\x1f%s", app, device);
+	q = quiet_find(d, key);
+	if (on) {
+		if (*q) {
+			(*q)->count++;
+			return;
+		}
+		e = calloc(1, sizeof(*e));
+		if (!e || !(e->key = strdup(key))) {
+			free(e);
+			return;
+		}
+		e->count = 1;
+		*q = e;
+		return;
+	}
+	if (*q && --(*q)->count <= 0) {
+		e = *q;
+		*q = e->next;
+		free(e->key);
+		free(e);
+	}
+}
+
+static int is_quiet(struct pr_dispatch *d, const char *app,
+		    const char *device)
+{
+	char key[2200];
+
+	if (!app || !device)
+		return 0;
+	snprintf(key, sizeof(key), "%s\x1f%s", app, device);
+	return *quiet_find(d, key) != NULL;
+}
+
 /* ---- claiming ------------------------------------------------------- */
 
 static const char *str(json_t *o, const char *k)
@@ -645,6 +717,11 @@ static void claim_done(struct pr_store_job *job, void *arg)
 		}
 		if (f->in->paused) {
 			finish(f, PR_OUTCOME_AUTH, 0, f->in->pause_reason, 0);
+			continue;
+		}
+		if (is_quiet(d, p->app, str(item, "device_id"))) {
+			finish(f, PR_OUTCOME_CANCELLED, 0,
+			       "delivered on the stream", 0);
 			continue;
 		}
 		if (f->in->ops->needs_auth &&
@@ -821,6 +898,15 @@ void pr_dispatch_free(struct pr_dispatch *d)
 	for (f = d->pending; f; f = next) {
 		next = f->next;
 		flight_free(f);
+	}
+	for (size_t b = 0; b < QUIET_BUCKETS; b++) {
+		struct quiet *q, *qn;
+
+		for (q = d->quiet[b]; q; q = qn) {
+			qn = q->next;
+			free(q->key);
+			free(q);
+		}
 	}
 	for (size_t i = 0; i < d->n_insts; i++) {
 		struct inst *in = d->insts[i];

@@ -39,6 +39,12 @@ int pr_dispatch_pause(struct pr_dispatch *d, const char *provider,
 		      const char *app, const char *why);
 int pr_dispatch_resume(struct pr_dispatch *d, const char *provider,
 		       const char *app);
+/* A device whose app holds a stream with pushes turned off: while on,
+ * its pushes are cancelled as delivered (counted: several streams may
+ * hold one device). */
+void pr_dispatch_quiet(struct pr_dispatch *d, const char *app,
+		       const char *device, int on);
+
 /* 1 when at least one provider instance exists and every one is
  * paused (for /readyz). */
 int pr_dispatch_all_paused(const struct pr_dispatch *d);

@@ -8,6 +8,11 @@
  * Limits (from the config): request-target and header bytes (414/431),
  * header count (431), body bytes (413), header and body read timeouts
  * (408). Each of these answers once, then closes the connection.
+ *
+ * Upgrade: only "Upgrade: websocket" is honoured. http-parser then stops
+ * at the end of the request; if the handler accepts (pr_ws_accept sets
+ * c->next_proto and answers 101), this session hands the connection over
+ * and leaves the bytes that followed the request to the new session.
  */
 #include "autoconf.h"
 
@@ -41,6 +46,7 @@ struct h1 {
 	int http10;       /* HTTP/1.0 request: say keep-alive explicitly */
 	int head;         /* HEAD: no body in the answer */
 	int in_trailers;  /* header callbacks now carry chunked trailers */
+	int upgraded;     /* answered 101: hand over to c->next_proto */
 	size_t trailer_bytes;
 };
 
@@ -80,12 +86,18 @@ static int write_response(struct h1 *h, int status, const char *ctype,
 	size_t n;
 	int w, rv;
 
-	w = snprintf(head, sizeof(head),
-		     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n",
-		     status, pr_http_reason(status), http_date(c->server), len);
+	w = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nDate: %s\r\n",
+		     status, pr_http_reason(status), http_date(c->server));
 	if (w < 0 || (size_t)w >= sizeof(head))
 		return PR_ERR_LIMIT;
 	n = (size_t)w;
+	if (status >= 200) { /* a 1xx (101 Switching Protocols) has none */
+		w = snprintf(head + n, sizeof(head) - n,
+			     "Content-Length: %zu\r\n", len);
+		if (w < 0 || (size_t)w >= sizeof(head) - n)
+			return PR_ERR_LIMIT;
+		n += (size_t)w;
+	}
 	if (ctype) {
 		w = snprintf(head + n, sizeof(head) - n, "Content-Type: %s\r\n",
 			     ctype);
@@ -159,8 +171,10 @@ static void free_request(struct h1 *h)
 static void h1_respond(struct pr_request *req)
 {
 	struct h1 *h = req->session;
-	int close = req->close_after || !h->keepalive ||
-		    (h->c->flags & PR_CONN_SHUTDOWN);
+	/* 101 from pr_ws_accept: the connection stays, as another protocol. */
+	int upgrade = req->status == 101 && h->c->next_proto;
+	int close = !upgrade && (req->close_after || !h->keepalive ||
+				 (h->c->flags & PR_CONN_SHUTDOWN));
 	int rv;
 
 	rv = write_response(h, req->status, req->resp_type, req->id,
@@ -177,9 +191,11 @@ static void h1_respond(struct pr_request *req)
 		       "output_buffer_bytes; sent 500 instead",
 		       req->resp_len);
 		close = 1;
+		upgrade = 0;
 		write_response(h, 500, "application/json", req->id, NULL, 0,
 			       body, blen, 1);
 	}
+	h->upgraded = upgrade;
 	if (close) {
 		h->dead = 1;
 		pr_conn_close_after_write(h->c);
@@ -189,6 +205,13 @@ static void h1_respond(struct pr_request *req)
 	/* A deferred answer: release the request and read on. */
 	free_request(h);
 	h->waiting = 0;
+	if (upgrade) {
+		struct pr_conn *c = h->c;
+
+		pr_conn_switch_proto(c); /* frees h */
+		pr_conn_kick(c);         /* the new session takes c->in */
+		return;
+	}
 	if (!h->dead) {
 		pr_conn_set_timer(h->c, PR_TIMER_IDLE);
 		pr_conn_resume(h->c);
@@ -200,6 +223,30 @@ static void h1_respond(struct pr_request *req)
 static const struct pr_request_ops h1_request_ops = {
 	.respond = h1_respond,
 };
+
+/* Does the comma-separated header value v list token tok? */
+static int has_token(const char *v, const char *tok)
+{
+	size_t n = strlen(tok);
+
+	while (v && *v) {
+		const char *end;
+		size_t len;
+
+		while (*v == ' ' || *v == '\t' || *v == ',')
+			v++;
+		end = v;
+		while (*end && *end != ',')
+			end++;
+		len = (size_t)(end - v);
+		while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+			len--;
+		if (len == n && strncasecmp(v, tok, n) == 0)
+			return 1;
+		v = end;
+	}
+	return 0;
+}
 
 static int new_request(struct h1 *h)
 {
@@ -341,9 +388,11 @@ static int on_headers_complete(http_parser *p)
 	h->http10 = p->http_major == 1 && p->http_minor == 0;
 	h->head = p->method == HTTP_HEAD;
 	h->in_trailers = 1;
-	/* We upgrade to nothing here (curl offers h2c): make http-parser
-	 * treat the message as plain HTTP/1.1, body and all. */
-	p->upgrade = 0;
+	/* Only WebSocket may follow (if the handler accepts it); any other
+	 * offer (curl offers h2c) is plain HTTP/1.1, body and all. */
+	if (p->upgrade &&
+	    !has_token(pr_request_header(req, "upgrade"), "websocket"))
+		p->upgrade = 0;
 	if ((p->flags & F_CONTENTLENGTH) &&
 	    p->content_length > (uint64_t)h->c->server->cfg->max_body_bytes) {
 		fail(h, 413, "body_too_large",
@@ -400,7 +449,8 @@ static int on_message_complete(http_parser *p)
 	}
 	free_request(h);
 	h->waiting = 0;
-	if (h->dead) {
+	if (h->dead || h->upgraded) {
+		/* h1_recv closes, or hands the rest to the new protocol. */
 		http_parser_pause(p, 1);
 		return 0;
 	}
@@ -482,6 +532,13 @@ static ssize_t h1_recv(struct pr_conn *c, const uint8_t *data, size_t len)
 			http_parser_pause(&h->parser, 0);
 			if (h->dead)
 				return (ssize_t)len;
+			if (h->upgraded) {
+				/* What follows the request head is the new
+				 * protocol's: the conn stashes it for the new
+				 * session. h is freed here. */
+				pr_conn_switch_proto(c);
+				return (ssize_t)done;
+			}
 			continue;
 		}
 		if (h->dead)

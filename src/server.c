@@ -26,6 +26,7 @@
 #include "api_ingest.h"
 #include "auth.h"
 #include "dispatch.h"
+#include "inbox.h"
 #include "ops_api.h"
 #include "store.h"
 #include "pushrelay.h"
@@ -212,9 +213,10 @@ struct pr_server *pr_server_new(struct ev_loop *loop, struct pr_config *cfg,
 	s->router = pr_router_new();
 	s->auth = pr_auth_new(cfg->max_api_keys > 0 ? (size_t)cfg->max_api_keys
 						     : 1);
-	if (!s->router || !s->auth || pr_ops_api_register(s) ||
+	s->inbox = pr_inbox_new(s);
+	if (!s->router || !s->auth || !s->inbox || pr_ops_api_register(s) ||
 	    pr_api_ingest_register(s) || pr_api_devices_register(s) ||
-	    pr_api_admin_register(s)) {
+	    pr_api_admin_register(s) || pr_inbox_register(s)) {
 		snprintf(err, errlen, "cannot set up routes");
 		goto fail;
 	}
@@ -429,6 +431,7 @@ void pr_server_free(struct pr_server *s)
 		pr_store_free(s->store);
 	}
 	pr_dispatch_free(s->dispatch);
+	pr_inbox_free(s->inbox);
 	pr_auth_free(s->auth);
 	if (s->reserve_fd >= 0)
 		close(s->reserve_fd);

@@ -22,6 +22,7 @@ struct pr_server {
 	struct pr_store *store; /* opened by pr_server_start */
 	struct pr_auth *auth;
 	struct pr_dispatch *dispatch; /* made by pr_server_start */
+	struct pr_inbox *inbox;       /* waiting long polls and streams */
 	SSL_CTX *tls; /* NULL when no listener uses TLS */
 
 	struct pr_listener *listeners;

@@ -83,7 +83,10 @@ enum pr_store_op {
 	PR_STORE_PUSH_RECOVER, /* start-up: in_flight -> pending; {recovered} */
 	PR_STORE_PUSH_CLAIM,   /* in: now, limit, skip; out: result [pushes] */
 	PR_STORE_PUSH_RESULT,  /* in: results, now; out: result {counts} */
-	PR_STORE_ACK,          /* in: app, device_id, after (= up_to), now */
+	PR_STORE_ACK,          /* in: app, device_id, after (= up_to), now,
+				  user (when set, the device must be his) */
+	PR_STORE_INBOX_FETCH,  /* in: app, device_id, user, after, limit;
+				  out: result {messages, next, more, push} */
 };
 
 /*

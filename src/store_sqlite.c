@@ -233,6 +233,8 @@ enum stmt {
 	S_ACK_DROP,
 	S_ACK_CANCEL,
 	S_QUEUED,
+	S_INBOX_PAGE,
+	S_JOB_CANCEL,
 	N_STMT
 };
 
@@ -438,8 +440,9 @@ static const char *const stmt_sql[N_STMT] = {
 			  " updated_at = ?2, last_reason = ?3"
 			  " WHERE device_id = ?1"
 			  " AND state IN ('pending', 'retry')",
-    [S_ACK_DEV] = "SELECT id, next_seq, acked_seq FROM devices"
-		  " WHERE app_id = ?1 AND device_id = ?2",
+    /* ACK and INBOX_FETCH: the device, its user and its cursor. */
+    [S_ACK_DEV] = "SELECT id, next_seq, acked_seq, user_id, push_state"
+		  " FROM devices WHERE app_id = ?1 AND device_id = ?2",
     [S_ACK_SET] = "UPDATE devices SET acked_seq = ?2 WHERE id = ?1",
     [S_ACK_DROP] = "DELETE FROM deliveries WHERE device_id = ?1"
 		   " AND seq <= ?2",
@@ -453,6 +456,20 @@ static const char *const stmt_sql[N_STMT] = {
 		     " WHERE d.device_id = ?1"
 		     " AND d.message_id = push_jobs.message_id)",
     [S_QUEUED] = "SELECT count(*) FROM deliveries WHERE device_id = ?1",
+    /* One inbox page (?4 = limit + 1, to tell "more"): a range of the
+     * deliveries primary key, each message by its rowid (CROSS JOIN keeps
+     * deliveries the outer loop: no sort, LIMIT stops the walk). Expired
+     * messages are skipped until the sweep takes them. */
+    [S_INBOX_PAGE] = "SELECT d.seq, m.ext_id, m.payload, m.created_at"
+		     " FROM deliveries d CROSS JOIN messages m"
+		     " ON m.id = d.message_id"
+		     " WHERE d.device_id = ?1 AND d.seq > ?2"
+		     " AND m.expires_at > ?3 ORDER BY d.seq LIMIT ?4",
+    /* Nothing went out (delivered on the stream): the claim's attempt
+     * does not count. */
+    [S_JOB_CANCEL] = "UPDATE push_jobs SET state = 'cancelled',"
+		     " attempts = max(attempts - 1, 0), last_reason = ?2,"
+		     " updated_at = ?3 WHERE id = ?1",
 };
 
 static const char *const push_states[] = {
@@ -643,6 +660,14 @@ static char *col_dup(sqlite3_stmt *s, int col)
 	const unsigned char *v = sqlite3_column_text(s, col);
 
 	return v ? strdup((const char *)v) : NULL;
+}
+
+/* Is the text column equal to v? (NULL is equal to nothing.) */
+static int same_text(sqlite3_stmt *s, int col, const char *v)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+
+	return t && v && strcmp((const char *)t, v) == 0;
 }
 
 static long clamp_limit(long limit, long def, long max)
@@ -1836,12 +1861,23 @@ static int drop_token(struct sq *q, int64_t dev, const struct pr_push_result *r,
 	return run(q, s);
 }
 
-enum { R_SENT, R_RETRY, R_DEAD, R_INVALID, R_REJECTED, R_REQUEUED, R_N };
+enum {
+	R_SENT,
+	R_RETRY,
+	R_DEAD,
+	R_INVALID,
+	R_REJECTED,
+	R_REQUEUED,
+	R_CANCELLED,
+	R_N
+};
 
 /* One attempt's outcome. A job that is gone (its device was deleted) has
  * nothing to record; one no longer in flight (cancelled meanwhile, or a
  * result seen twice) keeps its state, but the attempt is recorded and
- * what it says about the device holds. */
+ * what it says about the device holds. CANCELLED is no attempt: nothing
+ * was sent (the message went down the device's stream), so no attempt
+ * row, and the job in flight ends 'cancelled'. */
 static int push_result_one(struct sq *q, const struct pr_push_result *r,
 			   int64_t now, int64_t *counts)
 {
@@ -1867,6 +1903,19 @@ static int push_result_one(struct sq *q, const struct pr_push_result *r,
 		return PR_OK;
 	if (rc != SQLITE_ROW)
 		return step_fail(q, rc);
+
+	if (r->outcome == PR_OUTCOME_CANCELLED) {
+		if (!flying)
+			return PR_OK;
+		s = stmt(q, S_JOB_CANCEL);
+		bi(q, s, 1, r->job_id);
+		bt(q, s, 2, reason ? reason : "cancelled");
+		bi(q, s, 3, now);
+		rv = run(q, s);
+		if (!rv)
+			counts[R_CANCELLED]++;
+		return rv;
+	}
 
 	s = stmt(q, S_ATTEMPT_ADD);
 	bi(q, s, 1, r->job_id);
@@ -1941,7 +1990,8 @@ static int push_result_one(struct sq *q, const struct pr_push_result *r,
 static int op_push_result(struct sq *q, struct pr_store_job *job)
 {
 	static const char *const names[R_N] = {
-	    "sent", "retry", "dead", "invalid", "rejected", "requeued",
+	    "sent",     "retry",    "dead",      "invalid",
+	    "rejected", "requeued", "cancelled",
 	};
 	int64_t now = now_or(job->now), counts[R_N] = {0};
 	json_t *o;
@@ -1955,7 +2005,8 @@ static int op_push_result(struct sq *q, struct pr_store_job *job)
 	for (size_t i = 0; i < job->n_results; i++) {
 		int outcome = job->results[i].outcome;
 
-		if (outcome < PR_OUTCOME_SENT || outcome > PR_OUTCOME_REAUTH) {
+		if (outcome < PR_OUTCOME_SENT ||
+		    outcome > PR_OUTCOME_CANCELLED) {
 			snprintf(q->errbuf, sizeof(q->errbuf),
 				 "unknown push outcome %d", outcome);
 			return PR_ERR_INVAL;
@@ -1982,14 +2033,15 @@ static int op_push_result(struct sq *q, struct pr_store_job *job)
  * there (never back: an older ack is a no-op), the deliveries up to it
  * go, and so does its waiting push once the message it would announce is
  * acknowledged (with coalescing: the newest). A seq never delivered is an
- * error.
+ * error. With job->user (a client token's sub) the device must be that
+ * user's: another user's device is "no such device", as an unknown one.
  */
 static int op_ack(struct sq *q, struct pr_store_job *job)
 {
 	int64_t app, dev = 0, next_seq = 0, acked = 0, up = job->after;
 	int64_t now = now_or(job->now), cancelled = 0, remaining = 0;
 	sqlite3_stmt *s;
-	int rc, rv;
+	int rc, rv, mine = 0;
 
 	rv = app_id(q, job->app, 0, &app);
 	if (rv == PR_ERR_NOTFOUND)
@@ -2004,9 +2056,10 @@ static int op_ack(struct sq *q, struct pr_store_job *job)
 		dev = sqlite3_column_int64(s, 0);
 		next_seq = sqlite3_column_int64(s, 1);
 		acked = sqlite3_column_int64(s, 2);
+		mine = !job->user || same_text(s, 3, job->user);
 	}
 	finish(s);
-	if (rc == SQLITE_DONE)
+	if (rc == SQLITE_DONE || (rc == SQLITE_ROW && !mine))
 		goto notfound;
 	if (rc != SQLITE_ROW)
 		return step_fail(q, rc);
@@ -2048,6 +2101,126 @@ static int op_ack(struct sq *q, struct pr_store_job *job)
 	job->result = json_pack("{s:I, s:I, s:I}", "acked", (json_int_t)acked,
 				"cancelled", (json_int_t)cancelled, "remaining",
 				(json_int_t)remaining);
+	return job->result ? PR_OK : PR_ERR_NOMEM;
+notfound:
+	snprintf(q->errbuf, sizeof(q->errbuf), "no such device");
+	return PR_ERR_NOTFOUND;
+}
+
+/* One inbox entry from an S_INBOX_PAGE row: {seq, id, payload,
+ * created_at}, the payload as the JSON it was stored as. */
+static int inbox_entry(struct sq *q, sqlite3_stmt *s, json_t *list)
+{
+	const char *text = (const char *)sqlite3_column_text(s, 2);
+	int64_t seq = sqlite3_column_int64(s, 0);
+	json_t *payload, *o;
+	json_error_t jerr;
+
+	if (text) {
+		payload = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL,
+				     &jerr);
+		if (!payload) {
+			/* Ingest stored it from parsed JSON: a damaged
+			 * database. (The payload stays out of the reason.) */
+			snprintf(q->errbuf, sizeof(q->errbuf),
+				 "the stored payload of seq %lld is not JSON",
+				 (long long)seq);
+			return PR_ERR_STORE;
+		}
+	} else {
+		payload = json_null();
+	}
+	o = json_pack("{s:I, s:o, s:o, s:o}", "seq", (json_int_t)seq, "id",
+		      col_str(s, 1), "payload", payload, "created_at",
+		      rfc3339(s, 3));
+	if (!o || json_array_append_new(list, o))
+		return PR_ERR_NOMEM;
+	return PR_OK;
+}
+
+/*
+ * A device's inbox page: the deliveries after max(after, acked_seq) in
+ * seq order, at most limit, their messages' ids, payloads and times.
+ * Read-only. The device must be job->user's: another user's device is
+ * "no such device", as an unknown one. next is where the page ends (the
+ * cursor to ask after next time); more says a next page has messages.
+ */
+static int op_inbox_fetch(struct sq *q, struct pr_store_job *job)
+{
+	int64_t app, dev = 0, next_seq = 0, acked = 0, from, next;
+	int64_t now = now_or(job->now);
+	long limit = job->limit, n = 0;
+	json_t *msgs;
+	sqlite3_stmt *s;
+	int rc, rv = PR_OK, mine = 0, invalid = 0;
+
+	if (!job->user || !*job->user) {
+		snprintf(q->errbuf, sizeof(q->errbuf), "no user named");
+		return PR_ERR_INVAL;
+	}
+	if (job->after < 0) {
+		snprintf(q->errbuf, sizeof(q->errbuf),
+			 "after must not be negative");
+		return PR_ERR_INVAL;
+	}
+	if (limit < 1 || limit > MAX_LIST) {
+		snprintf(q->errbuf, sizeof(q->errbuf),
+			 "limit must be 1 to %d", MAX_LIST);
+		return PR_ERR_INVAL;
+	}
+	rv = app_id(q, job->app, 0, &app);
+	if (rv == PR_ERR_NOTFOUND)
+		goto notfound;
+	if (rv)
+		return rv;
+	s = stmt(q, S_ACK_DEV);
+	bi(q, s, 1, app);
+	bt(q, s, 2, job->device_id);
+	rc = step(q, s);
+	if (rc == SQLITE_ROW) {
+		dev = sqlite3_column_int64(s, 0);
+		next_seq = sqlite3_column_int64(s, 1);
+		acked = sqlite3_column_int64(s, 2);
+		mine = same_text(s, 3, job->user);
+		invalid = same_text(s, 4, "invalid");
+	}
+	finish(s);
+	if (rc == SQLITE_DONE || (rc == SQLITE_ROW && !mine))
+		goto notfound;
+	if (rc != SQLITE_ROW)
+		return step_fail(q, rc);
+
+	from = job->after > acked ? job->after : acked;
+	next = from;
+	msgs = json_array();
+	if (!msgs)
+		return PR_ERR_NOMEM;
+	s = stmt(q, S_INBOX_PAGE);
+	bi(q, s, 1, dev);
+	bi(q, s, 2, from);
+	bi(q, s, 3, now);
+	bi(q, s, 4, (int64_t)limit + 1);
+	while ((rc = step(q, s)) == SQLITE_ROW && n < limit) {
+		rv = inbox_entry(q, s, msgs);
+		if (rv)
+			break;
+		next = sqlite3_column_int64(s, 0);
+		n++;
+	}
+	finish(s);
+	if (!rv && rc != SQLITE_ROW && rc != SQLITE_DONE)
+		rv = step_fail(q, rc);
+	if (rv) {
+		json_decref(msgs);
+		return rv;
+	}
+	/* The loop stopped on a row past the page: there is more. */
+	job->result = json_pack("{s:o, s:I, s:b, s:s, s:I, s:I}", "messages",
+				msgs, "next", (json_int_t)next, "more",
+				rc == SQLITE_ROW, "push",
+				invalid ? "invalid" : "ok",
+				"acked", (json_int_t)acked, "last",
+				(json_int_t)(next_seq - 1));
 	return job->result ? PR_OK : PR_ERR_NOMEM;
 notfound:
 	snprintf(q->errbuf, sizeof(q->errbuf), "no such device");
@@ -2223,6 +2396,7 @@ static void sq_exec(void *be, struct pr_store_job *job)
 	case PR_STORE_PUSH_CLAIM: rv = op_push_claim(q, job); break;
 	case PR_STORE_PUSH_RESULT: rv = op_push_result(q, job); break;
 	case PR_STORE_ACK: rv = op_ack(q, job); break;
+	case PR_STORE_INBOX_FETCH: rv = op_inbox_fetch(q, job); break;
 	default:
 		snprintf(q->errbuf, sizeof(q->errbuf), "unknown store op %d",
 			 (int)job->op);

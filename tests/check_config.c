@@ -148,6 +148,9 @@ static void assert_app_defaults(const struct pr_app_config *a)
 	ck_assert_str_eq(a->fcm_url, "https://fcm.googleapis.com");
 	ck_assert_str_eq(a->fcm_token_url, "");
 	ck_assert_str_eq(a->ca_file, "");
+	ck_assert_str_eq(a->client_token_secret, "");
+	ck_assert_str_eq(a->webhook_url, "");
+	ck_assert_str_eq(a->webhook_secret, "");
 }
 
 static void assert_defaults(const struct pr_config *c)
@@ -204,6 +207,14 @@ static void assert_defaults(const struct pr_config *c)
 	ck_assert_int_eq(c->push_jwt_refresh, 3000);
 	ck_assert_int_eq(c->push_ping_interval, 3600);
 	ck_assert_int_eq(c->push_claim_batch, 256);
+	ck_assert_int_eq(c->inbox_max_wait, 60);
+	ck_assert_int_eq(c->inbox_max_limit, 500);
+	ck_assert_int_eq(c->inbox_token_leeway, 30);
+	ck_assert_int_eq(c->inbox_max_waiters, 10000);
+	ck_assert_int_eq(c->ws_ping_interval, 30);
+	ck_assert_int_eq(c->ws_idle_timeout, 120);
+	ck_assert_int_eq(c->ws_max_message, 64 * 1024);
+	ck_assert_int_eq(c->ws_max_queued, 1024 * 1024);
 	ck_assert_int_eq(c->log_level, PR_LOG_INFO);
 	ck_assert_str_eq(c->log_target, "stderr");
 	ck_assert_int_eq(c->log_access, 0);
@@ -761,6 +772,87 @@ START_TEST(test_app_cert_auth)
 }
 END_TEST
 
+START_TEST(test_inbox_section)
+{
+	struct pr_config *c = load_ok("[inbox]\n"
+				      "max_wait = 5m\n"
+				      "max_limit = 1000\n"
+				      "token_leeway = 0\n"
+				      "max_waiters = 1000000\n"
+				      "ws_ping_interval = 1h\n"
+				      "ws_idle_timeout = 1d\n"
+				      "ws_max_message = 1m\n"
+				      "ws_max_queued = 64m\n");
+
+	ck_assert_int_eq(c->inbox_max_wait, 300);
+	ck_assert_int_eq(c->inbox_max_limit, 1000);
+	ck_assert_int_eq(c->inbox_token_leeway, 0);
+	ck_assert_int_eq(c->inbox_max_waiters, 1000000);
+	ck_assert_int_eq(c->ws_ping_interval, 3600);
+	ck_assert_int_eq(c->ws_idle_timeout, 86400);
+	ck_assert_int_eq(c->ws_max_message, 1L << 20);
+	ck_assert_int_eq(c->ws_max_queued, 64L << 20);
+	pr_config_free(c);
+
+	/* The low ends; 0 answers a long poll at once. */
+	c = load_ok("[inbox]\nmax_wait = 0\nmax_limit = 1\n"
+		    "token_leeway = 5m\nmax_waiters = 1\n"
+		    "ws_ping_interval = 1\nws_idle_timeout = 5s\n"
+		    "ws_max_message = 128\nws_max_queued = 4k\n");
+	ck_assert_int_eq(c->inbox_max_wait, 0);
+	ck_assert_int_eq(c->inbox_max_limit, 1);
+	ck_assert_int_eq(c->inbox_token_leeway, 300);
+	ck_assert_int_eq(c->inbox_max_waiters, 1);
+	ck_assert_int_eq(c->ws_ping_interval, 1);
+	ck_assert_int_eq(c->ws_idle_timeout, 5);
+	ck_assert_int_eq(c->ws_max_message, 128);
+	ck_assert_int_eq(c->ws_max_queued, 4096);
+	pr_config_free(c);
+}
+END_TEST
+
+/* 32 and 16 bytes: the shortest client token and webhook secrets. */
+#define SECRET32 "Sekr1t-0123456789abcdef012345678"
+#define SECRET16 "Sekr1t-012345678"
+
+START_TEST(test_app_tokens_and_webhook)
+{
+	struct pr_config *c =
+		load_ok("[app \"chat\"]\n"
+			"client_token_secret = " SECRET32 "\n"
+			"webhook_url = https://chat.example.com:8443/"
+			"pushrelay/receipts?app=chat\n"
+			"webhook_secret = " SECRET16 "\n"
+			"[app \"other\"]\n"
+			"client_token_secret = " SECRET32 SECRET32 "\n"
+			"[app \"plain\"]\n"
+			"webhook_url = http://127.0.0.1:9000\n"
+			"webhook_secret = " SECRET32 "\n");
+	const struct pr_app_config *a = pr_config_app(c, "chat");
+
+	ck_assert_uint_eq(strlen(SECRET32), 32);
+	ck_assert_uint_eq(strlen(SECRET16), 16);
+	ck_assert_str_eq(a->client_token_secret, SECRET32);
+	ck_assert_str_eq(a->webhook_url, "https://chat.example.com:8443/"
+					 "pushrelay/receipts?app=chat");
+	ck_assert_str_eq(a->webhook_secret, SECRET16);
+	a = pr_config_app(c, "other");
+	ck_assert_str_eq(a->client_token_secret, SECRET32 SECRET32);
+	ck_assert_str_eq(a->webhook_url, "");
+	ck_assert_str_eq(a->webhook_secret, "");
+	a = pr_config_app(c, "plain");
+	ck_assert_str_eq(a->client_token_secret, "");
+	ck_assert_str_eq(a->webhook_url, "http://127.0.0.1:9000");
+	pr_config_free(c);
+
+	/* Set to empty is unset. */
+	c = load_ok("[app \"x\"]\nclient_token_secret =\nwebhook_url =\n"
+		    "webhook_secret =\n");
+	assert_app_defaults(pr_config_app(c, "x"));
+	pr_config_free(c);
+}
+END_TEST
+
 /* ---- listen values ------------------------------------------------------ */
 
 START_TEST(test_listen_parse_ok)
@@ -856,7 +948,7 @@ START_TEST(test_err_unknown_section)
 	/* Reported once at its header; its keys are not piled on. */
 	int n = expect_error("[server]\n[bogus]\nfoo = 1\nbar = 2\n",
 			     ":2: [bogus]: unknown section (server|admin|"
-			     "storage|ingest|push|log|app \"NAME\")");
+			     "storage|ingest|push|inbox|log|app \"NAME\")");
 
 	ck_assert_int_eq(n, 1);
 	expect_error("[server\nmax_headers = 5\n",
@@ -1610,6 +1702,188 @@ START_TEST(test_err_password_hidden)
 }
 END_TEST
 
+START_TEST(test_err_inbox)
+{
+	expect_error("[inbox]\nmax_wait = 301\n",
+		     ":2: [inbox] max_wait: out of range 0..300");
+	expect_error("[inbox]\nmax_wait = 6m\n",
+		     ":2: [inbox] max_wait: out of range 0..300");
+	expect_error("[inbox]\nmax_wait = -1\n",
+		     ":2: [inbox] max_wait: out of range 0..300");
+	expect_error("[inbox]\nmax_wait = forever\n",
+		     ":2: [inbox] max_wait: not a number");
+	expect_error("[inbox]\nmax_limit = 0\n",
+		     ":2: [inbox] max_limit: out of range 1..1000");
+	expect_error("[inbox]\nmax_limit = 1001\n",
+		     ":2: [inbox] max_limit: out of range 1..1000");
+	expect_error("[inbox]\nmax_limit = 1k\n",
+		     ":2: [inbox] max_limit: not a number");
+	expect_error("[inbox]\ntoken_leeway = 301\n",
+		     ":2: [inbox] token_leeway: out of range 0..300");
+	expect_error("[inbox]\ntoken_leeway = 1w\n",
+		     ":2: [inbox] token_leeway: bad time suffix 'w' "
+		     "(s, m, h or d)");
+	expect_error("[inbox]\nmax_waiters = 0\n",
+		     ":2: [inbox] max_waiters: out of range 1..1000000");
+	expect_error("[inbox]\nmax_waiters = 1000001\n",
+		     ":2: [inbox] max_waiters: out of range 1..1000000");
+	expect_error("[inbox]\nws_ping_interval = 0\n",
+		     ":2: [inbox] ws_ping_interval: out of range 1..3600");
+	expect_error("[inbox]\nws_ping_interval = 2h\n",
+		     ":2: [inbox] ws_ping_interval: out of range 1..3600");
+	expect_error("[inbox]\nws_idle_timeout = 4\n",
+		     ":2: [inbox] ws_idle_timeout: out of range 5..1d");
+	expect_error("[inbox]\nws_idle_timeout = 2d\n",
+		     ":2: [inbox] ws_idle_timeout: out of range 5..1d");
+	expect_error("[inbox]\nws_idle_timeout =\n",
+		     ":2: [inbox] ws_idle_timeout: empty value");
+	expect_error("[inbox]\nws_max_message = 127\n",
+		     ":2: [inbox] ws_max_message: out of range 128..1m");
+	expect_error("[inbox]\nws_max_message = 2m\n",
+		     ":2: [inbox] ws_max_message: out of range 128..1m");
+	expect_error("[inbox]\nws_max_message = 64kb\n",
+		     ":2: [inbox] ws_max_message: bad size suffix 'kb'");
+	expect_error("[inbox]\nws_max_queued = 4095\n",
+		     ":2: [inbox] ws_max_queued: out of range 4k..64m");
+	expect_error("[inbox]\nws_max_queued = 1g\n",
+		     ":2: [inbox] ws_max_queued: out of range 4k..64m");
+	/* Keys of the section, in the section. */
+	expect_error("[server]\nmax_wait = 10\n",
+		     ":2: [server] max_wait: unknown key (it belongs in "
+		     "[inbox])");
+	expect_error("[inbox]\nmax_events = 10\n",
+		     ":2: [inbox] max_events: unknown key (it belongs in "
+		     "[ingest])");
+	expect_error("[inbox]\nmax_wait = 10\nmax_wait = 20\n",
+		     ":3: [inbox] max_wait: duplicate key (first set on line "
+		     "2)");
+}
+END_TEST
+
+START_TEST(test_err_ws_timers)
+{
+	struct pr_config *c;
+
+	/* Named at the line of the key that was set. */
+	ck_assert_int_eq(expect_error("[inbox]\nmax_limit = 10\n"
+				      "ws_idle_timeout = 30\n",
+				      ":3: [inbox] ws_idle_timeout: 30 is not "
+				      "longer than ws_ping_interval (30)"),
+			 1);
+	expect_error("[inbox]\nws_ping_interval = 1h\n",
+		     ":2: [inbox] ws_ping_interval: 3600 is not shorter than "
+		     "ws_idle_timeout (120)");
+	expect_error("[inbox]\nws_ping_interval = 60\n[log]\n[inbox]\n"
+		     "ws_idle_timeout = 59\n",
+		     ":5: [inbox] ws_idle_timeout: 59 is not longer than "
+		     "ws_ping_interval (60)");
+	expect_error("[inbox]\nws_idle_timeout = 1h\n"
+		     "ws_ping_interval = 1h\n[inbox]\n",
+		     ":2: [inbox] ws_idle_timeout: 3600 is not longer than "
+		     "ws_ping_interval (3600)");
+	c = load_ok("[inbox]\nws_ping_interval = 119\n");
+	ck_assert_int_eq(c->ws_ping_interval, 119);
+	pr_config_free(c);
+	c = load_ok("[inbox]\nws_ping_interval = 5\nws_idle_timeout = 6\n");
+	ck_assert_int_eq(c->ws_idle_timeout, 6);
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_err_app_secrets)
+{
+	/* One byte short of each minimum. */
+	ck_assert_int_eq(expect_error("[app \"chat\"]\n"
+				      "client_token_secret = Sekr1t-"
+				      "0123456789abcdef01234567\n",
+				      ":2: [app \"chat\"] client_token_secret: "
+				      "must be at least 32 bytes (HS256 wants a "
+				      "key as long as its hash)"),
+			 1);
+	expect_error("[app \"chat\"]\nclient_token_secret = x\n",
+		     ":2: [app \"chat\"] client_token_secret: must be at "
+		     "least 32 bytes");
+	ck_assert_int_eq(expect_error("[app \"chat\"]\n"
+				      "webhook_url = https://chat.example.com/r\n"
+				      "webhook_secret = Sekr1t-01234567\n",
+				      ":3: [app \"chat\"] webhook_secret: must "
+				      "be at least 16 bytes"),
+			 2); /* and so no secret for the url */
+
+	/* A webhook_url needs its secret, named at the url's line ... */
+	ck_assert_int_eq(expect_error("[app \"chat\"]\npush_delay = 1\n"
+				      "webhook_url = https://chat.example.com/"
+				      "receipts\n",
+				      ":3: [app \"chat\"] webhook_secret: "
+				      "required with webhook_url (delivery "
+				      "receipts)"),
+			 1);
+	/* ... per app, where each section ends ... */
+	ck_assert_int_eq(expect_error("[app \"a\"]\n"
+				      "webhook_url = http://127.0.0.1:1/r\n"
+				      "webhook_secret = " SECRET16 "\n"
+				      "[app \"b\"]\n"
+				      "webhook_url = http://127.0.0.1:1/r\n"
+				      "[log]\n",
+				      ":5: [app \"b\"] webhook_secret: "
+				      "required with webhook_url"),
+			 1);
+	/* ... and a secret without a url is a slip too. */
+	expect_error("[app \"chat\"]\nwebhook_secret = " SECRET16 "\n",
+		     ":2: [app \"chat\"] webhook_secret: needs webhook_url");
+
+	/* The url is a whole http(s) URL, a path allowed. */
+	expect_error("[app \"chat\"]\nwebhook_url = chat.example.com/r\n"
+		     "webhook_secret = " SECRET16 "\n",
+		     ":2: [app \"chat\"] webhook_url: must be an http:// or "
+		     "https:// URL");
+	expect_error("[app \"chat\"]\nwebhook_url = https://u:p@chat/r\n"
+		     "webhook_secret = " SECRET16 "\n",
+		     ":2: [app \"chat\"] webhook_url: must be an http:// or "
+		     "https:// URL");
+	expect_error("[app \"chat\"]\nwebhook_url = https://chat/r#x\n"
+		     "webhook_secret = " SECRET16 "\n",
+		     ":2: [app \"chat\"] webhook_url: must be an http:// or "
+		     "https:// URL");
+	/* App keys, in [app] sections only. */
+	expect_error("[inbox]\nclient_token_secret = " SECRET32 "\n",
+		     ":2: [inbox] client_token_secret: unknown key (it belongs "
+		     "in [app \"NAME\"])");
+}
+END_TEST
+
+/* No secret is in an error, whatever goes wrong around it. */
+START_TEST(test_err_secrets_hidden)
+{
+	static const char *const texts[] = {
+		"[app \"chat\"]\nclient_token_secret = Sekr1t-short\n",
+		"[app \"chat\"]\nclient_token_secret = " SECRET32 "\n"
+		"client_token_secret = " SECRET32 "\n",
+		"[server]\nclient_token_secret = " SECRET32 "\n",
+		"client_token_secret = " SECRET32 "\n",
+		"[app \"chat\"]\nwebhook_secret = Sekr1t-short\n",
+		"[app \"chat\"]\nwebhook_secret = " SECRET16 "\n",
+		"[app \"chat\"]\nwebhook_url = https://x/r\n"
+		"webhook_secret = Sekr1t\n",
+		"[app \"chat\"]\nwebhook_secret = " SECRET16 "\n"
+		"webhook_secret = " SECRET16 "\n",
+	};
+	char err[ERRLEN], path[PATH_MAX];
+	struct pr_config *c;
+
+	for (size_t i = 0; i < PR_ARRAY_SIZE(texts); i++) {
+		c = NULL;
+		ck_assert_int_eq(load_text(texts[i], &c, err, path),
+				 PR_ERR_CONFIG);
+		ck_assert_msg(strstr(err, "client_token_secret") ||
+				      strstr(err, "webhook_secret"),
+			      "%s", err);
+		ck_assert_msg(strstr(err, "Sekr1t") == NULL,
+			      "secret in:\n%s", err);
+	}
+}
+END_TEST
+
 /* ---- reload ------------------------------------------------------------- */
 
 START_TEST(test_apply_reload)
@@ -1762,13 +2036,81 @@ START_TEST(test_reload_storage_ingest_apps)
 }
 END_TEST
 
+START_TEST(test_reload_inbox_and_secrets)
+{
+	struct pr_config *live, *fresh;
+	char note[1024];
+	int n;
+
+	live = load_ok("[app \"chat\"]\n"
+		       "client_token_secret = Old-" SECRET32 "\n"
+		       "webhook_url = https://chat.example.com/r\n"
+		       "webhook_secret = Old-" SECRET16 "\n");
+	fresh = load_ok("[inbox]\n"
+			"max_wait = 30\n"
+			"max_limit = 100\n"
+			"token_leeway = 0\n"
+			"max_waiters = 50\n"
+			"ws_ping_interval = 10\n"
+			"ws_idle_timeout = 1m\n"
+			"ws_max_message = 1k\n"
+			"ws_max_queued = 64k\n"
+			"[app \"chat\"]\n"
+			"client_token_secret = New-" SECRET32 "\n"
+			"webhook_url = https://chat.example.com/r2\n"
+			"webhook_secret = New-" SECRET16 "\n");
+
+	/* The app's credentials need a restart, named without a value ... */
+	n = pr_config_apply_reload(live, fresh, note, sizeof(note));
+	ck_assert_msg(n == 3, "%d notes:\n%s", n, note);
+	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"] client_token_secret: "
+					   "changed; restart to apply"));
+	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"] webhook_url: "
+					   "changed; restart to apply"));
+	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"] webhook_secret: "
+					   "changed; restart to apply"));
+	ck_assert_ptr_null(strstr(note, "Sekr1t"));
+	ck_assert_ptr_null(strstr(note, "example.com"));
+	ck_assert_str_eq(pr_config_app(live, "chat")->client_token_secret,
+			 "Old-" SECRET32);
+	ck_assert_str_eq(pr_config_app(live, "chat")->webhook_secret,
+			 "Old-" SECRET16);
+	ck_assert_str_eq(pr_config_app(live, "chat")->webhook_url,
+			 "https://chat.example.com/r");
+	/* ... [inbox] applies at once. */
+	ck_assert_int_eq(live->inbox_max_wait, 30);
+	ck_assert_int_eq(live->inbox_max_limit, 100);
+	ck_assert_int_eq(live->inbox_token_leeway, 0);
+	ck_assert_int_eq(live->inbox_max_waiters, 50);
+	ck_assert_int_eq(live->ws_ping_interval, 10);
+	ck_assert_int_eq(live->ws_idle_timeout, 60);
+	ck_assert_int_eq(live->ws_max_message, 1024);
+	ck_assert_int_eq(live->ws_max_queued, 64 * 1024);
+	pr_config_free(fresh);
+
+	/* Receipts turned off: named, still without values; [inbox] back
+	 * to its defaults silently. */
+	fresh = load_ok("[app \"chat\"]\n"
+			"client_token_secret = Old-" SECRET32 "\n");
+	n = pr_config_apply_reload(live, fresh, note, sizeof(note));
+	ck_assert_msg(n == 2, "%d notes:\n%s", n, note);
+	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"] webhook_secret: "
+					   "changed; restart to apply"));
+	ck_assert_ptr_null(strstr(note, "Sekr1t"));
+	ck_assert_int_eq(live->inbox_max_wait, 60);
+	ck_assert_int_eq(live->ws_idle_timeout, 120);
+	pr_config_free(fresh);
+	pr_config_free(live);
+}
+END_TEST
+
 /* ---- the table, the example config and the man page --------------------- */
 
 START_TEST(test_directive_table)
 {
 	const struct pr_directive_info *d;
 	size_t i;
-	int listens = 0, apps = 0, pushes = 0;
+	int listens = 0, apps = 0, pushes = 0, inbox = 0;
 
 	for (i = 0; (d = pr_config_directive(i)) != NULL; i++) {
 		ck_assert_ptr_nonnull(d->section);
@@ -1782,8 +2124,11 @@ START_TEST(test_directive_table)
 			ck_assert(!d->reloadable);
 		}
 		if (strcmp(d->section, "log") == 0 ||
-		    strcmp(d->section, "ingest") == 0)
+		    strcmp(d->section, "ingest") == 0 ||
+		    strcmp(d->section, "inbox") == 0)
 			ck_assert_msg(d->reloadable, "%s", d->name);
+		if (strcmp(d->section, "inbox") == 0)
+			inbox++;
 		if (strcmp(d->section, "push") == 0) {
 			pushes++;
 			ck_assert_msg(d->reloadable ==
@@ -1799,10 +2144,11 @@ START_TEST(test_directive_table)
 				      "[app] %s", d->name);
 		}
 	}
-	ck_assert_uint_eq(i, 65);
+	ck_assert_uint_eq(i, 76);
 	ck_assert_int_eq(listens, 2);
 	ck_assert_int_eq(pushes, 14);
-	ck_assert_int_eq(apps, 17);
+	ck_assert_int_eq(inbox, 8);
+	ck_assert_int_eq(apps, 20);
 	ck_assert_ptr_null(pr_config_directive(1000));
 }
 END_TEST
@@ -1941,6 +2287,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_push_section);
 	tcase_add_test(tc, test_app_token_auth);
 	tcase_add_test(tc, test_app_cert_auth);
+	tcase_add_test(tc, test_inbox_section);
+	tcase_add_test(tc, test_app_tokens_and_webhook);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("listen");
@@ -1974,11 +2322,16 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_err_app_strings);
 	tcase_add_test(tc, test_err_app_auth);
 	tcase_add_test(tc, test_err_password_hidden);
+	tcase_add_test(tc, test_err_inbox);
+	tcase_add_test(tc, test_err_ws_timers);
+	tcase_add_test(tc, test_err_app_secrets);
+	tcase_add_test(tc, test_err_secrets_hidden);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("reload");
 	tcase_add_test(tc, test_apply_reload);
 	tcase_add_test(tc, test_reload_storage_ingest_apps);
+	tcase_add_test(tc, test_reload_inbox_and_secrets);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("docs");

@@ -565,6 +565,69 @@ START_TEST(test_admin_pause_and_resume)
 }
 END_TEST
 
+#define SECRET "dispatch-test-secret-0123456789abcdef"
+
+/* Deliver, or push: an ack before push_delay runs out cancels the push. */
+START_TEST(test_ack_cancels_pending_push)
+{
+	char tok[2048], auth[2200];
+	const char *hdrs[] = {auth, "Content-Type: application/json", NULL};
+	struct th_resp r;
+
+	start(NULL, "push_delay = 3\nclient_token_secret = " SECRET "\n");
+	device("phone-1", "apns", APNS_TOKEN);
+	event("d-1", "x");
+	th_client_token(tok, sizeof(tok), SECRET, "alice", "phone-1", 600);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+	ck_assert_int_eq(th_request(&d, TH_H1, "POST", "/v1/inbox/ack",
+				    "{\"up_to\":1}", hdrs, &r),
+			 0);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_ptr_nonnull(strstr(r.body, "\"cancelled\":1"));
+	th_resp_free(&r);
+	sleep(4);
+	ck_assert_int_eq(th_mock_wait(&m, "apns", 1, 0.2), 0);
+	/* A message not acknowledged in time is pushed. */
+	event("d-2", "y");
+	ck_assert_int_eq(th_mock_wait(&m, "apns", 1, 10), 1);
+}
+END_TEST
+
+/* An app holding a stream with push=off gets no pushes meanwhile. */
+START_TEST(test_stream_push_off)
+{
+	char tok[2048], req[4096], buf[4096];
+	size_t n;
+	int fd;
+
+	start(NULL, "client_token_secret = " SECRET "\n");
+	device("phone-1", "apns", APNS_TOKEN);
+	th_client_token(tok, sizeof(tok), SECRET, "alice", "phone-1", 600);
+	fd = th_connect(d.port);
+	n = (size_t)snprintf(req, sizeof(req),
+			     "GET /v1/stream?push=off HTTP/1.1\r\nHost: t\r\n"
+			     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+			     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+			     "Sec-WebSocket-Version: 13\r\n"
+			     "Authorization: Bearer %s\r\n\r\n",
+			     tok);
+	th_send(fd, req, n);
+	th_recv_until(fd, buf, sizeof(buf), "\r\n\r\n", 5);
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 101", 12) == 0, "%s", buf);
+	event("q-1", "x");
+	/* The message came down the stream; no push left. */
+	th_recv_until(fd, buf, sizeof(buf), "q-1", 5);
+	ck_assert_ptr_nonnull(strstr(buf, "q-1"));
+	sleep(2);
+	ck_assert_int_eq(th_mock_wait(&m, "apns", 1, 0.2), 0);
+	close(fd);
+	/* Disconnected: pushes flow again. */
+	usleep(300000);
+	event("q-2", "y");
+	ck_assert_int_eq(th_mock_wait(&m, "apns", 1, 10), 1);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dispatch");
@@ -588,6 +651,8 @@ int main(void)
 	tcase_add_test(tc, test_goaway_is_retried_on_a_new_connection);
 	tcase_add_test(tc, test_slow_provider_bounded_in_flight);
 	tcase_add_test(tc, test_admin_pause_and_resume);
+	tcase_add_test(tc, test_ack_cancels_pending_push);
+	tcase_add_test(tc, test_stream_push_off);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -2095,6 +2095,427 @@ START_TEST(test_sweep_push_states)
 }
 END_TEST
 
+/* ---- the inbox -------------------------------------------------------------
+ */
+
+static json_t *fetch_at(struct pr_store *st, const char *app,
+			const char *device, const char *user, int64_t after,
+			long limit, int64_t t, int *rv, char *err)
+{
+	struct pr_store_job job = {.op = PR_STORE_INBOX_FETCH};
+
+	job.app = app;
+	job.device_id = device;
+	job.user = user;
+	job.after = after;
+	job.limit = limit;
+	job.now = t;
+	*rv = run_job(st, &job);
+	if (err)
+		snprintf(err, 160, "%s", job.err);
+	if (*rv)
+		ck_assert_ptr_null(job.result);
+	return job.result;
+}
+
+static json_t *fetch(struct pr_store *st, const char *device, const char *user,
+		     int64_t after, long limit)
+{
+	char err[160];
+	int rv;
+	json_t *r = fetch_at(st, "default", device, user, after, limit, now,
+			     &rv, err);
+
+	ck_assert_msg(rv == PR_OK, "fetch: %s", err);
+	ck_assert(json_is_object(r));
+	return r;
+}
+
+/* The page's seqs as "1,2,3", and its next / more / acked / last / push. */
+static void page(json_t *r, char *out, size_t outlen)
+{
+	json_t *m, *v;
+	size_t i, len = 0;
+
+	out[0] = '\0';
+	json_array_foreach(json_object_get(r, "messages"), i, m)
+		len += (size_t)snprintf(
+		    out + len, outlen - len, "%s%lld", i ? "," : "",
+		    (long long)json_integer_value(json_object_get(m, "seq")));
+	v = json_object_get(r, "more");
+	ck_assert(json_is_boolean(v));
+	snprintf(out + len, outlen - len,
+		 " next=%lld more=%d acked=%lld last=%lld push=%s",
+		 (long long)json_integer_value(json_object_get(r, "next")),
+		 json_is_true(v),
+		 (long long)json_integer_value(json_object_get(r, "acked")),
+		 (long long)json_integer_value(json_object_get(r, "last")),
+		 json_string_value(json_object_get(r, "push")));
+}
+
+static void expect_page(struct pr_store *st, const char *device,
+			const char *user, int64_t after, long limit,
+			const char *want)
+{
+	char got[512];
+	json_t *r = fetch(st, device, user, after, limit);
+
+	page(r, got, sizeof(got));
+	json_decref(r);
+	ck_assert_msg(strcmp(got, want) == 0, "after %lld limit %ld: %s",
+		      (long long)after, limit, got);
+}
+
+static void ingest_payload(struct pr_store *st, const char *id,
+			   const char *user, const char *payload,
+			   int64_t expires_at)
+{
+	struct pr_event ev = event(id, user);
+
+	ev.payload = payload;
+	ev.expires_at = expires_at;
+	ck_assert_int_eq(ingest(st, &ev, 1, NULL, 0), PR_OK);
+	ck_assert_int_eq(ev.status, PR_EVENT_QUEUED);
+}
+
+START_TEST(test_inbox_fetch)
+{
+	struct pr_store *st = open_store();
+	char err[160], when[32];
+	struct tm tm;
+	time_t t = (time_t)now;
+	json_t *r, *msgs, *m, *p;
+	int rv;
+
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_decref(put_device(st, "phone", "alice", "tok-a"));
+	json_decref(put_device(st, "bphone", "bob", "tok-b"));
+	ingest_payload(st, "m-1", "alice", "{\"text\":\"one\",\"n\":[1,2]}",
+		       now + 3600);
+	ingest_payload(st, "m-2", "alice", "\"just a string\"", now + 3600);
+	ingest_payload(st, "m-3", "alice", "null", now + 3600);
+	ingest_payload(st, "m-4", "alice", NULL, now + 3600);
+	ingest_payload(st, "m-5", "alice", "{\"text\":\"five\"}", now + 3600);
+
+	/* Everything, in order, each payload as the JSON it was. */
+	r = fetch(st, "phone", "alice", 0, 10);
+	msgs = json_object_get(r, "messages");
+	ck_assert_uint_eq(json_array_size(msgs), 5);
+	for (size_t i = 0; i < 5; i++) {
+		char id[16];
+
+		m = json_array_get(msgs, i);
+		snprintf(id, sizeof(id), "m-%zu", i + 1);
+		ck_assert_int_eq(json_integer_value(json_object_get(m, "seq")),
+				 (json_int_t)i + 1);
+		ck_assert_str_eq(json_string_value(json_object_get(m, "id")),
+				 id);
+		ck_assert_str_eq(
+		    json_string_value(json_object_get(m, "created_at")), when);
+		ck_assert_uint_eq(json_object_size(m), 4);
+	}
+	p = json_object_get(json_array_get(msgs, 0), "payload");
+	ck_assert(json_is_object(p));
+	ck_assert_str_eq(json_string_value(json_object_get(p, "text")), "one");
+	ck_assert_uint_eq(json_array_size(json_object_get(p, "n")), 2);
+	p = json_object_get(json_array_get(msgs, 1), "payload");
+	ck_assert(json_is_string(p));
+	ck_assert_str_eq(json_string_value(p), "just a string");
+	p = json_object_get(json_array_get(msgs, 2), "payload");
+	ck_assert(p && json_is_null(p));
+	p = json_object_get(json_array_get(msgs, 3), "payload");
+	ck_assert(p && json_is_null(p)); /* none given */
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "next")), 5);
+	ck_assert(json_is_false(json_object_get(r, "more")));
+	ck_assert_str_eq(json_string_value(json_object_get(r, "push")), "ok");
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "acked")), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "last")), 5);
+	json_decref(r);
+
+	/* Pages: after = next each time; more until the last one. */
+	expect_page(st, "phone", "alice", 0, 2,
+		    "1,2 next=2 more=1 acked=0 last=5 push=ok");
+	expect_page(st, "phone", "alice", 2, 2,
+		    "3,4 next=4 more=1 acked=0 last=5 push=ok");
+	expect_page(st, "phone", "alice", 4, 2,
+		    "5 next=5 more=0 acked=0 last=5 push=ok");
+	expect_page(st, "phone", "alice", 3, 2,
+		    "4,5 next=5 more=0 acked=0 last=5 push=ok");
+	expect_page(st, "phone", "alice", 5, 2,
+		    " next=5 more=0 acked=0 last=5 push=ok");
+	expect_page(st, "phone", "alice", 9, 1000,
+		    " next=9 more=0 acked=0 last=5 push=ok");
+	expect_page(st, "phone", "alice", 4, 1,
+		    "5 next=5 more=0 acked=0 last=5 push=ok");
+	/* A device with nothing queued. */
+	expect_page(st, "bphone", "bob", 0, 10,
+		    " next=0 more=0 acked=0 last=0 push=ok");
+
+	/* Another user's device, an unknown device or app: the same answer. */
+	r = fetch_at(st, "default", "phone", "bob", 0, 10, now, &rv, err);
+	ck_assert_int_eq(rv, PR_ERR_NOTFOUND);
+	ck_assert_str_eq(err, "no such device");
+	r = fetch_at(st, "default", "nope", "alice", 0, 10, now, &rv, err);
+	ck_assert_int_eq(rv, PR_ERR_NOTFOUND);
+	ck_assert_str_eq(err, "no such device");
+	r = fetch_at(st, "nope", "phone", "alice", 0, 10, now, &rv, err);
+	ck_assert_int_eq(rv, PR_ERR_NOTFOUND);
+	ck_assert_str_eq(err, "no such device");
+	/* Bad inputs. */
+	r = fetch_at(st, "default", "phone", "alice", -1, 10, now, &rv, err);
+	ck_assert_int_eq(rv, PR_ERR_INVAL);
+	r = fetch_at(st, "default", "phone", "alice", 0, 0, now, &rv, err);
+	ck_assert_int_eq(rv, PR_ERR_INVAL);
+	r = fetch_at(st, "default", "phone", "alice", 0, 1001, now, &rv, err);
+	ck_assert_int_eq(rv, PR_ERR_INVAL);
+	r = fetch_at(st, "default", "phone", NULL, 0, 10, now, &rv, err);
+	ck_assert_int_eq(rv, PR_ERR_INVAL);
+	(void)r;
+
+	/* ACK as someone else: no such device, nothing moves. */
+	{
+		struct pr_store_job job = {.op = PR_STORE_ACK};
+
+		job.app = "default";
+		job.device_id = "phone";
+		job.user = "bob";
+		job.after = 2;
+		job.now = now;
+		ck_assert_int_eq(run_job(st, &job), PR_ERR_NOTFOUND);
+		ck_assert_str_eq(job.err, "no such device");
+		ck_assert_ptr_null(job.result);
+		expect_page(st, "phone", "alice", 0, 1,
+			    "1 next=1 more=1 acked=0 last=5 push=ok");
+		/* As the owner. */
+		job.user = "alice";
+		job.rv = 0;
+		job.err[0] = '\0';
+		ck_assert_int_eq(run_job(st, &job), PR_OK);
+		ck_assert_int_eq(counted(job.result, "acked"), 2);
+		json_decref(job.result);
+	}
+	/* The acknowledged are gone; the cursor is the later of after and
+	 * acked. */
+	expect_page(st, "phone", "alice", 0, 10,
+		    "3,4,5 next=5 more=0 acked=2 last=5 push=ok");
+	expect_page(st, "phone", "alice", 0, 1,
+		    "3 next=3 more=1 acked=2 last=5 push=ok");
+	expect_page(st, "phone", "alice", 1, 10,
+		    "3,4,5 next=5 more=0 acked=2 last=5 push=ok");
+	expect_page(st, "phone", "alice", 3, 10,
+		    "4,5 next=5 more=0 acked=2 last=5 push=ok");
+	r = ack(st, "default", "phone", 5, &rv, NULL); /* no user: any */
+	ck_assert_int_eq(rv, PR_OK);
+	json_decref(r);
+	expect_page(st, "phone", "alice", 0, 10,
+		    " next=5 more=0 acked=5 last=5 push=ok");
+
+	/* Expired messages are not served, and count for no "more". */
+	ingest_payload(st, "m-6", "alice", "6", now + 10);
+	ingest_payload(st, "m-7", "alice", "7", now + 3600);
+	ingest_payload(st, "m-8", "alice", "8", now + 10);
+	expect_page(st, "phone", "alice", 0, 10,
+		    "6,7,8 next=8 more=0 acked=5 last=8 push=ok");
+	r = fetch_at(st, "default", "phone", "alice", 0, 10, now + 10, &rv,
+		     NULL);
+	ck_assert_int_eq(rv, PR_OK);
+	page(r, err, sizeof(err));
+	ck_assert_str_eq(err, "7 next=7 more=0 acked=5 last=8 push=ok");
+	ck_assert_int_eq(json_integer_value(json_object_get(
+			     json_array_get(json_object_get(r, "messages"), 0),
+			     "payload")),
+			 7);
+	json_decref(r);
+	r = fetch_at(st, "default", "phone", "alice", 5, 1, now + 10, &rv,
+		     NULL);
+	page(r, err, sizeof(err));
+	ck_assert_str_eq(err, "7 next=7 more=0 acked=5 last=8 push=ok");
+	json_decref(r);
+	r = fetch_at(st, "default", "phone", "alice", 7, 1, now + 10, &rv,
+		     NULL);
+	page(r, err, sizeof(err));
+	ck_assert_str_eq(err, " next=7 more=0 acked=5 last=8 push=ok");
+	json_decref(r);
+
+	/* The token goes dead: the app must register again. */
+	{
+		struct pr_push_result res;
+		int64_t id = claim_one(st, now + 5, NULL);
+
+		res = outcome(id, PR_OUTCOME_INVALID_TOKEN, 410, "Unregistered",
+			      "tok-a");
+		r = report(st, &res, 1, now + 5, &rv);
+		ck_assert_int_eq(counted(r, "invalid"), 1);
+		json_decref(r);
+	}
+	expect_page(st, "phone", "alice", 5, 10,
+		    "6,7,8 next=8 more=0 acked=5 last=8 push=invalid");
+	expect_page(st, "bphone", "bob", 0, 10,
+		    " next=0 more=0 acked=0 last=0 push=ok");
+	json_decref(put_device(st, "phone", "alice", "tok-a2"));
+	expect_page(st, "phone", "alice", 5, 10,
+		    "6,7,8 next=8 more=0 acked=5 last=8 push=ok");
+	pr_store_free(st);
+	ck_assert_int_eq(q1("SELECT count(*) FROM deliveries"), 3);
+}
+END_TEST
+
+/* A fetch writes nothing: a batch of fetches commits no change. */
+START_TEST(test_inbox_fetch_read_only)
+{
+	struct pr_store *st = open_store();
+	int64_t before;
+	int rv;
+	json_t *r;
+
+	json_decref(put_device(st, "phone", "alice", "tok-a"));
+	ck_assert_int_eq(ingest1(st, "m-1", "alice", NULL, NULL), 0);
+	pr_store_free(st);
+	before = q1("SELECT last_seen_at FROM devices");
+	exec_sql("PRAGMA wal_checkpoint(TRUNCATE)");
+	st = open_store();
+	now += 100;
+	r = fetch_at(st, "default", "phone", "alice", 0, 10, now, &rv, NULL);
+	ck_assert_int_eq(rv, PR_OK);
+	ck_assert_uint_eq(json_array_size(json_object_get(r, "messages")), 1);
+	json_decref(r);
+	pr_store_free(st);
+	ck_assert_int_eq(q1("SELECT last_seen_at FROM devices"), before);
+	ck_assert_int_eq(q1("SELECT acked_seq FROM devices"), 0);
+	ck_assert_int_eq(q1("SELECT count(*) FROM deliveries"), 1);
+}
+END_TEST
+
+/* Delivered on the stream: the push in flight is cancelled, no attempt. */
+START_TEST(test_push_cancelled)
+{
+	struct pr_store *st = open_store();
+	struct pr_push_result res[2];
+	char text[64];
+	int64_t id, waiting;
+	json_t *r;
+	int rv;
+
+	json_decref(put_device(st, "a", "alice", "tok-a"));
+	json_decref(put_device(st, "b", "bob", "tok-b"));
+	ingest_delayed(st, "m-a", "alice", 0);
+	ingest_delayed(st, "m-b", "bob", 100);
+	id = claim_one(st, now, NULL);
+	waiting = q1("SELECT p.id FROM push_jobs p JOIN devices v ON"
+		     " v.id = p.device_id WHERE v.device_id = 'b'");
+	res[0] = outcome(id, PR_OUTCOME_CANCELLED, 0, "delivered on the stream",
+			 "tok-a");
+	res[0].apns_id = NULL;
+	res[0].latency_ms = 0;
+	/* One for a job not in flight (not claimed): nothing to do. */
+	res[1] = outcome(waiting, PR_OUTCOME_CANCELLED, 0, "", "tok-b");
+	r = report(st, res, 2, now + 1, &rv);
+	ck_assert_int_eq(rv, PR_OK);
+	ck_assert_int_eq(counted(r, "cancelled"), 1);
+	ck_assert_int_eq(counted(r, "sent"), 0);
+	ck_assert_int_eq(counted(r, "requeued"), 0);
+	json_decref(r);
+	/* Seen twice: the job keeps its state. */
+	r = report(st, res, 1, now + 2, &rv);
+	ck_assert_int_eq(rv, PR_OK);
+	ck_assert_int_eq(counted(r, "cancelled"), 0);
+	json_decref(r);
+	ck_assert_int_eq(pushes_in(st, "cancelled"), 1);
+	ck_assert_int_eq(pushes_in(st, "pending"), 1);
+	r = claim(st, now + 10, 100);
+	ck_assert_uint_eq(json_array_size(r), 0); /* b's waits 100 s */
+	json_decref(r);
+	pr_store_free(st);
+
+	job_state(id, text, sizeof(text));
+	ck_assert_str_eq(text, "cancelled");
+	qs(text, sizeof(text), "SELECT last_reason FROM push_jobs WHERE id = %lld",
+	   (long long)id);
+	ck_assert_str_eq(text, "delivered on the stream");
+	ck_assert_int_eq(q1("SELECT updated_at FROM push_jobs WHERE id = %lld",
+			    (long long)id),
+			 now + 1);
+	ck_assert_int_eq(q1("SELECT attempts FROM push_jobs WHERE id = %lld",
+			    (long long)id),
+			 0);
+	ck_assert_int_eq(q1("SELECT last_status FROM push_jobs WHERE id = %lld",
+			    (long long)id),
+			 -2); /* NULL: nothing was sent */
+	job_state(waiting, text, sizeof(text));
+	ck_assert_str_eq(text, "pending");
+	ck_assert_int_eq(q1("SELECT count(*) FROM push_attempts"), 0);
+	ck_assert_int_eq(q1("SELECT last_push_at IS NULL FROM devices WHERE"
+			    " device_id = 'a'"),
+			 1);
+}
+END_TEST
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* How fast a reconnecting device pages through a deep inbox (printed, not
+ * asserted: machines differ). */
+START_TEST(test_inbox_fetch_rate)
+{
+	enum { N = 10000, BATCH = 1000, PAGE = 500 };
+	static char ids[N][16];
+	static struct pr_event evs[BATCH];
+	struct pr_store *st = open_store();
+	int64_t after = 0, expect = 1;
+	long pages = 0, msgs = 0;
+	double t0, dt;
+	json_t *r, *m;
+	size_t i;
+	int more = 1, in_order = 1;
+
+	json_decref(put_device(st, "phone", "alice", "tok-a"));
+	for (int b = 0; b < N / BATCH; b++) {
+		for (int k = 0; k < BATCH; k++) {
+			snprintf(ids[b * BATCH + k], sizeof(ids[0]), "m-%d",
+				 b * BATCH + k);
+			evs[k] = event(ids[b * BATCH + k], "alice");
+			evs[k].payload =
+			    "{\"text\":\"a message of some length, as chat"
+			    " messages go\",\"conv\":\"conv-9\",\"from\":"
+			    "\"bob\"}";
+		}
+		ck_assert_int_eq(ingest(st, evs, BATCH, NULL, 0), PR_OK);
+	}
+	t0 = mono();
+	while (more) {
+		r = fetch(st, "phone", "alice", after, PAGE);
+		/* (No ck_assert in the timed loop: each one is a write to
+		 * the runner.) */
+		json_array_foreach(json_object_get(r, "messages"), i, m) {
+			if (json_integer_value(json_object_get(m, "seq")) !=
+			    expect)
+				in_order = 0;
+			expect++;
+			msgs++;
+		}
+		after = json_integer_value(json_object_get(r, "next"));
+		more = json_is_true(json_object_get(r, "more"));
+		json_decref(r);
+		pages++;
+	}
+	dt = mono() - t0;
+	ck_assert(in_order);
+	ck_assert_int_eq(msgs, N);
+	ck_assert_int_eq(pages, N / PAGE);
+	printf("inbox fetch: %d deliveries in %ld pages of %d: %.3f s,"
+	       " %.0f pages/s, %.0f messages/s\n",
+	       N, pages, PAGE, dt, (double)pages / dt, (double)msgs / dt);
+	fflush(stdout);
+	pr_store_free(st);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("store");
@@ -2136,6 +2557,10 @@ int main(void)
 	tcase_add_test(tc, test_ack);
 	tcase_add_test(tc, test_push_interval);
 	tcase_add_test(tc, test_sweep_push_states);
+	tcase_add_test(tc, test_inbox_fetch);
+	tcase_add_test(tc, test_inbox_fetch_read_only);
+	tcase_add_test(tc, test_push_cancelled);
+	tcase_add_test(tc, test_inbox_fetch_rate);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

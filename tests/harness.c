@@ -726,3 +726,57 @@ void th_mock_app_conf(const struct th_mock *m, char *out, size_t outlen)
 		 m->p8, m->key_id, m->team_id, m->port, m->port, m->sa, m->port,
 		 m->port, m->cert);
 }
+
+/* ---- client tokens ------------------------------------------------------ */
+
+#include <openssl/hmac.h>
+
+static void b64url_enc(const unsigned char *in, size_t n, char *out)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+				"wxyz0123456789-_";
+	size_t o = 0;
+	unsigned v = 0;
+	int bits = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		v = (v << 8) | in[i];
+		bits += 8;
+		while (bits >= 6) {
+			bits -= 6;
+			out[o++] = a[(v >> bits) & 63];
+		}
+	}
+	if (bits)
+		out[o++] = a[(v << (6 - bits)) & 63];
+	out[o] = '\0';
+}
+
+void th_jwt_hs256(char *out, size_t outlen, const char *header,
+		  const char *claims, const char *secret)
+{
+	char h[512], c[1024], s[128], input[1600];
+	unsigned char mac[32];
+	unsigned int ml = 0;
+
+	b64url_enc((const unsigned char *)header, strlen(header), h);
+	b64url_enc((const unsigned char *)claims, strlen(claims), c);
+	snprintf(input, sizeof(input), "%s.%s", h, c);
+	HMAC(EVP_sha256(), secret, (int)strlen(secret),
+	     (const unsigned char *)input, strlen(input), mac, &ml);
+	b64url_enc(mac, ml, s);
+	snprintf(out, outlen, "%s.%s", input, secret[0] ? s : "");
+}
+
+
+void th_client_token(char *out, size_t outlen, const char *secret,
+		     const char *user, const char *device, long exp_in)
+{
+	char claims[512];
+
+	snprintf(claims, sizeof(claims),
+		 "{\"sub\":\"%s\",\"device\":\"%s\",\"exp\":%ld}", user,
+		 device, (long)time(NULL) + exp_in);
+	th_jwt_hs256(out, outlen, "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims,
+		     secret);
+}

@@ -100,6 +100,14 @@ struct pr_server *th_mem_server(struct pr_config *cfg);
 char *th_take_output(struct pr_conn *c);
 
 
+/* An HS256 JWT of header and claims (JSON text) signed with secret; an
+ * empty secret leaves the signature empty (for forgery tests). */
+void th_jwt_hs256(char *out, size_t outlen, const char *header,
+		  const char *claims, const char *secret);
+/* A client token for user/device expiring exp_in seconds from now. */
+void th_client_token(char *out, size_t outlen, const char *secret,
+		     const char *user, const char *device, long exp_in);
+
 /* The mock APNs/FCM server (tests/mock/pr-mock, from $PR_MOCK). */
 struct th_mock {
 	pid_t pid;

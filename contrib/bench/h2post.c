@@ -6,9 +6,10 @@
  * event id with "duplicate" and stores nothing, which would flatter an
  * ingest benchmark. h2post fills a body template instead: every "%ID%"
  * becomes a new process-unique string (a per-run prefix and a counter), so
- * each event of each request is new. It runs N requests over C connections
- * (M streams in flight per HTTP/2 connection, one request at a time per
- * HTTP/1.1 connection), stops at the -T time cap whatever is left, and
+ * each event of each request is new, and every "%U%" the next number of
+ * 0..USERS-1 (-u), to spread events over users. It runs N requests over C
+ * connections (M streams in flight per HTTP/2 connection, one request at a time
+ * per HTTP/1.1 connection), stops at the -T time cap whatever is left, and
  * prints requests/s, events/s, status counts, how many results said
  * "duplicate", and p50/p90/p99/max latency (submit to last response byte).
  *
@@ -55,6 +56,7 @@
 #define IN_BUF	    (64 * 1024) /* h1 response head + body chunk; h2 reads */
 #define OUT_MIN	    (64 * 1024) /* output buffer per connection, at least */
 #define ID_TOKEN    "%ID%"
+#define USER_TOKEN  "%U%"
 #define DUP_NEEDLE  "\"duplicate\""
 
 enum proto { P_H2, P_H1 };
@@ -94,10 +96,12 @@ struct conn {
 	int close_after;
 };
 
+enum { T_NONE, T_ID, T_USER };
+
 struct seg {
 	const char *p; /* into the template */
 	size_t len;
-	int id; /* 1: an id goes after this text */
+	int kind; /* what goes after this text: T_ID, T_USER or nothing */
 };
 
 static struct {
@@ -112,7 +116,9 @@ static struct {
 	char *tmpl;
 	size_t tmpl_len;
 	struct seg *segs;
-	size_t n_segs, n_ids, max_body;
+	size_t n_segs, n_ids, n_users, max_body;
+	unsigned long long next_user;
+	long users; /* %U% runs through 0..users-1 */
 	char prefix[40];
 	unsigned long long next_id;
 	size_t dup_fail[sizeof(DUP_NEEDLE)];
@@ -168,10 +174,11 @@ static void usage(void)
 {
 	fputs("usage: h2post [-p h2|h1] [-n REQUESTS] [-c CONNS] [-m STREAMS]"
 	      " [-T SECONDS]\n"
-	      "              [-e EVENTS_PER_REQUEST] [-X METHOD]"
+	      "              [-e EVENTS_PER_REQUEST] [-u USERS] [-X METHOD]"
 	      " [-H 'Name: value']...\n"
 	      "              [-d BODY | -d @FILE] http://127.0.0.1:PORT/PATH\n"
-	      "Each \"%ID%\" in the body becomes a unique id. Loopback only.\n",
+	      "Each \"%ID%\" in the body becomes a unique id, each \"%U%\" the"
+	      " next of 0..USERS-1.\nLoopback only.\n",
 	      stderr);
 	exit(2);
 }
@@ -201,35 +208,55 @@ static char *read_file(const char *path, size_t *len)
 }
 
 /* Split the template at each %ID% once, so filling a body is a copy. */
+/* The next %ID% or %U% in [p, end), or NULL; *kind says which. */
+static const char *next_token(const char *p, const char *end, int *kind)
+{
+	const char *id = memmem(p, (size_t)(end - p), ID_TOKEN, 4);
+	const char *u = memmem(p, (size_t)(end - p), USER_TOKEN, 3);
+
+	if (u && (!id || u < id)) {
+		*kind = T_USER;
+		return u;
+	}
+	*kind = id ? T_ID : T_NONE;
+	return id;
+}
+
+/* Split the template at each token once, so filling a body is a copy. */
 static void compile_template(void)
 {
 	const char *p = B.tmpl, *end = B.tmpl + B.tmpl_len, *hit;
-	size_t cap = 1;
+	size_t cap = 1, room;
+	int kind;
 
-	hit = memmem(p, (size_t)(end - p), ID_TOKEN, 4);
-	while (hit) {
+	for (hit = next_token(p, end, &kind); hit;
+	     hit = next_token(hit + 1, end, &kind))
 		cap++;
-		hit = memmem(hit + 4, (size_t)(end - hit - 4), ID_TOKEN, 4);
-	}
 	B.segs = calloc(cap, sizeof(*B.segs));
 	if (!B.segs)
 		die("out of memory");
 	for (;;) {
-		hit = memmem(p, (size_t)(end - p), ID_TOKEN, 4);
+		hit = next_token(p, end, &kind);
 		B.segs[B.n_segs].p = p;
 		B.segs[B.n_segs].len =
 		    hit ? (size_t)(hit - p) : (size_t)(end - p);
-		B.segs[B.n_segs].id = hit != NULL;
+		B.segs[B.n_segs].kind = kind;
 		B.n_segs++;
 		if (!hit)
 			break;
-		B.n_ids++;
-		p = hit + 4;
+		if (kind == T_ID) {
+			B.n_ids++;
+			p = hit + 4;
+		} else {
+			B.n_users++;
+			p = hit + 3;
+		}
 	}
-	/* An id is the prefix and at most 20 digits. */
-	B.max_body = B.tmpl_len + B.n_ids * (strlen(B.prefix) + 20);
-	if (B.max_body > MAX_BODY)
+	/* An id is the prefix and at most 20 digits; a user at most 7. */
+	room = B.tmpl_len + B.n_ids * (strlen(B.prefix) + 20) + B.n_users * 7;
+	if (room > MAX_BODY)
 		die("a filled body may exceed %d bytes", MAX_BODY);
+	B.max_body = room;
 }
 
 static void fill_body(struct slot *s)
@@ -242,9 +269,13 @@ static void fill_body(struct slot *s)
 		memcpy(o, B.segs[i].p, B.segs[i].len);
 		o += B.segs[i].len;
 		room -= B.segs[i].len;
-		if (!B.segs[i].id)
+		if (B.segs[i].kind == T_NONE)
 			continue;
-		k = snprintf(o, room, "%s%llu", B.prefix, B.next_id++);
+		if (B.segs[i].kind == T_ID)
+			k = snprintf(o, room, "%s%llu", B.prefix, B.next_id++);
+		else
+			k = snprintf(o, room, "%lu",
+				     (unsigned long)(B.next_user++ % B.users));
 		o += k;
 		room -= (size_t)k;
 	}
@@ -917,8 +948,8 @@ static void report(double secs)
 		printf(" x %ld streams (h2c)\n", B.streams);
 	else
 		printf(" (HTTP/1.1 keep-alive)\n");
-	printf("ids: %s<n>, %zu per request, %llu used\n", B.prefix, B.n_ids,
-	       B.next_id);
+	printf("ids: %s<n>, %zu per request, %llu used; %%U%% over %ld\n",
+	       B.prefix, B.n_ids, B.next_id, B.users);
 	printf("elapsed %.3f s\n", secs);
 	printf("requests %ld of %ld sent: %ld answered, %ld failed, %ld open"
 	       " at the end, %ld not sent\n",
@@ -1029,7 +1060,8 @@ int main(int argc, char **argv)
 	B.streams = 64;
 	B.seconds = 30;
 	B.events = 1;
-	while ((opt = getopt(argc, argv, "p:n:c:m:T:e:X:H:d:h")) != -1) {
+	B.users = 1;
+	while ((opt = getopt(argc, argv, "p:n:c:m:T:e:u:X:H:d:h")) != -1) {
 		switch (opt) {
 		case 'p':
 			if (strcmp(optarg, "h2") == 0)
@@ -1044,6 +1076,7 @@ int main(int argc, char **argv)
 		case 'm': B.streams = num(optarg, "-m", 1, MAX_STREAMS); break;
 		case 'T': B.seconds = num(optarg, "-T", 1, MAX_SECONDS); break;
 		case 'e': B.events = num(optarg, "-e", 1, 1000000); break;
+		case 'u': B.users = num(optarg, "-u", 1, 1000000); break;
 		case 'X': B.method = optarg; break;
 		case 'H': add_header(optarg); break;
 		case 'd': body = optarg; break;

@@ -16,6 +16,7 @@
 #   SINGLE_REQS=200000    single-event requests per protocol
 #   BATCH_REQS=5000       batch requests per protocol (x BATCH events)
 #   BATCH=100             events per batch ([ingest] max_events is 100)
+#   USERS=100             users with one device each; events go round-robin
 #   H2_CONNS=8 H2_STREAMS=64      HTTP/2 single events
 #   H1_CONNS=64                   HTTP/1.1 single events
 #   BATCH_H2_CONNS=4 BATCH_H2_STREAMS=16 BATCH_H1_CONNS=32   batches
@@ -46,6 +47,7 @@ RUN_SECONDS=${RUN_SECONDS:-$q_secs}
 STORE_ROWS=${STORE_ROWS:-$q_store}
 STORE_BATCH=${STORE_BATCH:-1000}
 REPEAT=${REPEAT:-1}
+USERS=${USERS:-100}
 PORT=${PORT:-18182}
 
 command -v curl >/dev/null || {
@@ -140,7 +142,7 @@ once() {
 	label=$1 nev=$2
 	shift 3
 	before=$(ticks)
-	out=$("$H2POST" -T "$RUN_SECONDS" -e "$nev" \
+	out=$("$H2POST" -T "$RUN_SECONDS" -e "$nev" -u "$USERS" \
 		-H "Authorization: Bearer $key" \
 		-H "Content-Type: application/json" "$@" \
 		"http://127.0.0.1:$PORT/v1/events") || true
@@ -175,7 +177,7 @@ once() {
 		}' >>"$work/rows"
 }
 
-single='{"id":"%ID%","user":"u"}'
+single='{"id":"%ID%","user":"u%U%"}'
 i=0
 batch_body=
 while [ "$i" -lt "$BATCH" ]; do
@@ -217,16 +219,30 @@ CONF
 		cat "$d/daemon.log" >&2
 		exit 1
 	}
-	# One device for the user: every event fans out to one inbox and push.
-	curl -sf -X PUT -H "Authorization: Bearer $key" \
-		-H "Content-Type: application/json" \
-		-d '{"user":"u","platform":"fcm","token":"t1"}' \
-		"http://127.0.0.1:$PORT/v1/devices/bench-1" >/dev/null || {
-		echo "could not register the device" >&2
+	# One device per user: every event fans out to one inbox and one
+	# push. One curl for all of them (a config block per device).
+	u=0
+	while [ "$u" -lt "$USERS" ]; do
+		[ "$u" -eq 0 ] || echo next
+		cat <<CURL
+url = "http://127.0.0.1:$PORT/v1/devices/bench-$u"
+request = PUT
+header = "Authorization: Bearer $key"
+header = "Content-Type: application/json"
+data = "{\"user\":\"u$u\",\"platform\":\"fcm\",\"token\":\"t$u\"}"
+output = /dev/null
+write-out = "%{http_code}\\n"
+CURL
+		u=$((u + 1))
+	done >"$d/devices.curl"
+	n=$(curl -s -K "$d/devices.curl" | grep -c '^20[01]$' || true)
+	[ "$n" -eq "$USERS" ] || {
+		echo "registered $n of $USERS devices" >&2
 		exit 1
 	}
 	# Warm up (not measured).
-	"$H2POST" -n 2000 -c 4 -m 16 -T 10 -H "Authorization: Bearer $key" \
+	"$H2POST" -n 2000 -c 4 -m 16 -T 10 -u "$USERS" \
+		-H "Authorization: Bearer $key" \
 		-H "Content-Type: application/json" -d "$single" \
 		"http://127.0.0.1:$PORT/v1/events" | acked 1 >"$d/acked" || true
 
@@ -275,8 +291,8 @@ CONF
 	done
 done
 
-printf '\npushrelayd POST /v1/events on %s (%s cores), one device per user\n' \
-	"$(uname -m)" "$(nproc)"
+printf '\npushrelayd POST /v1/events on %s (%s cores), %s users with one device each\n' \
+	"$(uname -m)" "$(nproc)" "$USERS"
 awk -F'|' '
 	{ rows[NR] = $0 }
 	$2 == "raw SQLite" { raw[$1] = $4 }
