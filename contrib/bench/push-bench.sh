@@ -249,31 +249,52 @@ for i in range(int(sys.argv[2])):
     t = hashlib.sha256(b"pushrelay-bench-%d" % i).hexdigest()
     print("%s/3/device/%s" % (sys.argv[1], t))
 PY
-m0=$(ticks "$mock_pid")
-t0=$(date +%s.%N)
-h2load -n "$BOUND_REQS" -c 1 -m "$BOUND_STREAMS" -t 1 -i "$work/uris" \
-	-d "$work/payload.json" \
-	-H "authorization: bearer $jwt" -H "apns-push-type: alert" \
-	-H "apns-topic: com.example.bench" -H "apns-priority: 10" \
-	-H "apns-expiration: $exp" \
-	-H "apns-id: 4a9f1c3e-7b2d-4e8f-9a1b-2c3d4e5f6a7b" \
-	>"$work/h2load.out" 2>&1 || true
-t1=$(date +%s.%N)
-m1=$(ticks "$mock_pid")
-bound=$(awk '/^finished in/ { gsub(",", "", $4); printf "%.0f", $4 }' \
-	"$work/h2load.out")
-bound_ok=$(awk '/^status codes:/ { print $3 }' "$work/h2load.out")
-bound_secs=$(awk -v n="$BOUND_REQS" -v r="$bound" \
-	'BEGIN { printf "%.3f", n / r }')
-[ -n "$bound" ] && [ "${bound_ok:-0}" -eq "$BOUND_REQS" ] || {
-	echo "h2load against the mock failed:" >&2
-	cat "$work/h2load.out" >&2
-	exit 1
+# One h2load run, a row in $work/rows: its CPU (getrusage of the child)
+# and the mock's, per request, go in the loop% and mock% columns' place
+# as µs per request.
+bound_once() {
+	m0=$(ticks "$mock_pid")
+	timeout 120 python3 -c '
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:])
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("h2load_cpu_seconds %.3f" % (u.ru_utime + u.ru_stime))' \
+		h2load -n "$BOUND_REQS" -c 1 -m "$BOUND_STREAMS" -t 1 \
+		-i "$work/uris" -d "$work/payload.json" \
+		-H "authorization: bearer $jwt" -H "apns-push-type: alert" \
+		-H "apns-topic: com.example.bench" -H "apns-priority: 10" \
+		-H "apns-expiration: $exp" \
+		-H "apns-id: 4a9f1c3e-7b2d-4e8f-9a1b-2c3d4e5f6a7b" \
+		>"$work/h2load.out" 2>&1 || true
+	m1=$(ticks "$mock_pid")
+	cat "$work/h2load.out" >>"$work/h2load.log"
+	rate=$(awk '/^finished in/ { gsub(",", "", $4); printf "%.0f", $4 }' \
+		"$work/h2load.out")
+	ok=$(awk '/^status codes:/ { print $3 }' "$work/h2load.out")
+	[ -n "$rate" ] && [ "${ok:-0}" -eq "$BOUND_REQS" ] || {
+		echo "h2load against the mock failed:" >&2
+		cat "$work/h2load.out" >&2
+		exit 1
+	}
+	awk -v n="$BOUND_REQS" -v r="$rate" -v hz="$hz" -v m0="$m0" \
+		-v m1="$m1" -v s="$BOUND_STREAMS" '
+		/^h2load_cpu_seconds/ { cpu = $2 }
+		END {
+			secs = n / r
+			printf "bound|h2load, 1 connection, -m%s|%.0f|100.0|%.3f|%.0f|-|%.0f|-|%.2f|%.2f|-|h2load CPU in loop%%\n",
+				s, r, secs, 100 * cpu / secs,
+				100 * (m1 - m0) / hz / secs, 1e6 * cpu / n,
+				1e6 * (m1 - m0) / hz / n
+		}' "$work/h2load.out" >>"$work/rows"
 }
-bound_mock=$(echo "$m0 $m1 $t0 $t1" | awk -v hz="$hz" \
-	'{ printf "%.0f", 100 * ($2 - $1) / hz / ($4 - $3) }')
-echo "bound|h2load, 1 connection, -m$BOUND_STREAMS|$bound|100.0|$bound_secs|-|-|$bound_mock|-|-" \
-	>>"$results"
+: >"$work/rows"
+r=1
+while [ "$r" -le "$REPEAT" ]; do
+	bound_once
+	r=$((r + 1))
+done
+sort -t'|' -k3,3nr "$work/rows" | head -n 1 >>"$results"
+bound=$(cut -d'|' -f3 "$results")
 
 # ---- 2. drain runs -------------------------------------------------------------
 
@@ -329,6 +350,10 @@ drain() { # drain CONNS RUN: one drain run, a row in $work/rows
 			'BEGIN { printf "%.1f", 100 * a / b }')|$(val drain_seconds "$o")|$(
 		val drain_loop_cpu "$o")|$(val drain_threads_cpu "$o")|$(
 		val drain_mock_cpu "$o")|$(val drain_other_cpu "$o")|$(
+		awk -v l="$(val drain_loop_cpu "$o")" \
+			-v m="$(val drain_mock_cpu "$o")" \
+			-v r="$(val drain_per_s "$o")" \
+			'BEGIN { printf "%.2f|%.2f", 1e4 * l / r, 1e4 * m / r }')|$(
 		val drain_rss_kb "$o")|$note" >>"$work/rows"
 	echo "drain, $c connection(s), run $2: registered $JOBS devices at $(
 		val register_per_s "$o")/s, ingested $(val ingest_queued "$o") events at $(
@@ -385,23 +410,25 @@ printf '\npushrelayd push dispatch to pr-mock (APNs, ES256 JWT checked) on %s, %
 	"$(uname -m)" "$cores"
 awk -F'|' '
 	BEGIN {
-		printf "%-34s %10s %8s %8s %6s %8s %6s %7s %9s  %s\n", "run",
-			"pushes/s", "% bound", "seconds", "loop%", "threads%",
-			"mock%", "other%", "RSS", "notes"
+		printf "%-30s %9s %7s %7s %6s %8s %6s %7s %8s %8s %8s  %s\n",
+			"run", "pushes/s", "% bound", "seconds", "loop%",
+			"threads%", "mock%", "other%", "loop us", "mock us",
+			"RSS", "notes"
 	}
 	{
-		rss = $10 == "-" ? "-" : sprintf("%.0f MiB", $10 / 1024)
-		printf "%-34s %10s %8s %8s %6s %8s %6s %7s %9s  %s\n", $2, $3,
-			$4, $5, $6, $7, $8, $9, rss, $11
+		rss = $12 == "-" ? "-" : sprintf("%.0f MiB", $12 / 1024)
+		printf "%-30s %9s %7s %7s %6s %8s %6s %7s %8s %8s %8s  %s\n",
+			$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, rss, $13
 	}' "$results"
 printf '\nlatency at a steady %s events/s for %ss (%s devices, each event to the next one):\n' \
 	"$LAT_RATE" "$LAT_SECONDS" "$LAT_DEVICES"
 printf '  %-24s %s\n' "posted / accepted" "$(val lat_posted "$o") / $(val lat_accepted "$o") (at $(val lat_rate "$o")/s; most behind schedule $(val lat_behind_max "$o"))"
 printf '  %-24s %s\n' "pushes arrived" "$(val lat_arrived "$o") (non-200 at the mock: $(val lat_non200 "$o"); daemon counted $lat_sent sent incl. $LAT_DEVICES warm-up)"
 printf '  %-24s %s\n' "new TLS connections" "$(val lat_new_connections "$o") opened by the daemon during the run"
-printf '  %-24s p50 %s ms   p90 %s ms   p99 %s ms   max %s ms   (min %s ms)\n' \
+printf '  %-24s p50 %s ms   p90 %s ms   p99 %s ms   max %s ms   (min %s ms; %s over 100 ms)\n' \
 	"event-to-request" "$(val lat_p50_ms "$o")" "$(val lat_p90_ms "$o")" \
-	"$(val lat_p99_ms "$o")" "$(val lat_max_ms "$o")" "$(val lat_min_ms "$o")"
+	"$(val lat_p99_ms "$o")" "$(val lat_max_ms "$o")" "$(val lat_min_ms "$o")" \
+	"$(val lat_over_100ms "$o")"
 printf '  %-24s before %s, after %s (peak %s)\n' "daemon RSS" \
 	"$(mib "$(val lat_rss_before_kb "$o")")" \
 	"$(mib "$(val lat_rss_after_kb "$o")")" \
@@ -412,12 +439,13 @@ printf '  %-24s loop %s%%, other threads %s%%, mock %s%%, machine %s%% (100 = on
 	"$(val lat_machine_cpu "$o")"
 printf '\n'
 cat "$work/notes"
-printf 'bound: h2load -n%s -c1 -m%s -t1, %s distinct device tokens, one JWT, payload %s bytes; mock CPU %s%%\n' \
+printf 'bound: h2load -n%s -c1 -m%s -t1, %s distinct device tokens, one JWT, payload %s bytes; best of %s\n' \
 	"$BOUND_REQS" "$BOUND_STREAMS" "$(wc -l <"$work/uris")" \
-	"$(wc -c <"$work/payload.json")" "$bound_mock"
+	"$(wc -c <"$work/payload.json")" "$REPEAT"
 printf 'drain: %s jobs, [push] max_streams %s, max_in_flight %s, claim_batch %s; [storage] synchronous %s;\n' \
 	"$JOBS" "$MAX_STREAMS" "$MAX_IN_FLIGHT" "$CLAIM_BATCH" "$DRAIN_SYNC"
 printf '       timed from `pushrelayctl providers resume apns` to the mock counting the last push (polled every %ss, interpolated)\n' "$POLL"
 printf 'latency: [storage] synchronous %s, [push] defaults; latency = mock arrival (ms, its loop clock) - post time\n' "$LAT_SYNC"
-printf 'loop%%: daemon main thread; threads%%: its other threads; mock%%: pr-mock; other%%: the rest of the machine (100 = one core)\n'
+printf 'loop%%: daemon main thread (bound row: h2load); threads%%: its other threads; mock%%: pr-mock; other%%: the rest of the machine (100 = one core)\n'
+printf 'loop us / mock us: CPU microseconds per push (per request) of the daemon main thread (h2load) and of the mock: independent of other load\n'
 printf 'load average before the runs: %s\n' "$load0"

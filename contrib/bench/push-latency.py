@@ -489,6 +489,7 @@ def cmd_latency(args):
     print("lat_p90_ms %.1f" % pctl(ms, 90))
     print("lat_p99_ms %.1f" % pctl(ms, 99))
     print("lat_max_ms %.1f" % (ms[-1] if ms else float("nan")))
+    print("lat_over_100ms %d" % sum(1 for x in ms if x > 100))
     print("lat_min_ms %.1f" % (ms[0] if ms else float("nan")))
     print("lat_rss_before_kb %d" % rss0)
     print("lat_rss_after_kb %d" % rss1)
