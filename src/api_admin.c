@@ -17,6 +17,7 @@
 #include "auth.h"
 #include "dispatch.h"
 #include "http.h"
+#include "log.h"
 #include "pushrelay.h"
 #include "router.h"
 #include "server.h"
@@ -36,7 +37,13 @@ static void create_finish(struct pr_api_call *call)
 	struct pr_store_job *job = &call->job;
 	char when[32];
 
-	pr_auth_add(call->server->auth, job->key.id, nk->scope, job->key.hash);
+	if (pr_auth_add(call->server->auth, job->key.id, nk->scope,
+			job->key.hash) != PR_OK) {
+		/* Committed but not usable until a restart reloads it. */
+		pr_log(PR_LOG_ERROR, call->req->id,
+		       "key %lld stored but not cached; restart to use it",
+		       (long long)job->key.id);
+	}
 	pr_api_time(job->now, when);
 	pr_respond_json(call->req, 201,
 			json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "id",
@@ -73,12 +80,8 @@ static void create_key(struct pr_request *req, void *arg)
 				 "scope: required, ingest or admin");
 		goto out;
 	}
-	if (pr_auth_count(s->auth) >= (size_t)s->cfg->max_api_keys) {
-		pr_respond_error(req, 409, "too_many_keys", NULL,
-				 "at most %ld live keys; revoke one first",
-				 s->cfg->max_api_keys);
-		goto out;
-	}
+	/* [admin] max_api_keys is enforced by the store, in the transaction
+	 * that adds the key. */
 	call = pr_api_call_new(s, req, PR_STORE_KEY_CREATE, 201);
 	nk = call ? calloc(1, sizeof(*nk)) : NULL;
 	if (!nk) {

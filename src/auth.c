@@ -39,8 +39,8 @@ struct pr_auth *pr_auth_new(size_t max_keys)
 
 	if (!a)
 		return NULL;
-	a->max = max_keys;
-	a->keys = calloc(max_keys ? max_keys : 1, sizeof(*a->keys));
+	a->max = max_keys ? max_keys : 1;
+	a->keys = calloc(a->max, sizeof(*a->keys));
 	if (!a->keys) {
 		free(a);
 		return NULL;
@@ -52,7 +52,8 @@ void pr_auth_free(struct pr_auth *a)
 {
 	if (!a)
 		return;
-	OPENSSL_cleanse(a->keys, a->max * sizeof(*a->keys));
+	if (a->n)
+		OPENSSL_cleanse(a->keys, a->n * sizeof(*a->keys));
 	free(a->keys);
 	free(a);
 }
@@ -97,8 +98,21 @@ int pr_auth_add(struct pr_auth *a, int64_t id, enum pr_scope scope,
 {
 	size_t at;
 
-	if (a->n >= a->max)
-		return PR_ERR_LIMIT;
+	if (a->n >= a->max) {
+		/* The store enforces [admin] max_api_keys when keys are made;
+		 * the cache holds whatever the store has (a lowered limit
+		 * must not stop the daemon from starting). */
+		size_t cap = a->max * 2;
+		struct key_entry *k;
+
+		if (cap > PR_AUTH_HARD_MAX)
+			return PR_ERR_LIMIT;
+		k = realloc(a->keys, cap * sizeof(*k));
+		if (!k)
+			return PR_ERR_NOMEM;
+		a->keys = k;
+		a->max = cap;
+	}
 	at = lower_bound(a, hash);
 	if (at < a->n && memcmp(a->keys[at].hash, hash, 32) == 0)
 		return PR_OK;
@@ -151,7 +165,8 @@ int pr_auth_load(struct pr_auth *a, json_t *keys)
 	size_t i;
 	json_t *k;
 
-	OPENSSL_cleanse(a->keys, a->max * sizeof(*a->keys));
+	if (a->n)
+		OPENSSL_cleanse(a->keys, a->n * sizeof(*a->keys));
 	a->n = 0;
 	json_array_foreach(keys, i, k)
 	{
@@ -207,14 +222,13 @@ int pr_auth_key_generate(char key[PR_KEY_LEN + 1], unsigned char hash[32],
 	return PR_OK;
 }
 
-/* A request on an admin Unix socket: the socket's mode is the check. */
+/* A request on an admin Unix socket: the socket's mode is the check.
+ * (Decided when the connection was accepted: listeners are closed and
+ * freed at the start of a drain, connections live on.) */
 static int trusted_admin_socket(const struct pr_request *req)
 {
-	const struct pr_conn *c = req->conn;
-
-	if (!(c->listen_flags & PR_ROUTE_ADMIN))
-		return 0;
-	return !c->listener || c->listener->spec.family == AF_UNIX;
+	return (req->conn->listen_flags & PR_ROUTE_ADMIN) &&
+	       req->conn->admin_socket;
 }
 
 /* The bearer credential of req, or NULL. */

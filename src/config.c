@@ -398,6 +398,32 @@ static const struct directive directives[] = {
 		  "Bytes queued to a slow stream reader before its stream is "
 		  "closed."),
 
+	DIRECTIVE("webhook", "flush_interval", SECONDS, webhook_flush_interval,
+		  1, 60, "1", F_RELOAD,
+		  "Longest time a receipt waits for others to share its POST."),
+	DIRECTIVE("webhook", "max_batch", INT, webhook_max_batch, 1, 1000,
+		  "100", F_RELOAD,
+		  "Most receipts in one POST; a full batch is sent at once."),
+	DIRECTIVE("webhook", "max_pending", INT, webhook_max_pending, 100,
+		  1000000, "10000", F_RELOAD,
+		  "Most receipts held, unsent or retrying, over all apps; more "
+		  "are dropped and counted."),
+	DIRECTIVE("webhook", "backoff_base", SECONDS, webhook_backoff_base, 1,
+		  3600, "1", F_RELOAD,
+		  "Delay before a failed POST is retried; later retries wait "
+		  "longer."),
+	DIRECTIVE("webhook", "backoff_max", SECONDS, webhook_backoff_max, 1,
+		  DAY, "300", F_RELOAD,
+		  "Longest delay before a retry, also when Retry-After asks for "
+		  "more."),
+	DIRECTIVE("webhook", "max_attempts", INT, webhook_max_attempts, 1, 100,
+		  "10", F_RELOAD,
+		  "Most attempts at one POST; then its receipts are dropped."),
+	DIRECTIVE("webhook", "timeout", SECONDS, webhook_timeout, 1, 120, "10",
+		  F_RELOAD,
+		  "Time the chat server has to answer a POST, connecting "
+		  "included."),
+
 	DIRECTIVE("log", "level", LEVEL, log_level, 0, 0, "info", F_RELOAD,
 		  "Least severe level that is logged."),
 	DIRECTIVE("log", "target", TARGET, log_target, 0, 0, "stderr", F_RELOAD,
@@ -1901,28 +1927,30 @@ static const struct directive *directive_of(const char *section,
 
 /*
  * The first retry may not wait longer than the longest; named at the line
- * of the key that was set, as the ttl check does.
+ * of the key that was set, as the ttl check does. section is "push" or
+ * "webhook"; base and max are its values.
  */
-static void check_backoff(struct parse *p, const struct pr_config *c)
+static void check_backoff(struct parse *p, const char *section, long base,
+			  long max)
 {
-	int bb = find_directive("push", "backoff_base");
-	int bm = find_directive("push", "backoff_max");
+	int bb = find_directive(section, "backoff_base");
+	int bm = find_directive(section, "backoff_max");
 	char a[32], b[32];
 
-	if (c->push_backoff_base <= c->push_backoff_max)
+	if (base <= max)
 		return;
-	fmt_num(&directives[bb], c->push_backoff_base, a, sizeof(a));
-	fmt_num(&directives[bm], c->push_backoff_max, b, sizeof(b));
+	fmt_num(&directives[bb], base, a, sizeof(a));
+	fmt_num(&directives[bm], max, b, sizeof(b));
 	if (p->seen[bb])
 		msgs_add(&p->errs,
-			 "%s:%d: [push] backoff_base: %s is longer than "
+			 "%s:%d: [%s] backoff_base: %s is longer than "
 			 "backoff_max (%s)",
-			 p->path, p->seen[bb], a, b);
+			 p->path, p->seen[bb], section, a, b);
 	else
 		msgs_add(&p->errs,
-			 "%s:%d: [push] backoff_max: %s is shorter than "
+			 "%s:%d: [%s] backoff_max: %s is shorter than "
 			 "backoff_base (%s)",
-			 p->path, p->seen[bm], b, a);
+			 p->path, p->seen[bm], section, b, a);
 }
 
 /*
@@ -1987,7 +2015,9 @@ static void cross_check(struct parse *p, const struct pr_config *c)
 		msgs_add(&p->errs,
 			 "%s: [server] tls_cert: required with tls_key",
 			 p->path);
-	check_backoff(p, c);
+	check_backoff(p, "push", c->push_backoff_base, c->push_backoff_max);
+	check_backoff(p, "webhook", c->webhook_backoff_base,
+		      c->webhook_backoff_max);
 	check_ws_timers(p, c);
 
 	/* Two listeners on one address would fail only at bind time. */

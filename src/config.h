@@ -4,8 +4,8 @@
  * SIGHUP and the example config (`pushrelayd --print-config`).
  *
  * The file format is INI, read with inih. Sections are [server], [admin],
- * [storage], [ingest], [push], [inbox], [log] and any number of
- * [app "NAME"].
+ * [storage], [ingest], [push], [inbox], [webhook], [log] and any number
+ * of [app "NAME"].
  * Unknown sections or keys and bad values are errors that name the file,
  * the line and the key.
  */
@@ -126,6 +126,15 @@ struct pr_config {
 	long ws_idle_timeout;      /* seconds without a frame: close */
 	long ws_max_message;       /* bytes of one message from a client */
 	long ws_max_queued;        /* bytes queued to a slow reader: close */
+
+	/* [webhook]: delivery receipts, for apps with a webhook_url */
+	long webhook_flush_interval; /* seconds a receipt waits for company */
+	long webhook_max_batch;      /* receipts in one POST */
+	long webhook_max_pending;    /* receipts held at once, all apps */
+	long webhook_backoff_base;   /* seconds: first retry delay */
+	long webhook_backoff_max;    /* seconds: longest retry delay */
+	long webhook_max_attempts;   /* then the batch is dropped */
+	long webhook_timeout;        /* seconds one POST may take */
 
 	/* [app "name"] sections; when none is given, one app "default" with
 	 * the defaults exists. */

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pushrelay.h"
+#include "router.h"
 #include "server.h"
 
 #define READ_CHUNK 16384
@@ -90,6 +91,8 @@ struct pr_conn *pr_conn_new_mem(struct pr_server *s, unsigned listen_flags,
 	conn_setup(c, s, -1);
 	c->flags |= PR_CONN_MEM;
 	c->listen_flags = listen_flags;
+	/* Tests stand in for an admin Unix socket. */
+	c->admin_socket = (listen_flags & PR_ROUTE_ADMIN) != 0;
 	snprintf(c->peer, sizeof(c->peer), "test");
 	if (proto) {
 		c->proto = proto;

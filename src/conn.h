@@ -69,6 +69,7 @@ struct pr_conn {
 	struct pr_server *server;
 	struct pr_listener *listener;
 	unsigned listen_flags; /* enum pr_route_flags of the listener */
+	int admin_socket;      /* accepted on an admin Unix socket */
 	char id[24];           /* "c" + counter, for log lines */
 	char peer[80];
 

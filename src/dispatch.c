@@ -44,6 +44,7 @@
 #include "pushrelay.h"
 #include "server.h"
 #include "store.h"
+#include "webhook.h"
 
 #define TICK_SECONDS 1.0 /* look for retries coming due */
 #define RESULT_BATCH 512
@@ -119,7 +120,10 @@ struct pr_dispatch {
 	struct quiet *quiet[QUIET_BUCKETS];
 	struct inst *insts[MAX_INSTANCES];
 	size_t n_insts;
-	int started, stopping;
+	int started;
+	int stopping; /* no more claims; results are still written */
+	int closing;  /* the store is going: results are dropped (the jobs
+			 stay in flight and are sent again next start) */
 
 	int claiming;     /* a PUSH_CLAIM is in the store */
 	int again;        /* kick arrived while claiming */
@@ -230,32 +234,43 @@ static void results_done(struct pr_store_job *job, void *arg)
 	struct batch *b = arg;
 	struct pr_dispatch *d = b->d;
 
-	if (job->rv)
+	if (job->rv && !d->closing) {
+		/* Keep the outcomes and write them again shortly: the jobs
+		 * stay in flight until they are recorded. */
 		pr_log(PR_LOG_ERROR, NULL,
-		       "could not record %zu push result(s): %s; they will "
-		       "be sent again after a restart",
+		       "could not record %zu push result(s): %s; retrying",
 		       b->n, job->err);
-	for (size_t i = 0; i < b->n; i++)
-		flight_free(b->flights[i]);
-	d->in_flight -= b->n;
+		for (size_t i = b->n; i > 0; i--) {
+			b->flights[i - 1]->next = d->pending;
+			d->pending = b->flights[i - 1];
+		}
+		d->n_pending += b->n;
+		d->flush_w.repeat = 1.0;
+		ev_timer_again(d->s->loop, &d->flush_w);
+	} else {
+		for (size_t i = 0; i < b->n; i++)
+			flight_free(b->flights[i]);
+		d->in_flight -= b->n;
+	}
 	json_decref(job->result);
 	free(b->results);
 	free(b->flights);
 	free(b);
-	d->results_busy = 0;
-	if (d->n_pending && !d->stopping)
+	d->results_busy--;
+	if (d->n_pending && !d->closing && !ev_is_active(&d->flush_w))
 		ev_timer_start(d->s->loop, &d->flush_w);
 	pr_dispatch_kick(d);
 }
 
-/* Write the waiting results in one store job. */
-static void flush_results(struct pr_dispatch *d)
+/* Write the waiting results in one store job (one at a time, unless
+ * `all`: at shutdown every waiting result goes, in as many jobs). */
+static void flush_batch(struct pr_dispatch *d, int all)
 {
 	struct batch *b;
 	struct flight *f;
 	size_t n = d->n_pending, i = 0;
 
-	if (d->results_busy || n == 0)
+	if ((d->results_busy && !all) || n == 0 || d->closing)
 		return;
 	if (n > RESULT_BATCH)
 		n = RESULT_BATCH;
@@ -302,7 +317,12 @@ static void flush_results(struct pr_dispatch *d)
 		ev_timer_again(d->s->loop, &d->flush_w);
 		return;
 	}
-	d->results_busy = 1;
+	d->results_busy++;
+}
+
+static void flush_results(struct pr_dispatch *d)
+{
+	flush_batch(d, 0);
 }
 
 static void dispatch_flush_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -319,6 +339,12 @@ static void finish(struct flight *f, int outcome, long status,
 {
 	struct pr_dispatch *d = f->d;
 
+	if (d->closing) {
+		/* Left in flight in the store: sent again at the next start. */
+		d->in_flight--;
+		flight_free(f);
+		return;
+	}
 	snprintf(f->reason, sizeof(f->reason), "%s", reason ? reason : "");
 	f->result.job_id = f->push.job_id;
 	f->result.outcome = outcome;
@@ -352,6 +378,10 @@ static int64_t backoff(const struct pr_config *cfg, int attempt,
 	delay = delay / 2 + (delay / 2) * ((double)r / 4294967295.0);
 	if (retry_after > 0 && (double)retry_after > delay)
 		delay = (double)retry_after;
+	/* A provider's Retry-After is honoured, but not past the job's life:
+	 * past max_age it would only go dead at its next claim anyway. */
+	if (delay > (double)cfg->push_max_age)
+		delay = (double)cfg->push_max_age;
 	return (int64_t)now + (int64_t)ceil(delay);
 }
 
@@ -367,7 +397,7 @@ static void pause_inst(struct inst *in, const char *why)
 	snprintf(in->pause_reason, sizeof(in->pause_reason), "%s", why);
 	pr_log(PR_LOG_ERROR, NULL,
 	       "provider %s paused: %s; pushes wait until it is resumed "
-	       "(fix the credentials, then SIGHUP or pushrelayctl providers "
+	       "(fix the credentials and restart, or pushrelayctl providers "
 	       "resume)",
 	       in->key, why);
 }
@@ -408,15 +438,11 @@ static void sent_done(struct pr_h2req *req,
 			     : (resp->status ? "" : resp->transport
 							   ? resp->transport
 							   : "transport error"));
-	if (d->stopping) {
-		/* Leave it in flight in the store: sent again next start. */
-		d->in_flight--;
-		flight_free(f);
-		return;
-	}
 	switch (v.outcome) {
 	case PR_OUTCOME_SENT:
 		in->n.sent++;
+		pr_webhook_pushed(d->s->webhook, f->item,
+				  f->result.provider_id);
 		finish(f, v.outcome, resp->status, why, 0);
 		break;
 	case PR_OUTCOME_INVALID_TOKEN: {
@@ -428,6 +454,7 @@ static void sent_done(struct pr_h2req *req,
 		       in->key, pr_log_redact_token(f->push.token, tok,
 						    sizeof(tok)),
 		       resp->status, why);
+		pr_webhook_token_invalid(d->s->webhook, f->item, why);
 		finish(f, v.outcome, resp->status, why, 0);
 		break;
 	}
@@ -473,7 +500,8 @@ static void send_push(struct flight *f)
 			    sizeof(err));
 	if (rv == PR_ERR_BUSY) {
 		/* The credential went away meanwhile: back to pending. */
-		finish(f, PR_OUTCOME_AUTH, 0, "waiting for a credential", 0);
+		finish(f, PR_OUTCOME_AUTH, 0, "waiting for a credential",
+		       (int64_t)time(NULL) + 1);
 		return;
 	}
 	if (rv) {
@@ -494,12 +522,23 @@ static void send_push(struct flight *f)
 	f->req.arg = f;
 	rv = pr_h2client_submit(in->h2, &f->req);
 	if (rv) {
-		/* No room after all: back to pending, not counted. */
-		finish(f, PR_OUTCOME_AUTH, 0, "requeued", 0);
+		/* No room after all: back to pending shortly, not counted. */
+		finish(f, PR_OUTCOME_AUTH, 0, "requeued",
+		       (int64_t)time(NULL) + 1);
 	}
 }
 
 /* ---- provider credentials (FCM OAuth) --------------------------------- */
+
+/* Hold an instance's pushes back after a credential failure, doubling
+ * the wait up to AUTH_COOLDOWN_MAX. */
+static void cool_down(struct inst *in)
+{
+	in->cooldown = in->cooldown ? in->cooldown * 2 : AUTH_COOLDOWN_MIN;
+	if (in->cooldown > AUTH_COOLDOWN_MAX)
+		in->cooldown = AUTH_COOLDOWN_MAX;
+	in->cooldown_until = time(NULL) + in->cooldown;
+}
 
 static void release_waiting(struct inst *in, int ok, const char *why)
 {
@@ -511,7 +550,10 @@ static void release_waiting(struct inst *in, int ok, const char *why)
 		if (ok)
 			send_push(f);
 		else
-			finish(f, PR_OUTCOME_AUTH, 0, why, 0);
+			finish(f, PR_OUTCOME_AUTH, 0, why,
+			       in->cooldown_until > time(NULL)
+				       ? (int64_t)in->cooldown_until
+				       : (int64_t)time(NULL) + 1);
 	}
 }
 
@@ -534,11 +576,7 @@ static void auth_done(struct pr_h2req *req,
 		    resp->status == 429) {
 			/* The token endpoint is down or busy: hold this
 			 * provider's pushes back for a while, doubling. */
-			in->cooldown = in->cooldown ? in->cooldown * 2
-						    : AUTH_COOLDOWN_MIN;
-			if (in->cooldown > AUTH_COOLDOWN_MAX)
-				in->cooldown = AUTH_COOLDOWN_MAX;
-			in->cooldown_until = time(NULL) + in->cooldown;
+			cool_down(in);
 			pr_log(PR_LOG_WARN, NULL,
 			       "%s: token request failed (%ld %s); retrying "
 			       "in %lds",
@@ -580,6 +618,7 @@ static void start_auth(struct pr_dispatch *d, struct inst *in)
 	}
 	if (rv) {
 		pr_http_request_cleanup(&in->auth_http);
+		cool_down(in);
 		release_waiting(in, 0, "cannot request a token");
 		return;
 	}
@@ -716,7 +755,14 @@ static void claim_done(struct pr_store_job *job, void *arg)
 			continue;
 		}
 		if (f->in->paused) {
-			finish(f, PR_OUTCOME_AUTH, 0, f->in->pause_reason, 0);
+			finish(f, PR_OUTCOME_AUTH, 0, f->in->pause_reason,
+			       (int64_t)now + 1);
+			continue;
+		}
+		if (f->in->cooldown_until > now) {
+			finish(f, PR_OUTCOME_AUTH, 0,
+			       "waiting for the token endpoint",
+			       (int64_t)f->in->cooldown_until);
 			continue;
 		}
 		if (is_quiet(d, p->app, str(item, "device_id"))) {
@@ -803,7 +849,10 @@ struct pr_dispatch *pr_dispatch_new(struct pr_server *s, char *err,
 {
 	const struct pr_config *cfg = s->cfg;
 	struct pr_h2client_config hc = {
-		.max_in_flight = cfg->push_max_in_flight + 1,
+		/* The dispatcher's own bound ([push] max_in_flight, which a
+		 * reload may raise) is what limits memory; the client's is
+		 * the directive's ceiling so it never refuses first. */
+		.max_in_flight = 100000 + 1,
 		.connections = cfg->push_connections,
 		.max_streams = cfg->push_max_streams,
 		.connect_timeout = cfg->push_connect_timeout,
@@ -871,12 +920,19 @@ void pr_dispatch_stop(struct pr_dispatch *d)
 {
 	if (!d || d->stopping)
 		return;
-	/* Results already known are still written. */
-	ev_timer_stop(d->s->loop, &d->flush_w);
-	flush_results(d);
+	/* No more claims; pushes in flight finish and their results are
+	 * written while the loop still runs (the drain). */
 	d->stopping = 1;
 	ev_timer_stop(d->s->loop, &d->tick_w);
 	ev_timer_stop(d->s->loop, &d->kick_w);
+}
+
+void pr_dispatch_flush(struct pr_dispatch *d)
+{
+	if (!d)
+		return;
+	ev_timer_stop(d->s->loop, &d->flush_w);
+	flush_batch(d, 1);
 }
 
 void pr_dispatch_free(struct pr_dispatch *d)
@@ -886,6 +942,7 @@ void pr_dispatch_free(struct pr_dispatch *d)
 	if (!d)
 		return;
 	d->stopping = 1;
+	d->closing = 1;
 	if (d->s->loop) {
 		ev_timer_stop(d->s->loop, &d->tick_w);
 		ev_timer_stop(d->s->loop, &d->kick_w);

@@ -26,6 +26,9 @@ struct pr_dispatch *pr_dispatch_new(struct pr_server *s, char *err,
 void pr_dispatch_start(struct pr_dispatch *d);
 /* Stop claiming new work (shutdown). */
 void pr_dispatch_stop(struct pr_dispatch *d);
+/* Write every result known so far (at shutdown, before the store
+ * closes). */
+void pr_dispatch_flush(struct pr_dispatch *d);
 /* Jobs in flight stay in flight in the store: the next start sends them
  * again with the same apns-id. */
 void pr_dispatch_free(struct pr_dispatch *d);

@@ -391,10 +391,12 @@ static int setup_easy(struct pr_h2client *c, struct pr_h2req *req, CURL *e)
 	/* h2c: libcurl before 8.0.0 cannot reuse a prior-knowledge
 	 * connection (curl issue #10634, PR #10643): streams after the first
 	 * fail with "Error in the HTTP2 framing layer". Only test servers
-	 * speak h2c; APNs and FCM are TLS. */
-	long version = strncasecmp(http->url, "http://", 7) == 0
-			   ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
-			   : (long)CURL_HTTP_VERSION_2TLS;
+	 * speak h2c; APNs and FCM are TLS. A web server (req->http1) gets
+	 * HTTP/1.1 in the clear, ALPN over TLS. */
+	long version = strncasecmp(http->url, "http://", 7) != 0
+			   ? (long)CURL_HTTP_VERSION_2TLS
+		       : req->http1 ? (long)CURL_HTTP_VERSION_1_1
+				    : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
 	int rv = 0;
 
 #define SET(opt, val) (rv |= curl_easy_setopt(e, opt, val) != CURLE_OK)
@@ -424,7 +426,8 @@ static int setup_easy(struct pr_h2client *c, struct pr_h2req *req, CURL *e)
 	SET(CURLOPT_TCP_KEEPINTVL, KEEPALIVE_INTERVAL);
 	SET(CURLOPT_MAXAGE_CONN, cfg->ping_interval);
 	SET(CURLOPT_CONNECTTIMEOUT, cfg->connect_timeout);
-	SET(CURLOPT_TIMEOUT, cfg->request_timeout);
+	SET(CURLOPT_TIMEOUT,
+	    req->timeout > 0 ? req->timeout : cfg->request_timeout);
 	SET(CURLOPT_HTTPHEADER, (struct curl_slist *)req->slist);
 	SET(CURLOPT_WRITEFUNCTION, body_write_cb);
 	SET(CURLOPT_WRITEDATA, (void *)req);

@@ -50,6 +50,11 @@ struct pr_h2req {
 	const char *key_file;
 	const char *cert_type; /* "PEM" or "P12" */
 	const char *key_password;
+	/* 0: HTTP/2 as above. 1: what a web server speaks (webhooks):
+	 * HTTP/1.1 for http://, ALPN's choice of h2 or HTTP/1.1 for
+	 * https://. */
+	int http1;
+	long timeout; /* seconds for the whole request; 0: request_timeout */
 	void (*done)(struct pr_h2req *req, const struct pr_http_response *resp,
 		     void *arg);
 	void *arg;

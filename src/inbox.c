@@ -31,6 +31,7 @@
 #include "router.h"
 #include "server.h"
 #include "store.h"
+#include "webhook.h"
 #include "ws.h"
 
 #define BUCKETS 4096
@@ -170,6 +171,8 @@ static void poll_answer(struct poll *p, json_t *result)
 		json_object_get(result, "more"), "push",
 		json_object_get(result, "push"));
 
+	pr_webhook_fetched(p->ib->s->webhook, p->m.app, p->m.user, p->m.device,
+			   json_object_get(result, "messages"), 0, INT64_MAX);
 	pr_respond_json(p->req, 200, doc);
 	p->req = NULL;
 }
@@ -344,6 +347,8 @@ static void ack_finish(struct pr_api_call *call)
 {
 	json_t *r = call->job.result;
 
+	pr_webhook_acknowledged(call->server->webhook, call->job.app,
+				call->job.user, call->job.device_id, r);
 	pr_respond_json(call->req, 200, r ? json_incref(r) : json_object());
 }
 
@@ -408,17 +413,31 @@ static void stream_maybe_free(struct stream *st)
 	free(st);
 }
 
-static void stream_send(struct stream *st, json_t *msg)
+/* Send one JSON message. Returns 0 (sent, go on), 1 (sent, and the
+ * queue for this reader is now past half of ws_max_queued: stop until
+ * on_drain), PR_ERR_BUSY (not sent: the queue was already past half),
+ * or another error when the session is going away. Crossing half with
+ * a message of our own is what arms on_drain. */
+static int stream_send(struct stream *st, json_t *msg, int force)
 {
-	char *text = json_dumps(msg, JSON_COMPACT);
+	size_t half = (size_t)st->ib->s->cfg->ws_max_queued / 2;
+	char *text;
+	int rv;
 
+	if (!force && pr_ws_queued(st->ws) > half)
+		return PR_ERR_BUSY;
+	text = json_dumps(msg, JSON_COMPACT);
 	if (!text)
-		return;
-	if (pr_ws_send_text(st->ws, text, strlen(text)) == PR_ERR_LIMIT)
+		return PR_ERR_NOMEM;
+	rv = pr_ws_send_text(st->ws, text, strlen(text));
+	if (rv == PR_ERR_LIMIT)
 		pr_log(PR_LOG_INFO, pr_ws_id(st->ws),
 		       "stream of %s/%s too slow; closing", st->m.user,
 		       st->m.device);
 	free(text);
+	if (rv == PR_OK && pr_ws_queued(st->ws) > half)
+		return 1;
+	return rv;
 }
 
 static void stream_fetched(struct pr_store_job *job, void *arg)
@@ -426,7 +445,7 @@ static void stream_fetched(struct pr_store_job *job, void *arg)
 	struct stream *st = arg;
 	json_t *msgs, *msg;
 	size_t i, n;
-	int more;
+	int more, first = 1;
 
 	st->fetching = 0;
 	if (!st->ws) {
@@ -444,27 +463,41 @@ static void stream_fetched(struct pr_store_job *job, void *arg)
 	more = json_is_true(json_object_get(job->result, "more"));
 	json_array_foreach(msgs, i, msg) {
 		json_int_t seq = json_integer_value(json_object_get(msg, "seq"));
+		int rv;
 
 		if (seq <= st->sent)
 			continue;
-		stream_send(st, msg);
-		st->sent = seq;
-		if (!st->ws)
+		/* Queue at most about half of ws_max_queued: the rest of a
+		 * large backlog waits for the reader (on_drain) instead of
+		 * tripping the slow-reader close. */
+		rv = stream_send(st, msg, first);
+		first = 0;
+		if (rv == PR_ERR_BUSY) {
+			st->slow = 1;
+			more = 1;
 			break;
+		}
+		if (rv < 0)
+			break; /* closing */
+		st->sent = seq;
+		if (rv == 1) {
+			st->slow = 1;
+			more = 1;
+			break;
+		}
 	}
+	pr_webhook_fetched(st->ib->s->webhook, st->m.app, st->m.user,
+			   st->m.device, msgs, job->after, st->sent);
 	json_decref(job->result);
 	job->result = NULL;
 	if (!st->ws)
 		return;
 	/* More waiting (a backlog page, or a wake meanwhile): go on unless
-	 * the reader is behind. */
+	 * the reader is behind (then on_drain goes on). */
 	if (more || n == (size_t)st->job.limit)
 		st->again = 1;
-	if (pr_ws_queued(st->ws) * 2 >
-	    (size_t)st->ib->s->cfg->ws_max_queued) {
-		st->slow = 1;
+	if (st->slow)
 		return;
-	}
 	if (st->again) {
 		st->again = 0;
 		stream_fetch(st);
@@ -509,6 +542,8 @@ static void stream_acked(struct pr_store_job *job, void *arg)
 	json_t *reply;
 
 	st->acking = 0;
+	pr_webhook_acknowledged(st->ib->s->webhook, st->m.app, st->m.user,
+				st->m.device, job->rv ? NULL : job->result);
 	if (st->ws) {
 		if (job->rv)
 			reply = json_pack("{s:{s:s, s:s}}", "error", "code",
@@ -521,7 +556,7 @@ static void stream_acked(struct pr_store_job *job, void *arg)
 					  json_object_get(job->result,
 							  "acked"));
 		if (reply)
-			stream_send(st, reply);
+			stream_send(st, reply, 1);
 		json_decref(reply);
 	}
 	json_decref(job->result);
@@ -570,7 +605,7 @@ static void stream_text(struct pr_ws *ws, const char *msg, size_t len,
 				      "send {\"ack\":SEQ}");
 
 		if (e)
-			stream_send(st, e);
+			stream_send(st, e, 1);
 		json_decref(e);
 	} else {
 		stream_ack(st, (int64_t)json_integer_value(v));

@@ -281,5 +281,7 @@ static void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		c->listen_flags = l->flags;
+		c->admin_socket = (l->flags & PR_ROUTE_ADMIN) &&
+				  l->spec.family == AF_UNIX;
 	}
 }

@@ -20,6 +20,7 @@
 #include "server.h"
 #include "store.h"
 #include "version.h"
+#include "webhook.h"
 
 #define METRICS_MAX (4u << 20)
 
@@ -154,6 +155,8 @@ static void metrics(struct pr_request *req, void *arg)
 		rv = render_store(s->store, &out);
 	if (rv == PR_OK && s->dispatch)
 		rv = pr_dispatch_render_metrics(s->dispatch, &out);
+	if (rv == PR_OK)
+		rv = pr_webhook_render_metrics(s->webhook, &out);
 	if (rv) {
 		pr_buf_cleanup(&out);
 		pr_respond_error(req, 500, "internal", NULL,

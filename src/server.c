@@ -33,6 +33,7 @@
 #include "router.h"
 #include "server.h"
 #include "tls.h"
+#include "webhook.h"
 
 static void server_signal_cb(struct ev_loop *loop, ev_signal *w, int revents);
 static void server_drain_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -285,6 +286,11 @@ int pr_server_start(struct pr_server *s, char *err, size_t errlen)
 	s->dispatch = pr_dispatch_new(s, err, errlen);
 	if (!s->dispatch)
 		return PR_ERR_CONFIG;
+	s->webhook = pr_webhook_new(s);
+	if (!s->webhook) {
+		snprintf(err, errlen, "out of memory");
+		return PR_ERR_NOMEM;
+	}
 	rv = add_listeners(s, cfg->listen, cfg->n_listen, PR_ROUTE_PUBLIC, 0666,
 			   err, errlen);
 	if (rv == PR_OK)
@@ -425,12 +431,16 @@ void pr_server_free(struct pr_server *s)
 	 * aborted); then pushes still in flight are abandoned: they stay in
 	 * flight in the store and are sent again at the next start. */
 	pr_dispatch_stop(s->dispatch);
+	pr_dispatch_flush(s->dispatch);
 	if (s->store) {
 		if (s->auth)
 			server_touch_cb(s->loop, &s->touch_w, 0);
 		pr_store_free(s->store);
+		s->store = NULL;
 	}
 	pr_dispatch_free(s->dispatch);
+	/* After the store: its last callbacks may still emit receipts. */
+	pr_webhook_free(s->webhook);
 	pr_inbox_free(s->inbox);
 	pr_auth_free(s->auth);
 	if (s->reserve_fd >= 0)

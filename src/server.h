@@ -23,6 +23,7 @@ struct pr_server {
 	struct pr_auth *auth;
 	struct pr_dispatch *dispatch; /* made by pr_server_start */
 	struct pr_inbox *inbox;       /* waiting long polls and streams */
+	struct pr_webhook *webhook;   /* delivery receipts; made by start */
 	SSL_CTX *tls; /* NULL when no listener uses TLS */
 
 	struct pr_listener *listeners;

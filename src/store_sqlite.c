@@ -203,6 +203,7 @@ enum stmt {
 	S_INVALID_LIST,
 	S_KEY_NAMED,
 	S_KEY_HASHED,
+	S_KEY_LIVE,
 	S_KEY_ADD,
 	S_KEY_LIST,
 	S_KEY_REVOKE_ID,
@@ -346,6 +347,7 @@ static const char *const stmt_sql[N_STMT] = {
 
     [S_KEY_NAMED] = "SELECT id FROM api_keys WHERE name = ?1",
     [S_KEY_HASHED] = "SELECT id FROM api_keys WHERE hash = ?1",
+    [S_KEY_LIVE] = "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL",
     [S_KEY_ADD] = "INSERT INTO api_keys(name, scope, hash, prefix,"
 		  " created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
     [S_KEY_LIST] = "SELECT id, name, scope, prefix, created_at,"
@@ -1408,6 +1410,21 @@ static int op_key_create(struct sq *q, struct pr_store_job *job)
 			 "this key exists already");
 		return PR_ERR_INVAL;
 	}
+	/* [admin] max_api_keys holds here, in the transaction, so parallel
+	 * creates cannot pass it together. */
+	s = stmt(q, S_KEY_LIVE);
+	rc = step(q, s);
+	if (rc == SQLITE_ROW &&
+	    sqlite3_column_int64(s, 0) >= q->cfg->max_api_keys) {
+		finish(s);
+		snprintf(q->errbuf, sizeof(q->errbuf),
+			 "at most %ld live API keys; revoke one first",
+			 q->cfg->max_api_keys);
+		return PR_ERR_INVAL;
+	}
+	finish(s);
+	if (rc != SQLITE_ROW)
+		return step_fail(q, rc);
 	s = stmt(q, S_KEY_ADD);
 	bt(q, s, 1, k->name);
 	bt(q, s, 2, k->scope);
@@ -1917,6 +1934,10 @@ static int push_result_one(struct sq *q, const struct pr_push_result *r,
 		return rv;
 	}
 
+	/* A requeue that never reached the provider (paused, waiting for a
+	 * credential, no room) is not an attempt: no history row. */
+	if (r->outcome == PR_OUTCOME_AUTH && r->status == 0)
+		goto outcome;
 	s = stmt(q, S_ATTEMPT_ADD);
 	bi(q, s, 1, r->job_id);
 	bi(q, s, 2, now);
@@ -1928,7 +1949,7 @@ static int push_result_one(struct sq *q, const struct pr_push_result *r,
 	rv = run(q, s);
 	if (rv)
 		return rv;
-
+outcome:
 	switch (r->outcome) {
 	case PR_OUTCOME_SENT:
 		if (flying) {
@@ -1977,11 +1998,15 @@ static int push_result_one(struct sq *q, const struct pr_push_result *r,
 		return job_set(q, r->job_id, "dead", 0, NULL, r,
 			       reason ? reason : "rejected", now);
 	case PR_OUTCOME_AUTH:
-		/* The provider pauses; this attempt does not count. */
+		/* The provider pauses (or the push could not leave yet); this
+		 * attempt does not count. retry_at, when given, holds it back
+		 * so a requeue cannot spin. */
 		if (!flying)
 			return PR_OK;
 		counts[R_REQUEUED]++;
-		return job_set(q, r->job_id, "pending", -1, NULL, r, reason,
+		next = r->retry_at;
+		return job_set(q, r->job_id, "pending", -1,
+			       r->retry_at > now ? &next : NULL, r, reason,
 			       now);
 	default: return PR_ERR_INVAL; /* op_push_result checked */
 	}

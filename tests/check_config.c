@@ -215,6 +215,13 @@ static void assert_defaults(const struct pr_config *c)
 	ck_assert_int_eq(c->ws_idle_timeout, 120);
 	ck_assert_int_eq(c->ws_max_message, 64 * 1024);
 	ck_assert_int_eq(c->ws_max_queued, 1024 * 1024);
+	ck_assert_int_eq(c->webhook_flush_interval, 1);
+	ck_assert_int_eq(c->webhook_max_batch, 100);
+	ck_assert_int_eq(c->webhook_max_pending, 10000);
+	ck_assert_int_eq(c->webhook_backoff_base, 1);
+	ck_assert_int_eq(c->webhook_backoff_max, 300);
+	ck_assert_int_eq(c->webhook_max_attempts, 10);
+	ck_assert_int_eq(c->webhook_timeout, 10);
 	ck_assert_int_eq(c->log_level, PR_LOG_INFO);
 	ck_assert_str_eq(c->log_target, "stderr");
 	ck_assert_int_eq(c->log_access, 0);
@@ -811,6 +818,41 @@ START_TEST(test_inbox_section)
 }
 END_TEST
 
+START_TEST(test_webhook_section)
+{
+	struct pr_config *c = load_ok("[webhook]\n"
+				      "flush_interval = 1m\n"
+				      "max_batch = 1000\n"
+				      "max_pending = 1000000\n"
+				      "backoff_base = 1h\n"
+				      "backoff_max = 1d\n"
+				      "max_attempts = 100\n"
+				      "timeout = 2m\n");
+
+	ck_assert_int_eq(c->webhook_flush_interval, 60);
+	ck_assert_int_eq(c->webhook_max_batch, 1000);
+	ck_assert_int_eq(c->webhook_max_pending, 1000000);
+	ck_assert_int_eq(c->webhook_backoff_base, 3600);
+	ck_assert_int_eq(c->webhook_backoff_max, 86400);
+	ck_assert_int_eq(c->webhook_max_attempts, 100);
+	ck_assert_int_eq(c->webhook_timeout, 120);
+	pr_config_free(c);
+
+	/* The low ends. */
+	c = load_ok("[webhook]\nflush_interval = 1s\nmax_batch = 1\n"
+		    "max_pending = 100\nbackoff_base = 1\nbackoff_max = 1\n"
+		    "max_attempts = 1\ntimeout = 1\n");
+	ck_assert_int_eq(c->webhook_flush_interval, 1);
+	ck_assert_int_eq(c->webhook_max_batch, 1);
+	ck_assert_int_eq(c->webhook_max_pending, 100);
+	ck_assert_int_eq(c->webhook_backoff_base, 1);
+	ck_assert_int_eq(c->webhook_backoff_max, 1);
+	ck_assert_int_eq(c->webhook_max_attempts, 1);
+	ck_assert_int_eq(c->webhook_timeout, 1);
+	pr_config_free(c);
+}
+END_TEST
+
 /* 32 and 16 bytes: the shortest client token and webhook secrets. */
 #define SECRET32 "Sekr1t-0123456789abcdef012345678"
 #define SECRET16 "Sekr1t-012345678"
@@ -948,7 +990,8 @@ START_TEST(test_err_unknown_section)
 	/* Reported once at its header; its keys are not piled on. */
 	int n = expect_error("[server]\n[bogus]\nfoo = 1\nbar = 2\n",
 			     ":2: [bogus]: unknown section (server|admin|"
-			     "storage|ingest|push|inbox|log|app \"NAME\")");
+			     "storage|ingest|push|inbox|webhook|log|app "
+			     "\"NAME\")");
 
 	ck_assert_int_eq(n, 1);
 	expect_error("[server\nmax_headers = 5\n",
@@ -1512,6 +1555,48 @@ START_TEST(test_err_push_backoff)
 		     "(30)");
 	c = load_ok("[push]\nbackoff_base = 1h\nbackoff_max = 3600\n");
 	ck_assert_int_eq(c->push_backoff_base, c->push_backoff_max);
+	pr_config_free(c);
+}
+END_TEST
+
+START_TEST(test_err_webhook)
+{
+	struct pr_config *c;
+
+	expect_error("[webhook]\nflush_interval = 0\n",
+		     ":2: [webhook] flush_interval: out of range 1..60");
+	expect_error("[webhook]\nflush_interval = 2m\n",
+		     ":2: [webhook] flush_interval: out of range 1..60");
+	expect_error("[webhook]\nmax_batch = 1001\n",
+		     ":2: [webhook] max_batch: out of range 1..1000");
+	expect_error("[webhook]\nmax_pending = 99\n",
+		     ":2: [webhook] max_pending: out of range 100..1000000");
+	expect_error("[webhook]\nmax_attempts = 0\n",
+		     ":2: [webhook] max_attempts: out of range 1..100");
+	expect_error("[webhook]\ntimeout = 121\n",
+		     ":2: [webhook] timeout: out of range 1..120");
+	expect_error("[webhook]\nbackoff_max = 2d\n",
+		     ":2: [webhook] backoff_max: out of range 1..1d");
+	expect_error("[webhook]\nmax_batch = many\n",
+		     ":2: [webhook] max_batch: not a number");
+	/* Per-app keys stay in [app], [webhook] keys out of it. */
+	expect_error("[webhook]\nwebhook_url = https://x/r\n",
+		     ":2: [webhook] webhook_url: unknown key (it belongs in "
+		     "[app \"NAME\"])");
+	expect_error("[app \"chat\"]\nflush_interval = 1\n",
+		     ":2: [app \"chat\"] flush_interval: unknown key (it "
+		     "belongs in [webhook])");
+	/* The backoff pair is checked as [push]'s is, apart from it. */
+	ck_assert_int_eq(expect_error("[webhook]\nbackoff_base = 10m\n",
+				      ":2: [webhook] backoff_base: 600 is "
+				      "longer than backoff_max (300)"),
+			 1);
+	expect_error("[webhook]\nbackoff_max = 1\nbackoff_base = 2\n",
+		     ":3: [webhook] backoff_base: 2 is longer than backoff_max "
+		     "(1)");
+	c = load_ok("[push]\nbackoff_base = 1h\nbackoff_max = 1h\n"
+		    "[webhook]\nbackoff_base = 1h\nbackoff_max = 3600\n");
+	ck_assert_int_eq(c->webhook_backoff_base, c->webhook_backoff_max);
 	pr_config_free(c);
 }
 END_TEST
@@ -2104,13 +2189,39 @@ START_TEST(test_reload_inbox_and_secrets)
 }
 END_TEST
 
+START_TEST(test_reload_webhook)
+{
+	struct pr_config *live = pr_config_new();
+	struct pr_config *fresh;
+	char note[1024];
+
+	ck_assert_ptr_nonnull(live);
+	fresh = load_ok("[webhook]\nflush_interval = 5\nmax_batch = 10\n"
+			"max_pending = 500\nbackoff_base = 2\n"
+			"backoff_max = 1m\nmax_attempts = 3\ntimeout = 30\n");
+	/* Every [webhook] setting applies at once, silently. */
+	ck_assert_int_eq(
+		pr_config_apply_reload(live, fresh, note, sizeof(note)), 0);
+	ck_assert_str_eq(note, "");
+	ck_assert_int_eq(live->webhook_flush_interval, 5);
+	ck_assert_int_eq(live->webhook_max_batch, 10);
+	ck_assert_int_eq(live->webhook_max_pending, 500);
+	ck_assert_int_eq(live->webhook_backoff_base, 2);
+	ck_assert_int_eq(live->webhook_backoff_max, 60);
+	ck_assert_int_eq(live->webhook_max_attempts, 3);
+	ck_assert_int_eq(live->webhook_timeout, 30);
+	pr_config_free(fresh);
+	pr_config_free(live);
+}
+END_TEST
+
 /* ---- the table, the example config and the man page --------------------- */
 
 START_TEST(test_directive_table)
 {
 	const struct pr_directive_info *d;
 	size_t i;
-	int listens = 0, apps = 0, pushes = 0, inbox = 0;
+	int listens = 0, apps = 0, pushes = 0, inbox = 0, webhook = 0;
 
 	for (i = 0; (d = pr_config_directive(i)) != NULL; i++) {
 		ck_assert_ptr_nonnull(d->section);
@@ -2125,10 +2236,13 @@ START_TEST(test_directive_table)
 		}
 		if (strcmp(d->section, "log") == 0 ||
 		    strcmp(d->section, "ingest") == 0 ||
-		    strcmp(d->section, "inbox") == 0)
+		    strcmp(d->section, "inbox") == 0 ||
+		    strcmp(d->section, "webhook") == 0)
 			ck_assert_msg(d->reloadable, "%s", d->name);
 		if (strcmp(d->section, "inbox") == 0)
 			inbox++;
+		if (strcmp(d->section, "webhook") == 0)
+			webhook++;
 		if (strcmp(d->section, "push") == 0) {
 			pushes++;
 			ck_assert_msg(d->reloadable ==
@@ -2144,10 +2258,11 @@ START_TEST(test_directive_table)
 				      "[app] %s", d->name);
 		}
 	}
-	ck_assert_uint_eq(i, 76);
+	ck_assert_uint_eq(i, 83);
 	ck_assert_int_eq(listens, 2);
 	ck_assert_int_eq(pushes, 14);
 	ck_assert_int_eq(inbox, 8);
+	ck_assert_int_eq(webhook, 7);
 	ck_assert_int_eq(apps, 20);
 	ck_assert_ptr_null(pr_config_directive(1000));
 }
@@ -2288,6 +2403,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_app_token_auth);
 	tcase_add_test(tc, test_app_cert_auth);
 	tcase_add_test(tc, test_inbox_section);
+	tcase_add_test(tc, test_webhook_section);
 	tcase_add_test(tc, test_app_tokens_and_webhook);
 	suite_add_tcase(s, tc);
 
@@ -2319,6 +2435,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_err_app_ttl);
 	tcase_add_test(tc, test_err_push);
 	tcase_add_test(tc, test_err_push_backoff);
+	tcase_add_test(tc, test_err_webhook);
 	tcase_add_test(tc, test_err_app_strings);
 	tcase_add_test(tc, test_err_app_auth);
 	tcase_add_test(tc, test_err_password_hidden);
@@ -2332,6 +2449,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_apply_reload);
 	tcase_add_test(tc, test_reload_storage_ingest_apps);
 	tcase_add_test(tc, test_reload_inbox_and_secrets);
+	tcase_add_test(tc, test_reload_webhook);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("docs");

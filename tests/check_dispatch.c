@@ -628,6 +628,30 @@ START_TEST(test_stream_push_off)
 }
 END_TEST
 
+/* Regression: stopping while FCM pushes wait for an OAuth token that is
+ * slow to come must not touch the store after it closed. */
+START_TEST(test_stop_while_waiting_for_token)
+{
+	int st;
+
+	start(NULL, NULL);
+	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"*\",\"kind\":"
+					     "\"oauth\",\"delay_ms\":20000}"),
+			 0);
+	for (int i = 0; i < 20; i++) {
+		char id[32], tok[64];
+
+		snprintf(id, sizeof(id), "px-%d", i);
+		snprintf(tok, sizeof(tok), "fcm-token-%d", i);
+		device(id, "fcm", tok);
+	}
+	event("t-1", "x");
+	usleep(800000);
+	st = th_daemon_stop(&d, SIGTERM, 15);
+	ck_assert_int_eq(st, 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dispatch");
@@ -653,6 +677,7 @@ int main(void)
 	tcase_add_test(tc, test_admin_pause_and_resume);
 	tcase_add_test(tc, test_ack_cancels_pending_push);
 	tcase_add_test(tc, test_stream_push_off);
+	tcase_add_test(tc, test_stop_while_waiting_for_token);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -562,6 +562,52 @@ START_TEST(test_websocket_stream)
 }
 END_TEST
 
+/* Regression: a backlog far larger than ws_max_queued is delivered in
+ * full to a reader that keeps reading, not cut off as "too slow". */
+START_TEST(test_stream_big_backlog)
+{
+	char tok[2048], req[4096], buf[8192], body[6000];
+	int fd, n, got = 0;
+
+	start("[inbox]\nws_max_queued = 16k\n");
+	device("phone-1", "alice");
+	for (int i = 1; i <= 60; i++) {
+		int o = snprintf(body, sizeof(body),
+				 "{\"id\":\"big-%d\",\"user\":\"alice\","
+				 "\"payload\":\"",
+				 i);
+
+		memset(body + o, 'p', 3000);
+		snprintf(body + o + 3000, sizeof(body) - (size_t)o - 3000,
+			 "\",\"push\":{\"mode\":\"none\"}}");
+		ck_assert_int_eq(call("POST", "/v1/events", key, body, NULL),
+				 202);
+	}
+	client_token(tok, sizeof(tok), "alice", "phone-1", 600);
+	fd = th_connect(d.port);
+	n = snprintf(req, sizeof(req),
+		     "GET /v1/stream HTTP/1.1\r\nHost: t\r\n"
+		     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+		     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		     "Sec-WebSocket-Version: 13\r\n"
+		     "Authorization: Bearer %s\r\n\r\n",
+		     tok);
+	th_send(fd, req, (size_t)n);
+	read_head(fd, buf, sizeof(buf));
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 101", 12) == 0, "%s", buf);
+	while (got < 60 && ws_recv(fd, buf, sizeof(buf), 5) > 0) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "\"seq\":%d,", got + 1);
+		ck_assert_msg(strstr(buf, want) != NULL, "frame %d: %.60s",
+			      got + 1, buf);
+		got++;
+	}
+	close(fd);
+	ck_assert_int_eq(got, 60);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("inbox");
@@ -578,6 +624,7 @@ int main(void)
 	tcase_add_test(tc, test_long_poll_wakes_on_commit);
 	tcase_add_test(tc, test_thousand_long_polls);
 	tcase_add_test(tc, test_websocket_stream);
+	tcase_add_test(tc, test_stream_big_backlog);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -518,6 +518,60 @@ START_TEST(test_disk_full_503_and_recovery)
 }
 END_TEST
 
+/* Regression: max_api_keys is enforced where keys are committed, and a
+ * restart with the keys that exist works. */
+START_TEST(test_max_api_keys)
+{
+	char cmd[1024], out[4096];
+
+	start(NULL, "[admin]\nmax_api_keys = 2\n");
+	snprintf(cmd, sizeof(cmd), "%s -c %s keys create third 2>&1",
+		 getenv("PUSHRELAYCTL"), d.conf);
+	ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "at most 2 live API keys") != NULL, "%s",
+		      out);
+	ck_assert_int_eq(th_daemon_stop(&d, SIGTERM, 10), 0);
+	ck_assert_int_eq(th_daemon_restart(&d), 0);
+}
+END_TEST
+
+/* Regression: a request on a TCP admin listener still needs an admin key
+ * after the listeners closed for a drain. */
+START_TEST(test_admin_tcp_during_drain)
+{
+	char extra[256], buf[4096];
+	int port = th_free_port(0), fd, eof;
+
+	snprintf(extra, sizeof(extra), "listen = 127.0.0.1:%d\n", port);
+	/* The [admin] section of the harness gets a second, TCP listener. */
+	start(NULL, NULL);
+	th_daemon_stop(&d, SIGTERM, 10);
+	{
+		char *conf = th_read_file(d.conf), *p = strstr(conf, "[admin]\n");
+		char fixed[8192];
+
+		ck_assert_ptr_nonnull(p);
+		p += strlen("[admin]\n");
+		snprintf(fixed, sizeof(fixed), "%.*s%s%s", (int)(p - conf), conf,
+			 extra, p);
+		th_write_file(d.conf, fixed);
+		free(conf);
+	}
+	ck_assert_int_eq(th_daemon_restart(&d), 0);
+	fd = th_connect(port);
+	ck_assert_int_ge(fd, 0);
+	th_send(fd, "GET /v1/admin/keys HTTP/1.1\r\nHost: a\r\n", 38);
+	usleep(200000);
+	kill(d.pid, SIGTERM);
+	usleep(300000);
+	th_send(fd, "\r\n", 2);
+	th_recv_all(fd, buf, sizeof(buf), 5.0, &eof);
+	close(fd);
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 401", 12) == 0, "%s", buf);
+	ck_assert_int_eq(th_daemon_stop(&d, 0, 10), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("ingest");
@@ -536,6 +590,8 @@ int main(void)
 	tcase_add_test(tc, test_device_move_and_list);
 	tcase_add_test(tc, test_queue_bound_429);
 	tcase_add_test(tc, test_disk_full_503_and_recovery);
+	tcase_add_test(tc, test_max_api_keys);
+	tcase_add_test(tc, test_admin_tcp_during_drain);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

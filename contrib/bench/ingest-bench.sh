@@ -93,16 +93,17 @@ stop_daemon() {
 trap 'stop_daemon; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
-# CPU ticks of the daemon's main (loop) thread, of all its other threads
-# (the store thread), and the machine's idle and total ticks over all cores:
-# "loop other idle total".
+# CPU ticks of the daemon's main (loop) thread, of the rest of the process
+# (the store thread, and any thread that came and went), and the machine's
+# idle and total ticks over all cores: "loop other idle total".
 ticks() {
-	for t in /proc/"$pid"/task/*; do
-		tid=${t##*/}
-		# Fields after the ")" that ends comm: utime is 12th, stime 13th.
-		sed 's/^.*) //' "$t/stat" 2>/dev/null | awk -v main=$((tid == pid)) \
-			'{ print main, $12 + $13 }'
-	done | awk '{ if ($1) l += $2; else o += $2 } END { printf "%d %d ", l, o }'
+	# Fields after the ")" that ends comm: utime is the 12th, stime the
+	# 13th; the process's own line counts threads that have exited too.
+	l=$(sed 's/^.*) //' "/proc/$pid/task/$pid/stat" 2>/dev/null |
+		awk '{ print $12 + $13 }')
+	a=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null |
+		awk '{ print $12 + $13 }')
+	printf '%d %d ' "${l:-0}" "$((${a:-0} - ${l:-0}))"
 	awk '$1 == "cpu" { print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' \
 		/proc/stat
 }
@@ -328,6 +329,6 @@ printf ' -c%s -m%s (h2) / -c%s (h1), %s requests; each run capped at %ss;' \
 printf ' best of %s run(s) per row\n' "$REPEAT"
 printf 'store-bench: %s rows, %s per transaction; latency there is per' \
 	"$STORE_ROWS" "$STORE_BATCH"
-printf ' transaction. loop%%/store%%: CPU of the daemon main thread / other threads;\n'
+printf ' transaction. loop%%/store%%: CPU of the daemon main thread / the rest of it;\n'
 printf 'gen%%: CPU of the load generator; other%%: CPU of everything else on the'
 printf ' machine (100 = one core).\nload average before the runs: %s\n' "$load0"

@@ -32,11 +32,14 @@
 #   PORT=18183           the daemon's HTTP port (the mock picks its own)
 #   KEEP=1               keep the temporary directory (logs, databases, the
 #                        latency samples in lat/latency.tsv)
-#   REPEAT=1             drain runs per connection count; the best is shown
-#                        (REPEAT=3 on a machine others are using)
-#   PERF=1               also record `perf record -g` of the daemon during
-#                        each drain (perf.<conns>.data in PERF_DIR, default
-#                        build/bench/perf)
+#   REPEAT=1             h2load runs, and drain runs per connection count;
+#                        the best of each is shown (REPEAT=3 on a machine
+#                        others are using)
+#   PERF=1               also `perf record` the daemon during each drain
+#                        (perf.<conns>.<run>.data in PERF_DIR, default
+#                        build/bench/perf) with PERF_ARGS, default
+#                        "--call-graph dwarf,16384 -F 499" (Debian's libcurl
+#                        and libc have no frame pointers: -g loses callers)
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -106,7 +109,7 @@ PR_MOCK=${PR_MOCK:-$(dirname "$PUSHRELAYD")/tests/mock/pr-mock}
 }
 GEN="python3 $top/contrib/bench/push-latency.py"
 
-pid= mock_pid= perf_pid=
+pid='' mock_pid='' perf_pid=''
 work=$(mktemp -d)
 stop_pid() { # stop_pid PID: TERM, wait at most 10 s, then KILL
 	[ -n "$1" ] || return 0
@@ -237,6 +240,7 @@ results="$work/results"
 # ---- 1. the bound: h2load, one connection -------------------------------
 
 start_mock 0
+# shellcheck disable=SC2086
 jwt=$("$PR_MOCK" --print-jwt $creds)
 exp=$(($(date +%s) + 86400))
 # The relay's payload for these events (apns.c build_payload), and one URI
@@ -271,11 +275,11 @@ print("h2load_cpu_seconds %.3f" % (u.ru_utime + u.ru_stime))' \
 	rate=$(awk '/^finished in/ { gsub(",", "", $4); printf "%.0f", $4 }' \
 		"$work/h2load.out")
 	ok=$(awk '/^status codes:/ { print $3 }' "$work/h2load.out")
-	[ -n "$rate" ] && [ "${ok:-0}" -eq "$BOUND_REQS" ] || {
+	if [ -z "$rate" ] || [ "${ok:-0}" -ne "$BOUND_REQS" ]; then
 		echo "h2load against the mock failed:" >&2
 		cat "$work/h2load.out" >&2
 		exit 1
-	}
+	fi
 	awk -v n="$BOUND_REQS" -v r="$rate" -v hz="$hz" -v m0="$m0" \
 		-v m1="$m1" -v s="$BOUND_STREAMS" '
 		/^h2load_cpu_seconds/ { cpu = $2 }
@@ -314,7 +318,9 @@ drain() { # drain CONNS RUN: one drain run, a row in $work/rows
 	if [ "$PERF" = 1 ]; then
 		pdir=${PERF_DIR:-$b/perf}
 		mkdir -p "$pdir"
-		perf record -g -p "$pid" -o "$pdir/perf.$c.$2.data" \
+		# shellcheck disable=SC2086
+		perf record ${PERF_ARGS:---call-graph dwarf,16384 -F 499} \
+			-p "$pid" -o "$pdir/perf.$c.$2.data" \
 			>"$d/perf.log" 2>&1 &
 		perf_pid=$!
 		sleep 0.5
@@ -444,6 +450,7 @@ printf 'bound: h2load -n%s -c1 -m%s -t1, %s distinct device tokens, one JWT, pay
 	"$(wc -c <"$work/payload.json")" "$REPEAT"
 printf 'drain: %s jobs, [push] max_streams %s, max_in_flight %s, claim_batch %s; [storage] synchronous %s;\n' \
 	"$JOBS" "$MAX_STREAMS" "$MAX_IN_FLIGHT" "$CLAIM_BATCH" "$DRAIN_SYNC"
+# shellcheck disable=SC2016
 printf '       timed from `pushrelayctl providers resume apns` to the mock counting the last push (polled every %ss, interpolated)\n' "$POLL"
 printf 'latency: [storage] synchronous %s, [push] defaults; latency = mock arrival (ms, its loop clock) - post time\n' "$LAT_SYNC"
 printf 'loop%%: daemon main thread (bound row: h2load); threads%%: its other threads; mock%%: pr-mock; other%%: the rest of the machine (100 = one core)\n'
