@@ -382,7 +382,10 @@ static int64_t backoff(const struct pr_config *cfg, int attempt,
 	 * past max_age it would only go dead at its next claim anyway. */
 	if (delay > (double)cfg->push_max_age)
 		delay = (double)cfg->push_max_age;
-	return (int64_t)now + (int64_t)ceil(delay);
+	/* Due times are whole seconds and claims compare with the current
+	 * second: one more second keeps a Retry-After from being cut short
+	 * by up to a second. */
+	return (int64_t)now + (int64_t)ceil(delay) + (retry_after > 0 ? 1 : 0);
 }
 
 /* ---- sending -------------------------------------------------------- */

@@ -526,8 +526,9 @@ void pr_webhook_emit(struct pr_webhook *w, const char *app, const char *type,
 	/* Room for it in this batch, or it starts the next. */
 	if (h->cur_n && pr_buf_avail(&h->cur) + 1 + len > BATCH_BYTES)
 		seal(h);
-	if ((h->cur_n && pr_buf_append(&h->cur, ",", 1)) ||
-	    pr_buf_append(&h->cur, text, len)) {
+	/* One append each, so a failure leaves the batch as it was. */
+	if (h->cur_n ? pr_buf_printf(&h->cur, ",%s", text)
+		     : pr_buf_append(&h->cur, text, len)) {
 		h->n.overflow++;
 		goto out;
 	}

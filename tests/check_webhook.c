@@ -3,11 +3,12 @@
  * to a small HTTP/1.1 receiver that runs in a thread of this test (a
  * loopback socket, scripted answers, every request recorded). Covered:
  * the four receipt types from their emit points (pushed and
- * token_invalid through the mock FCM, fetched and acknowledged through
- * the inbox), the signature (HMAC-SHA256 over "t." + body, checked here
- * with OpenSSL), a 503 retried after its Retry-After with the same body,
- * a 400 dropped and not retried, the counters in /metrics, and a clean
- * shutdown with receipts still held.
+ * token_invalid through the mock FCM; fetched and acknowledged through
+ * the inbox long poll, its ack and the WebSocket stream), the signature
+ * (HMAC-SHA256 over "t." + body, checked here with OpenSSL), a 503
+ * retried after its Retry-After with the same body, a 400 dropped and
+ * not retried, the counters in /metrics, and a clean shutdown with
+ * receipts still held.
  */
 #include "autoconf.h"
 
@@ -547,6 +548,73 @@ static long metric(const char *series)
 	return v;
 }
 
+/* ---- a WebSocket client, just enough for the stream ---------------------- */
+
+static int ws_send(int fd, const char *text)
+{
+	unsigned char frame[256], mask[4] = {0x12, 0x34, 0x56, 0x78};
+	size_t n = strlen(text), o = 0;
+
+	ck_assert_uint_lt(n, 126);
+	frame[o++] = 0x81;
+	frame[o++] = (unsigned char)(0x80 | n);
+	memcpy(frame + o, mask, 4);
+	o += 4;
+	for (size_t i = 0; i < n; i++)
+		frame[o++] = (unsigned char)text[i] ^ mask[i % 4];
+	return th_send(fd, frame, o);
+}
+
+/* One server text frame (< 64 KiB) into out; its length or -1. */
+static int ws_recv(int fd, char *out, size_t cap, double timeout)
+{
+	unsigned char h[4];
+	size_t len;
+	struct pollfd p = {fd, POLLIN, 0};
+
+	if (poll(&p, 1, (int)(timeout * 1000)) <= 0 ||
+	    recv(fd, h, 2, MSG_WAITALL) != 2)
+		return -1;
+	len = h[1] & 127;
+	if (len == 126) {
+		if (recv(fd, h + 2, 2, MSG_WAITALL) != 2)
+			return -1;
+		len = (size_t)h[2] << 8 | h[3];
+	}
+	if (len >= cap ||
+	    (len && recv(fd, out, len, MSG_WAITALL) != (ssize_t)len))
+		return -1;
+	out[len] = '\0';
+	return (int)len;
+}
+
+/* Open phone-1's stream from the start; the 101 head is read byte by
+ * byte so no frame after it is swallowed. */
+static int ws_open(void)
+{
+	char tok[2048], req[4096], head[4096];
+	size_t n = 0;
+	int fd, len;
+
+	th_client_token(tok, sizeof(tok), SECRET, "alice", "phone-1", 300);
+	fd = th_connect(d.port);
+	ck_assert_int_ge(fd, 0);
+	len = snprintf(req, sizeof(req),
+		       "GET /v1/stream?after=0 HTTP/1.1\r\nHost: t\r\n"
+		       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+		       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		       "Sec-WebSocket-Version: 13\r\n"
+		       "Authorization: Bearer %s\r\n\r\n",
+		       tok);
+	ck_assert_int_eq(th_send(fd, req, (size_t)len), 0);
+	head[0] = '\0';
+	while (n + 1 < sizeof(head) && !strstr(head, "\r\n\r\n") &&
+	       recv(fd, head + n, 1, 0) == 1)
+		head[++n] = '\0';
+	ck_assert_msg(strncmp(head, "HTTP/1.1 101", 12) == 0, "%s", head);
+	return fd;
+}
+
 /* ---- tests ------------------------------------------------------------- */
 
 /* All four types, from their emit points, signed and well formed. */
@@ -596,6 +664,56 @@ START_TEST(test_receipts_of_every_type)
 	ck_assert_int_eq(
 	    metric("pushrelay_webhook_delivered_total{app=\"chat\"}"), 4);
 	ck_assert_int_eq(metric("pushrelay_webhook_pending"), 0);
+	ck_assert_int_eq(th_daemon_stop(&d, SIGTERM, 10), 0);
+}
+END_TEST
+
+/* The stream's emit points: the backlog and a live message are fetched
+ * receipts (each message once), an ack on the socket is acknowledged. */
+START_TEST(test_stream_receipts)
+{
+	static const int ok[] = {200};
+	char buf[4096];
+	json_t *all, *r, *ids;
+	size_t i, k, seen = 0;
+	int fd;
+
+	start(ok, 1, 0);
+	device("phone-1", FCM_OK);
+	event("e-1", "none");
+	event("e-2", "none");
+	fd = ws_open();
+	ck_assert_int_gt(ws_recv(fd, buf, sizeof(buf), 5), 0);
+	ck_assert_int_gt(ws_recv(fd, buf, sizeof(buf), 5), 0);
+	ck_assert_ptr_nonnull(strstr(buf, "\"seq\":2"));
+	event("e-3", "none");
+	ck_assert_int_gt(ws_recv(fd, buf, sizeof(buf), 5), 0);
+	ck_assert_ptr_nonnull(strstr(buf, "\"seq\":3"));
+	ck_assert_int_eq(ws_send(fd, "{\"ack\":3}"), 0);
+	ck_assert_int_gt(ws_recv(fd, buf, sizeof(buf), 5), 0);
+	ck_assert_str_eq(buf, "{\"acked\":3}");
+
+	r = wait_receipt(&all, "acknowledged", "phone-1", 10);
+	ck_assert_msg(r != NULL, "no acknowledged receipt; see %s", d.log);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "up_to")), 3);
+	/* e-1, e-2, e-3 reported fetched once each, in order. */
+	json_array_foreach(all, i, r)
+	{
+		if (strcmp(sget(r, "type"), "fetched") != 0)
+			continue;
+		ids = json_object_get(r, "message_ids");
+		for (k = 0; k < json_array_size(ids); k++) {
+			snprintf(buf, sizeof(buf), "e-%zu", ++seen);
+			ck_assert_str_eq(
+			    json_string_value(json_array_get(ids, k)), buf);
+		}
+		ck_assert_int_eq(
+		    json_integer_value(json_object_get(r, "up_to")),
+		    (json_int_t)seen);
+	}
+	ck_assert_uint_eq(seen, 3);
+	json_decref(all);
+	close(fd);
 	ck_assert_int_eq(th_daemon_stop(&d, SIGTERM, 10), 0);
 }
 END_TEST
@@ -689,6 +807,7 @@ static Suite *webhook_suite(void)
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_receipts_of_every_type);
+	tcase_add_test(tc, test_stream_receipts);
 	tcase_add_test(tc, test_503_retried);
 	tcase_add_test(tc, test_400_not_retried);
 	tcase_add_test(tc, test_shutdown_with_receipts_held);

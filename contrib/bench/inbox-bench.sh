@@ -34,7 +34,8 @@
 #   POSTERS=16       keep-alive connections the events are posted over
 #   WS_ACK=1         clients answer every frame with {"ack":seq}; 0: never
 #   LOST_AFTER=5     seconds a frame may take before its event counts lost
-#   RUN_SECONDS=120  time cap of each ws-load command
+#   RUN_SECONDS=120  time cap of each ws-load command (the live test: on top
+#                    of its DURATION)
 #   SYNC=full        [storage] synchronous
 #   PORT=18291
 set -eu

@@ -52,9 +52,13 @@ import sys
 import time
 
 
+class Fatal(Exception):
+    pass
+
+
 def die(msg):
-    print("ws-load: " + msg, file=sys.stderr)
-    sys.exit(1)
+    """Stop the command: main() prints msg and exits 1."""
+    raise Fatal(msg)
 
 
 def out(name, *values):
@@ -528,7 +532,8 @@ async def loop_lag(stop, lags):
 async def cmd_live(args):
     if args.clients < 1 or args.rate <= 0 or args.seconds <= 0:
         die("clients, rate and seconds must be positive")
-    run_deadline = now() + args.timeout
+    # --timeout bounds everything but the posting itself.
+    run_deadline = now() + args.timeout + args.seconds
     streams = [Stream(i) for i in range(args.first, args.first + args.clients)]
     arrivals = {}
     rss0 = rss_kb(args.pid)
@@ -542,7 +547,9 @@ async def cmd_live(args):
             try:
                 await ws_open(args, st, client_token(
                     args.secret, st.user, "d%d" % st.i))
-            except Exception as e:  # noqa: BLE001
+            except (OSError, RuntimeError, asyncio.TimeoutError,
+                    asyncio.IncompleteReadError, asyncio.LimitOverrunError) \
+                    as e:
                 failures.append(str(e) or type(e).__name__)
 
     t0 = now()
@@ -594,8 +601,15 @@ async def cmd_live(args):
                 "push": {"mode": "none"}}
         req = http_request("POST", "/v1/events", args.key, body)
         posted[eid] = now()
-        w.write(req)
-        st, resp = await http_read(r, args.timeout)
+        try:
+            w.write(req)
+            st, resp = await http_read(r, args.timeout)
+        except (OSError, asyncio.IncompleteReadError,
+                asyncio.TimeoutError) as e:
+            # The connection is gone: tell the dispatcher, which stops.
+            idle.put_nowait("posting %s: %s" % (eid, str(e) or
+                                               type(e).__name__))
+            return
         answer_at[eid] = now()
         answered.append(answer_at[eid] - posted[eid])
         status[st] = status.get(st, 0) + 1
@@ -618,6 +632,8 @@ async def cmd_live(args):
         if now() > run_deadline:
             die("time cap of %ss hit while posting" % args.timeout)
         conn = await asyncio.wait_for(idle.get(), args.timeout)
+        if isinstance(conn, str):
+            die(conn)
         if now() - t_due > 0.01:
             late += 1
         st = connected[rng.randrange(len(connected))]
@@ -698,7 +714,8 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--timeout", type=float, default=120,
-                    help="cap of the whole command, and of one answer")
+                    help="cap of the whole command (live: besides its "
+                    "--seconds of posting), and of one answer")
     ap.add_argument("--connect-timeout", type=float, default=10)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -751,15 +768,22 @@ def main():
     p.add_argument("--pid", type=int, default=0)
 
     args = ap.parse_args()
-    check_host(args.host)
     fn = {"register": cmd_register, "ingest": cmd_ingest,
           "drain": cmd_drain, "live": cmd_live}[args.cmd]
+    cap = args.timeout + 30 + (args.seconds if args.cmd == "live" else 0)
     try:
-        asyncio.run(asyncio.wait_for(fn(args), args.timeout + 30))
+        check_host(args.host)
+        asyncio.run(asyncio.wait_for(fn(args), cap))
+    except Fatal as e:
+        msg = str(e)
     except asyncio.TimeoutError:
-        die("%s: time cap hit" % args.cmd)
+        msg = "%s: time cap hit" % args.cmd
     except (ConnectionError, asyncio.IncompleteReadError, OSError) as e:
-        die("%s: %s" % (args.cmd, e))
+        msg = "%s: %s" % (args.cmd, e)
+    else:
+        return
+    print("ws-load: " + msg, file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":
