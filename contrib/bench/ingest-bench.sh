@@ -62,8 +62,19 @@ if [ -z "${PUSHRELAYD:-}" ]; then
 		[ -x "$top/configure" ] || (cd "$top" && autoreconf -fi >/dev/null)
 		(cd "$b" && "$top/configure" CFLAGS="-O2 -g" >/dev/null)
 	fi
-	# Always make: a daemon built before the ingest API would not do.
-	(cd "$b" && make -j"$(nproc)" pushrelayd pushrelayctl >/dev/null)
+	# Always make: a daemon built before the ingest API would not do. When
+	# the tree does not build (work in progress), say so and use what an
+	# earlier make left, if anything.
+	if ! (cd "$b" && make -j"$(nproc)" pushrelayd pushrelayctl \
+		>"$b/ingest-bench-make.log" 2>&1); then
+		if [ -x "$b/pushrelayd" ] && [ -x "$b/pushrelayctl" ]; then
+			echo "the tree does not build (see $b/ingest-bench-make.log):" \
+				"using the pushrelayd already in $b" >&2
+		else
+			tail -n 20 "$b/ingest-bench-make.log" >&2
+			exit 1
+		fi
+	fi
 	PUSHRELAYD="$b/pushrelayd"
 	PUSHRELAYCTL=${PUSHRELAYCTL:-$b/pushrelayctl}
 fi
@@ -292,7 +303,7 @@ CURL
 	done
 done
 
-printf '\npushrelayd POST /v1/events on %s (%s cores), %s users with one device each\n' \
+printf '\npushrelayd POST /v1/events on %s (%s cores), %s user(s) with one device each\n' \
 	"$(uname -m)" "$(nproc)" "$USERS"
 awk -F'|' '
 	{ rows[NR] = $0 }
