@@ -149,6 +149,25 @@ static const char *const sql[N_S] = {
 
 static sqlite3 *db;
 static sqlite3_stmt *st[N_S];
+/* The temporary directory and database, removed on the way out (even
+ * through die()) unless -k. Empty until created. */
+static char dir[4096], path[4200];
+static int keep;
+
+/* The database and the files SQLite keeps beside it, then the directory. */
+static void rm_dir(void)
+{
+	static const char *const ext[] = {"", "-wal", "-shm", "-journal"};
+	char p[4300];
+
+	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+		snprintf(p, sizeof(p), "%s%s", path, ext[i]);
+		unlink(p);
+	}
+	if (rmdir(dir))
+		fprintf(stderr, "store-bench: rmdir %s: %s\n", dir,
+			strerror(errno));
+}
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void die(const char *fmt, ...)
@@ -162,6 +181,13 @@ static void die(const char *fmt, ...)
 	if (db)
 		fprintf(stderr, " (%s)", sqlite3_errmsg(db));
 	fputc('\n', stderr);
+	if (db) {
+		for (int i = 0; i < N_S; i++)
+			sqlite3_finalize(st[i]);
+		sqlite3_close(db);
+	}
+	if (path[0] && !keep)
+		rm_dir();
 	exit(2);
 }
 
@@ -184,21 +210,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* The database and the files SQLite keeps beside it, then the directory. */
-static void rm_dir(const char *dir, const char *db_path)
-{
-	static const char *const ext[] = {"", "-wal", "-shm", "-journal"};
-	char p[4300];
-
-	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
-		snprintf(p, sizeof(p), "%s%s", db_path, ext[i]);
-		unlink(p);
-	}
-	if (rmdir(dir))
-		fprintf(stderr, "store-bench: rmdir %s: %s\n", dir,
-			strerror(errno));
 }
 
 /* Run a statement that returns no row we need; die on failure. */
@@ -285,8 +296,8 @@ int main(int argc, char **argv)
 {
 	const char *sync = "FULL", *parent = NULL;
 	long n = 1000000, batch = 1000, seconds = 60, txns, done = 0, k = 0;
-	int fanout = 0, keep = 0, opt;
-	char dir[4096], path[4200], id[48];
+	int fanout = 0, opt;
+	char id[48];
 	uint64_t *lat, t0, t1, start, deadline;
 	int64_t now = (int64_t)time(NULL), msg;
 	double secs;
@@ -317,8 +328,12 @@ int main(int argc, char **argv)
 	if (!parent || !*parent)
 		parent = "/tmp";
 	snprintf(dir, sizeof(dir), "%s/store-bench.XXXXXX", parent);
-	if (!mkdtemp(dir))
-		die("mkdtemp %s: %s", dir, strerror(errno));
+	if (!mkdtemp(dir)) {
+		int e = errno;
+
+		dir[0] = 0;
+		die("mkdtemp in %s: %s", parent, strerror(e));
+	}
 	snprintf(path, sizeof(path), "%s/bench.db", dir);
 
 	/* As the relay's store opens it (sq_open() in src/store_sqlite.c): no
@@ -413,6 +428,6 @@ int main(int argc, char **argv)
 	if (keep)
 		printf("database kept in %s\n", dir);
 	else
-		rm_dir(dir, path);
+		rm_dir();
 	return done > 0 ? 0 : 1;
 }
