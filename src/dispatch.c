@@ -47,6 +47,7 @@
 #include "webhook.h"
 
 #define TICK_SECONDS 1.0 /* look for retries coming due */
+#define KICK_DELAY 0.005 /* seconds: new work is claimed this soon */
 #define RESULT_BATCH 512
 #define MAX_INSTANCES 256
 #define LAT_BUCKETS 12
@@ -876,7 +877,9 @@ struct pr_dispatch *pr_dispatch_new(struct pr_server *s, char *err,
 	}
 	ev_init(&d->tick_w, dispatch_tick_cb);
 	d->tick_w.repeat = TICK_SECONDS;
-	ev_timer_init(&d->kick_w, dispatch_kick_cb, 0.0, 0.0);
+	/* Kicks within a few milliseconds share one claim: under heavy ingest
+	 * a claim per commit would take the store thread from the ingest. */
+	ev_timer_init(&d->kick_w, dispatch_kick_cb, KICK_DELAY, 0.0);
 	ev_timer_init(&d->flush_w, dispatch_flush_cb, 0.0, 0.0);
 	d->tick_w.data = d->kick_w.data = d->flush_w.data = d;
 	return d;

@@ -7,7 +7,7 @@
 #    MESSAGES messages with GET /v1/inbox?after=N&limit=LIMIT page by page
 #    over one keep-alive connection (after = the previous page's next)
 #    until "more" is false; read-only, so repeated RUNS times (best and
-#    median), then once more on a second, unacknowledged backlog with
+#    median); then RUNS runs more, each on a fresh backlog of its own, with
 #    POST /v1/inbox/ack {"up_to":next} after each page, as a real app does;
 #  - live latency: CLIENTS WebSocket streams (GET /v1/stream, one user,
 #    device and client token each) connected at once, then single events
@@ -100,7 +100,7 @@ if [ -z "${PUSHRELAYD:-}" ]; then
 	PUSHRELAYD="$b/pushrelayd"
 fi
 PUSHRELAYCTL=${PUSHRELAYCTL:-$(dirname "$PUSHRELAYD")/pushrelayctl}
-WSLOAD="python3 $top/contrib/bench/ws-load.py --port $PORT --timeout $RUN_SECONDS"
+WSLOAD="python3 -B $top/contrib/bench/ws-load.py --port $PORT --timeout $RUN_SECONDS"
 
 pid=
 work=$(mktemp -d)
