@@ -48,23 +48,7 @@ static void token(char *out, size_t outlen, const char *header,
 
 static void make_key(void)
 {
-	char cmd[1024], text[4096];
-	FILE *fp;
-	size_t n;
-	json_t *doc;
-
-	snprintf(cmd, sizeof(cmd), "%s -c %s --json keys create t",
-		 getenv("PUSHRELAYCTL"), d.conf);
-	fp = popen(cmd, "r");
-	ck_assert_ptr_nonnull(fp);
-	n = fread(text, 1, sizeof(text) - 1, fp);
-	text[n] = '\0';
-	ck_assert_int_eq(pclose(fp), 0);
-	doc = json_loads(text, 0, NULL);
-	ck_assert_ptr_nonnull(doc);
-	snprintf(key, sizeof(key), "%s",
-		 json_string_value(json_object_get(doc, "key")));
-	json_decref(doc);
+	ck_assert_int_eq(th_make_key(&d, "t", "ingest", key, sizeof(key)), 0);
 }
 
 static void start(const char *extra)

@@ -780,3 +780,34 @@ void th_client_token(char *out, size_t outlen, const char *secret,
 	th_jwt_hs256(out, outlen, "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims,
 		     secret);
 }
+
+int th_make_key(const struct th_daemon *d, const char *name,
+		const char *scope, char *out, size_t outlen)
+{
+	char cmd[1024], text[4096];
+	const char *ctl = getenv("PUSHRELAYCTL"), *k;
+	json_t *doc;
+	FILE *fp;
+	size_t n;
+	int rv = -1;
+
+	if (!ctl)
+		return -1;
+	snprintf(cmd, sizeof(cmd), "%s -c %s --json keys create %s --scope %s",
+		 ctl, d->conf, name, scope);
+	fp = popen(cmd, "r");
+	if (!fp)
+		return -1;
+	n = fread(text, 1, sizeof(text) - 1, fp);
+	text[n] = '\0';
+	if (pclose(fp) != 0)
+		return -1;
+	doc = json_loads(text, 0, NULL);
+	k = json_string_value(json_object_get(doc, "key"));
+	if (k && strlen(k) < outlen) {
+		snprintf(out, outlen, "%s", k);
+		rv = 0;
+	}
+	json_decref(doc);
+	return rv;
+}

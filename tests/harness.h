@@ -75,6 +75,11 @@ int th_request(const struct th_daemon *d, enum th_mode mode,
 void th_resp_free(struct th_resp *r);
 int th_request_unix(const char *sock, const char *path, struct th_resp *r);
 
+/* Make an API key with pushrelayctl over the daemon's admin socket;
+ * copies the key into out. 0 on success. */
+int th_make_key(const struct th_daemon *d, const char *name,
+		const char *scope, char *out, size_t outlen);
+
 /* Raw sockets: connect to 127.0.0.1:port (blocking, with timeouts). */
 int th_connect(int port);
 int th_send(int fd, const void *data, size_t len);
