@@ -191,26 +191,39 @@ static void delete_finish(struct pr_api_call *call)
 				  call->job.device_id, "deleted", 1));
 }
 
-static void delete_device(struct pr_request *req, void *arg)
+/*
+ * The common start of the key-authenticated device endpoints: the ingest
+ * key, the app (?app= or the only one), and a store call for op with
+ * job.app set. NULL when the request has been answered already.
+ */
+static struct pr_api_call *begin(struct pr_request *req, struct pr_server *s,
+				 int op)
 {
-	struct pr_server *s = arg;
 	const struct pr_app_config *app;
 	struct pr_api_call *call;
 	char name[80];
 
 	if (!pr_auth_require(s->auth, req, PR_SCOPE_INGEST))
-		return;
+		return NULL;
 	app = pick_app(req, s,
 		       pr_request_query(req, "app", name, sizeof(name)) > 0
 			       ? name
 			       : NULL);
 	if (!app)
-		return;
-	call = pr_api_call_new(s, req, PR_STORE_DEVICE_DELETE, 200);
+		return NULL;
+	call = pr_api_call_new(s, req, op, 200);
+	if (call)
+		call->job.app = app->name;
+	return call;
+}
+
+static void delete_device(struct pr_request *req, void *arg)
+{
+	struct pr_api_call *call = begin(req, arg, PR_STORE_DEVICE_DELETE);
+
 	if (!call)
 		return;
 	call->finish = delete_finish;
-	call->job.app = app->name;
 	call->job.device_id = pr_api_call_keep(call, req->params[0]);
 	pr_api_call_submit(call);
 }
@@ -225,24 +238,11 @@ static void list_finish(struct pr_api_call *call)
 
 static void list_devices(struct pr_request *req, void *arg)
 {
-	struct pr_server *s = arg;
-	const struct pr_app_config *app;
-	struct pr_api_call *call;
-	char name[80];
+	struct pr_api_call *call = begin(req, arg, PR_STORE_DEVICE_LIST);
 
-	if (!pr_auth_require(s->auth, req, PR_SCOPE_INGEST))
-		return;
-	app = pick_app(req, s,
-		       pr_request_query(req, "app", name, sizeof(name)) > 0
-			       ? name
-			       : NULL);
-	if (!app)
-		return;
-	call = pr_api_call_new(s, req, PR_STORE_DEVICE_LIST, 200);
 	if (!call)
 		return;
 	call->finish = list_finish;
-	call->job.app = app->name;
 	call->job.user = pr_api_call_keep(call, req->params[0]);
 	call->job.limit = 1000;
 	pr_api_call_submit(call);
@@ -273,27 +273,16 @@ bad:
 
 static void invalid_tokens(struct pr_request *req, void *arg)
 {
-	struct pr_server *s = arg;
-	const struct pr_app_config *app;
-	struct pr_api_call *call;
+	struct pr_api_call *call = begin(req, arg, PR_STORE_INVALID_TOKENS);
 	long after = 0, limit = 100;
-	char name[80];
 
-	if (!pr_auth_require(s->auth, req, PR_SCOPE_INGEST))
-		return;
-	if (query_long(req, "after", 0, 0x7fffffffffffffffL, &after) ||
-	    query_long(req, "limit", 1, 1000, &limit))
-		return;
-	app = pick_app(req, s,
-		       pr_request_query(req, "app", name, sizeof(name)) > 0
-			       ? name
-			       : NULL);
-	if (!app)
-		return;
-	call = pr_api_call_new(s, req, PR_STORE_INVALID_TOKENS, 200);
 	if (!call)
 		return;
-	call->job.app = app->name;
+	if (query_long(req, "after", 0, 0x7fffffffffffffffL, &after) ||
+	    query_long(req, "limit", 1, 1000, &limit)) {
+		pr_api_call_free(call);
+		return;
+	}
 	call->job.after = after;
 	call->job.limit = limit;
 	pr_api_call_submit(call);
