@@ -42,15 +42,23 @@ listen = 127.0.0.1:$PORT
 max_connections = 10000
 [admin]
 listen = unix:$work/admin.sock
+[storage]
+path = $work/pushrelay.db
 [log]
 level = warn
 CONF
 "$PUSHRELAYD" -c "$work/bench.conf" 2>"$work/daemon.log" &
 pid=$!
-for _ in $(seq 50); do
-	curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+up=0
+for _ in $(seq 100); do
+	curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && up=1 && break
 	sleep 0.1
 done
+if [ "$up" != 1 ]; then
+	echo "pushrelayd did not start:" >&2
+	cat "$work/daemon.log" >&2
+	exit 1
+fi
 
 url="http://127.0.0.1:$PORT/healthz"
 # Warm up briefly, then measure.
