@@ -25,6 +25,7 @@
 #include "http.h"
 #include "inbox.h"
 #include "log.h"
+#include "metrics.h"
 #include "pushrelay.h"
 #include "router.h"
 #include "server.h"
@@ -306,6 +307,11 @@ static void ingest_done(struct pr_store_job *job, void *arg)
 	pr_respond_json(req, 202, json_pack("{s:o}", "results", results));
 out:
 	if (job->rv == 0) {
+		uint64_t dup = 0;
+
+		for (size_t i = 0; i < in->n; i++)
+			dup += in->events[i].status == PR_EVENT_DUPLICATE;
+		pr_metrics_events(in->server->metrics, in->n - dup, dup);
 		pr_dispatch_kick(in->server->dispatch);
 		/* Long polls and streams of these users may answer now. */
 		for (size_t i = 0; i < in->n; i++)

@@ -27,6 +27,7 @@
 #include "http.h"
 #include "inbox.h"
 #include "log.h"
+#include "metrics.h"
 #include "pushrelay.h"
 #include "router.h"
 #include "server.h"
@@ -173,6 +174,9 @@ static void poll_answer(struct poll *p, json_t *result)
 
 	pr_webhook_fetched(p->ib->s->webhook, p->m.app, p->m.user, p->m.device,
 			   json_object_get(result, "messages"), 0, INT64_MAX);
+	pr_metrics_inbox_fetched(
+		p->ib->s->metrics,
+		json_array_size(json_object_get(result, "messages")));
 	pr_respond_json(p->req, 200, doc);
 	p->req = NULL;
 }
@@ -349,6 +353,7 @@ static void ack_finish(struct pr_api_call *call)
 
 	pr_webhook_acknowledged(call->server->webhook, call->job.app,
 				call->job.user, call->job.device_id, r);
+	pr_metrics_inbox_acked(call->server->metrics);
 	pr_respond_json(call->req, 200, r ? json_incref(r) : json_object());
 }
 
@@ -480,6 +485,7 @@ static void stream_fetched(struct pr_store_job *job, void *arg)
 		if (rv < 0)
 			break; /* closing */
 		st->sent = seq;
+		pr_metrics_inbox_fetched(st->ib->s->metrics, 1);
 		if (rv == 1) {
 			st->slow = 1;
 			more = 1;
@@ -542,6 +548,8 @@ static void stream_acked(struct pr_store_job *job, void *arg)
 	json_t *reply;
 
 	st->acking = 0;
+	if (job->rv == 0)
+		pr_metrics_inbox_acked(st->ib->s->metrics);
 	pr_webhook_acknowledged(st->ib->s->webhook, st->m.app, st->m.user,
 				st->m.device, job->rv ? NULL : job->result);
 	if (st->ws) {

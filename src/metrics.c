@@ -39,6 +39,16 @@ struct pr_metrics {
 	uint64_t dur_buckets[NBUCKETS];
 	uint64_t dur_count;
 	double dur_sum;
+	uint64_t events_queued;
+	uint64_t events_duplicate;
+	uint64_t inbox_fetched;
+	uint64_t inbox_acked;
+	/* Cached push-job counts by state (see pr_metrics_queue_set). */
+	char queue_state[PR_METRICS_QUEUE_STATES][32];
+	uint64_t queue_count[PR_METRICS_QUEUE_STATES];
+	size_t queue_n;
+	double queue_at;
+	int queue_busy;
 };
 
 struct pr_metrics *pr_metrics_new(size_t n_routes)
@@ -118,6 +128,94 @@ timing:
 	m->dur_sum += seconds;
 }
 
+void pr_metrics_events(struct pr_metrics *m, uint64_t queued,
+		       uint64_t duplicate)
+{
+	m->events_queued += queued;
+	m->events_duplicate += duplicate;
+}
+
+void pr_metrics_inbox_fetched(struct pr_metrics *m, uint64_t messages)
+{
+	m->inbox_fetched += messages;
+}
+
+void pr_metrics_inbox_acked(struct pr_metrics *m)
+{
+	m->inbox_acked++;
+}
+
+/* A state name is kept only when it is a plain label value. */
+static int plain_name(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!((s[n] >= 'a' && s[n] <= 'z') || s[n] == '_' ||
+		      (s[n] >= '0' && s[n] <= '9')))
+			return 0;
+	return n > 0 && n < 32;
+}
+
+void pr_metrics_queue_set(struct pr_metrics *m, const char *const *states,
+			  const uint64_t *counts, size_t n_states, double at)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n_states && k < PR_METRICS_QUEUE_STATES; i++) {
+		if (!states[i] || !plain_name(states[i]))
+			continue;
+		snprintf(m->queue_state[k], sizeof(m->queue_state[k]), "%s",
+			 states[i]);
+		m->queue_count[k] = counts[i];
+		k++;
+	}
+	m->queue_n = k;
+	m->queue_at = at;
+}
+
+double pr_metrics_queue_at(const struct pr_metrics *m)
+{
+	return m->queue_at;
+}
+
+int pr_metrics_queue_busy(const struct pr_metrics *m)
+{
+	return m->queue_busy;
+}
+
+void pr_metrics_queue_set_busy(struct pr_metrics *m, int busy)
+{
+	m->queue_busy = busy;
+}
+
+int pr_metrics_render_queue(const struct pr_metrics *m, struct pr_buf *out,
+			    double now)
+{
+	int rv = 0;
+
+	rv |= pr_buf_appends(
+		out, "# HELP pushrelay_push_queue_depth Push jobs by state, "
+		     "as of the last background count.\n"
+		     "# TYPE pushrelay_push_queue_depth gauge\n");
+	for (size_t i = 0; i < m->queue_n; i++)
+		rv |= pr_buf_printf(out,
+				    "pushrelay_push_queue_depth{state=\"%s\"} "
+				    "%llu\n",
+				    m->queue_state[i],
+				    (unsigned long long)m->queue_count[i]);
+	if (m->queue_at > 0)
+		rv |= pr_buf_printf(
+			out,
+			"# HELP pushrelay_push_queue_depth_age_seconds Age "
+			"of the queue depth count.\n"
+			"# TYPE pushrelay_push_queue_depth_age_seconds "
+			"gauge\n"
+			"pushrelay_push_queue_depth_age_seconds %.3f\n",
+			now > m->queue_at ? now - m->queue_at : 0.0);
+	return rv ? PR_ERR_LIMIT : PR_OK;
+}
+
 int pr_metrics_render(const struct pr_metrics *m, struct pr_buf *out,
 		      const char *(*route_name)(void *ctx, size_t i,
 						const char **method),
@@ -141,6 +239,25 @@ int pr_metrics_render(const struct pr_metrics *m, struct pr_buf *out,
 		(unsigned long long)m->conn_current,
 		(unsigned long long)m->conn_total,
 		(unsigned long long)m->conn_rejected);
+	rv |= pr_buf_printf(
+		out,
+		"# HELP pushrelay_events_ingested_total Events taken by POST "
+		"/v1/events, by status.\n"
+		"# TYPE pushrelay_events_ingested_total counter\n"
+		"pushrelay_events_ingested_total{status=\"queued\"} %llu\n"
+		"pushrelay_events_ingested_total{status=\"duplicate\"} %llu\n"
+		"# HELP pushrelay_inbox_messages_fetched_total Messages "
+		"handed to inbox clients (long poll and stream).\n"
+		"# TYPE pushrelay_inbox_messages_fetched_total counter\n"
+		"pushrelay_inbox_messages_fetched_total %llu\n"
+		"# HELP pushrelay_inbox_acks_total Acknowledgements "
+		"committed.\n"
+		"# TYPE pushrelay_inbox_acks_total counter\n"
+		"pushrelay_inbox_acks_total %llu\n",
+		(unsigned long long)m->events_queued,
+		(unsigned long long)m->events_duplicate,
+		(unsigned long long)m->inbox_fetched,
+		(unsigned long long)m->inbox_acked);
 	rv |= pr_buf_appends(
 		out, "# HELP pushrelay_http_requests_total HTTP requests "
 		     "answered, by route and status.\n"

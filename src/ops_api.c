@@ -6,6 +6,7 @@
 #include "autoconf.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "webhook.h"
 
 #define METRICS_MAX (4u << 20)
+#define QUEUE_REFRESH 5.0 /* seconds between background queue counts */
 
 static void healthz(struct pr_request *req, void *arg)
 {
@@ -126,12 +128,80 @@ static int render_store(const struct pr_store *st, struct pr_buf *out)
 	return rv;
 }
 
+/*
+ * Queue depth: counting push_jobs is a store query, so a scrape never
+ * waits for one. A scrape that finds the cached count older than
+ * QUEUE_REFRESH starts a PR_STORE_COUNT job in the background (at most one
+ * at a time) and renders what is cached, with its age. The job is on the
+ * heap: pr_store_free() runs its done() before the metrics are freed.
+ */
+struct queue_count {
+	struct pr_store_job job;
+	struct pr_server *s;
+};
+
+static void queue_counted(struct pr_store_job *job, void *arg)
+{
+	struct queue_count *qc = arg;
+	struct pr_metrics *m = qc->s->metrics;
+	const char *names[PR_METRICS_QUEUE_STATES];
+	uint64_t counts[PR_METRICS_QUEUE_STATES];
+	const char *k;
+	json_t *v;
+	size_t n = 0;
+
+	if (m) {
+		pr_metrics_queue_set_busy(m, 0);
+		if (job->rv == 0) {
+			json_object_foreach(
+				json_object_get(job->result, "push_jobs"), k,
+				v) {
+				if (n == PR_METRICS_QUEUE_STATES)
+					break;
+				if (!json_is_integer(v) ||
+				    json_integer_value(v) < 0)
+					continue;
+				names[n] = k;
+				counts[n++] =
+					(uint64_t)json_integer_value(v);
+			}
+			pr_metrics_queue_set(m, names, counts, n,
+					     ev_now(qc->s->loop));
+		}
+	}
+	json_decref(job->result);
+	free(qc);
+}
+
+static void queue_refresh(struct pr_server *s)
+{
+	struct queue_count *qc;
+	double at = pr_metrics_queue_at(s->metrics);
+
+	if (!s->store || s->draining || pr_metrics_queue_busy(s->metrics) ||
+	    (at > 0 && ev_now(s->loop) - at < QUEUE_REFRESH))
+		return;
+	qc = calloc(1, sizeof(*qc));
+	if (!qc)
+		return;
+	qc->s = s;
+	qc->job.op = PR_STORE_COUNT;
+	qc->job.done = queue_counted;
+	qc->job.arg = qc;
+	if (pr_store_submit(s->store, &qc->job)) {
+		free(qc); /* busy: the next scrape tries again */
+		return;
+	}
+	pr_metrics_queue_set_busy(s->metrics, 1);
+}
+
 static void metrics(struct pr_request *req, void *arg)
 {
 	struct pr_server *s = arg;
 	struct pr_buf out;
 	int rv;
 
+	queue_refresh(s);
 	pr_buf_init(&out, METRICS_MAX);
 	rv = pr_buf_printf(
 		&out,
@@ -153,6 +223,9 @@ static void metrics(struct pr_request *req, void *arg)
 		rv = pr_metrics_render(s->metrics, &out, route_name, s->router);
 	if (rv == PR_OK && s->store)
 		rv = render_store(s->store, &out);
+	if (rv == PR_OK && s->store)
+		rv = pr_metrics_render_queue(s->metrics, &out,
+					     ev_now(s->loop));
 	if (rv == PR_OK && s->dispatch)
 		rv = pr_dispatch_render_metrics(s->dispatch, &out);
 	if (rv == PR_OK)

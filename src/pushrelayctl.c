@@ -48,6 +48,16 @@ static void usage(FILE *fp)
 		"  keys revoke ID|NAME               revoke a key\n"
 		"  providers list                    push counts, paused or not\n"
 		"  providers pause|resume apns|fcm [--app NAME]\n"
+		"  status                            queue depth by state,\n"
+		"                                    providers, oldest pending\n"
+		"  queue list [--user U] [--state S] [--provider apns|fcm]\n"
+		"             [--since T] [--until T] [--limit N] [--before C]\n"
+		"                                    messages, newest first\n"
+		"  queue show ID [--app NAME]        a message, its deliveries,\n"
+		"                                    pushes and attempts\n"
+		"  queue retry JOB_ID | --dead [--limit N]\n"
+		"                                    send a push again\n"
+		"  queue purge ID [--app NAME]       delete a message\n"
 		"Options:\n"
 		"  -c, --config FILE   the daemon's config (default %s)\n"
 		"  -s, --socket PATH   admin socket, overriding the config\n"
@@ -373,6 +383,248 @@ usage:
 	return EXIT_USAGE;
 }
 
+/* A request whose answer the caller prints: the document (NULL when it is
+ * not JSON) and the exit code; on an error or with --json, it is printed
+ * here already and *doc is NULL. */
+static int fetch(const struct ctl *ctl, const char *method, const char *path,
+		 const char *body, json_t **doc)
+{
+	struct pr_buf out;
+	long status;
+	int rv;
+
+	*doc = NULL;
+	pr_buf_init(&out, MAX_REPLY);
+	status = request(ctl, method, path, body, &out);
+	if (status < 0) {
+		pr_buf_cleanup(&out);
+		return EXIT_UNREACHABLE;
+	}
+	if (!ctl->json && status >= 200 && status < 300)
+		*doc = json_loadb(pr_buf_peek(&out), pr_buf_avail(&out), 0,
+				  NULL);
+	if (!*doc) {
+		rv = show(ctl, status, &out, NULL, NULL);
+	} else {
+		rv = EXIT_OK;
+	}
+	pr_buf_cleanup(&out);
+	return rv;
+}
+
+/* Append "&key=value" (percent-encoded) to a query string. */
+static void add_query(char *q, size_t qlen, const char *key, const char *v)
+{
+	char enc[400];
+	size_t n = strlen(q);
+
+	encode_segment(v, enc, sizeof(enc));
+	snprintf(q + n, qlen - n, "%s%s=%s", n ? "&" : "", key, enc);
+}
+
+static int cmd_status(const struct ctl *ctl, int argc, char **argv)
+{
+	static const char *const cols[] = {"provider", "sent", "failed",
+					   "retrying", "paused", NULL};
+	json_t *doc, *rows, *v, *row;
+	const char *k;
+	int rv;
+
+	(void)argv;
+	if (argc != 0) {
+		fprintf(stderr, "usage: pushrelayctl status\n");
+		return EXIT_USAGE;
+	}
+	rv = fetch(ctl, "GET", "/v1/admin/stats", NULL, &doc);
+	if (!doc)
+		return rv;
+	printf("messages        %lld\n",
+	       (long long)json_integer_value(json_object_get(doc, "messages")));
+	printf("devices         %lld\n",
+	       (long long)json_integer_value(json_object_get(doc, "devices")));
+	printf("oldest pending  %llds\n",
+	       (long long)json_integer_value(
+		   json_object_get(doc, "oldest_pending_age")));
+	printf("queue:\n");
+	json_object_foreach(json_object_get(doc, "queue"), k, v)
+		printf("  %-14s %lld\n", k, (long long)json_integer_value(v));
+	rows = json_array();
+	json_object_foreach(json_object_get(doc, "providers"), k, v) {
+		if (!json_is_object(v))
+			continue;
+		row = json_deep_copy(v);
+		json_object_set_new(row, "provider", json_string(k));
+		json_array_append_new(rows, row);
+	}
+	putchar('\n');
+	print_table(rows, cols);
+	json_decref(rows);
+	json_decref(doc);
+	return EXIT_OK;
+}
+
+static int queue_list(const struct ctl *ctl, int argc, char **argv)
+{
+	static const char *const cols[] = {"id",	 "app",	"user",
+					   "created_at", "devices", "push_state",
+					   "attempts",	 NULL};
+	static const char *const flags[] = {"user",  "state", "provider",
+					    "limit", "before", "since",
+					    "until", NULL};
+	char q[1500] = "", path[1600];
+	json_t *doc, *next;
+	int rv, ok;
+
+	for (int i = 0; i < argc; i++) {
+		ok = 0;
+		for (size_t f = 0; flags[f]; f++) {
+			if (strncmp(argv[i], "--", 2) == 0 &&
+			    strcmp(argv[i] + 2, flags[f]) == 0 && i + 1 < argc) {
+				add_query(q, sizeof(q), flags[f], argv[++i]);
+				ok = 1;
+				break;
+			}
+		}
+		if (!ok)
+			return -1;
+	}
+	snprintf(path, sizeof(path), "/v1/admin/messages%s%s", *q ? "?" : "",
+		 q);
+	rv = fetch(ctl, "GET", path, NULL, &doc);
+	if (!doc)
+		return rv;
+	print_table(json_object_get(doc, "messages"), cols);
+	next = json_object_get(doc, "next");
+	if (json_is_integer(next))
+		printf("more: --before %lld\n",
+		       (long long)json_integer_value(next));
+	json_decref(doc);
+	return EXIT_OK;
+}
+
+static int queue_show(const struct ctl *ctl, const char *id, const char *app)
+{
+	static const char *const dcols[] = {"device_id", "user", "platform",
+					    "seq", "acked", NULL};
+	static const char *const pcols[] = {
+	    "job_id",	   "device_id",	  "platform", "state",
+	    "attempts",	   "next_attempt_at", "last_status",
+	    "last_reason", "apns_id",	  NULL};
+	static const char *const hcols[] = {"job_id",  "at",	  "provider",
+					    "status",  "reason",  "latency_ms",
+					    "apns_id", NULL};
+	char seg[400], path[600], a[200];
+	json_t *doc, *p, *h, *hist, *rows;
+	size_t i, j;
+	int rv;
+
+	encode_segment(id, seg, sizeof(seg));
+	snprintf(path, sizeof(path), "/v1/admin/messages/%s", seg);
+	if (app) {
+		encode_segment(app, a, sizeof(a));
+		snprintf(path + strlen(path), sizeof(path) - strlen(path),
+			 "?app=%s", a);
+	}
+	rv = fetch(ctl, "GET", path, NULL, &doc);
+	if (!doc)
+		return rv;
+	{
+		static const char *const keys[] = {"id", "app", "user",
+						   "created_at", "expires_at",
+						   "payload", "push", NULL};
+		char buf[256];
+
+		for (i = 0; keys[i]; i++) {
+			cell(json_object_get(doc, keys[i]), buf, sizeof(buf));
+			printf("%-11s %s\n", keys[i], buf);
+		}
+	}
+	printf("\ndeliveries:\n");
+	print_table(json_object_get(doc, "deliveries"), dcols);
+	printf("\npushes:\n");
+	print_table(json_object_get(doc, "pushes"), pcols);
+	rows = json_array();
+	json_array_foreach(json_object_get(doc, "pushes"), i, p) {
+		hist = json_object_get(p, "history");
+		json_array_foreach(hist, j, h) {
+			json_t *row = json_deep_copy(h);
+
+			json_object_set(row, "job_id",
+					json_object_get(p, "job_id"));
+			json_array_append_new(rows, row);
+		}
+	}
+	printf("\nattempts:\n");
+	print_table(rows, hcols);
+	json_decref(rows);
+	json_decref(doc);
+	return EXIT_OK;
+}
+
+static int cmd_queue(const struct ctl *ctl, int argc, char **argv)
+{
+	char path[600], seg[400], a[200];
+	const char *app = NULL;
+	int rv;
+
+	if (argc >= 1 && strcmp(argv[0], "list") == 0) {
+		rv = queue_list(ctl, argc - 1, argv + 1);
+		if (rv >= 0)
+			return rv;
+		goto usage;
+	}
+	if ((argc == 2 || argc == 4) && (strcmp(argv[0], "show") == 0 ||
+					 strcmp(argv[0], "purge") == 0)) {
+		if (argc == 4) {
+			if (strcmp(argv[2], "--app") != 0)
+				goto usage;
+			app = argv[3];
+		}
+		if (strcmp(argv[0], "show") == 0)
+			return queue_show(ctl, argv[1], app);
+		encode_segment(argv[1], seg, sizeof(seg));
+		snprintf(path, sizeof(path), "/v1/admin/messages/%s", seg);
+		if (app) {
+			encode_segment(app, a, sizeof(a));
+			snprintf(path + strlen(path),
+				 sizeof(path) - strlen(path), "?app=%s", a);
+		}
+		return call(ctl, "DELETE", path, NULL, NULL, NULL);
+	}
+	if (argc >= 2 && strcmp(argv[0], "retry") == 0) {
+		if (strcmp(argv[1], "--dead") == 0) {
+			if (argc == 2)
+				return call(ctl, "POST",
+					    "/v1/admin/pushes/retry?state=dead",
+					    "{}", NULL, NULL);
+			if (argc == 4 && strcmp(argv[2], "--limit") == 0) {
+				encode_segment(argv[3], seg, sizeof(seg));
+				snprintf(path, sizeof(path),
+					 "/v1/admin/pushes/retry?state=dead"
+					 "&limit=%s",
+					 seg);
+				return call(ctl, "POST", path, "{}", NULL,
+					    NULL);
+			}
+			goto usage;
+		}
+		if (argc != 2)
+			goto usage;
+		encode_segment(argv[1], seg, sizeof(seg));
+		snprintf(path, sizeof(path), "/v1/admin/pushes/%s/retry", seg);
+		return call(ctl, "POST", path, "{}", NULL, NULL);
+	}
+usage:
+	fprintf(stderr,
+		"usage: pushrelayctl queue list [--user U] [--state S]"
+		" [--provider apns|fcm] [--since T] [--until T] [--limit N]"
+		" [--before CURSOR]\n"
+		"       pushrelayctl queue show ID [--app NAME]\n"
+		"       pushrelayctl queue retry JOB_ID | --dead [--limit N]\n"
+		"       pushrelayctl queue purge ID [--app NAME]\n");
+	return EXIT_USAGE;
+}
+
 static int run(const struct ctl *ctl, int argc, char **argv)
 {
 	static const struct {
@@ -393,6 +645,10 @@ static int run(const struct ctl *ctl, int argc, char **argv)
 		return cmd_keys(ctl, argc - 1, argv + 1);
 	if (strcmp(cmd, "providers") == 0)
 		return cmd_providers(ctl, argc - 1, argv + 1);
+	if (strcmp(cmd, "status") == 0)
+		return cmd_status(ctl, argc - 1, argv + 1);
+	if (strcmp(cmd, "queue") == 0)
+		return cmd_queue(ctl, argc - 1, argv + 1);
 	fprintf(stderr, "pushrelayctl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return EXIT_USAGE;
@@ -477,6 +733,23 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	/* --json is taken after the command too. */
+	{
+		int o = optind;
+
+		for (int i = optind; i < argc; i++) {
+			if (strcmp(argv[i], "--json") == 0 ||
+			    strcmp(argv[i], "-j") == 0)
+				ctl.json = 1;
+			else
+				argv[o++] = argv[i];
+		}
+		argc = o;
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
 	rv = run(&ctl, argc - optind, argv + optind);
 	curl_global_cleanup();
 	return rv;

@@ -87,6 +87,17 @@ enum pr_store_op {
 				  user (when set, the device must be his) */
 	PR_STORE_INBOX_FETCH,  /* in: app, device_id, user, after, limit;
 				  out: result {messages, next, more, push} */
+	PR_STORE_STATS,        /* out: result {queue, oldest_pending_age,
+				  messages, devices} */
+	PR_STORE_MSG_LIST,     /* in: user, state, platform, since, until,
+				  after (= before cursor), limit;
+				  out: result {messages, next} */
+	PR_STORE_MSG_SHOW,     /* in: item_ext (ext id), app (optional);
+				  out: result; rv NOTFOUND */
+	PR_STORE_PUSH_RETRY,   /* in: item_id (job id), now; rv NOTFOUND /
+				  INVAL when not retryable */
+	PR_STORE_RETRY_DEAD,   /* in: now, limit; out: result {retried} */
+	PR_STORE_MSG_PURGE,    /* in: item_ext, app (optional); rv NOTFOUND */
 };
 
 /*
@@ -159,6 +170,13 @@ struct pr_store_job {
 	double committed_at; /* ev_time() when its transaction committed */
 
 	struct pr_store_job *next; /* private to the store */
+
+	/* Admin inputs (STATS .. MSG_PURGE). */
+	int64_t item_id;       /* PUSH_RETRY: the push job */
+	const char *item_ext;  /* MSG_SHOW / MSG_PURGE: the message's ext id */
+	const char *state;     /* MSG_LIST: push state filter, or NULL */
+	const char *platform;  /* MSG_LIST: provider filter, or NULL */
+	int64_t since, until;  /* MSG_LIST: created_at range, 0 = open */
 };
 
 /* A storage backend. Every function runs on the store thread. */

@@ -165,6 +165,9 @@ static const char *const migrations[] = {
      * min_interval. (Claiming walks push_jobs_due once per waiting
      * state: no index more for ingest to write.) */
     "ALTER TABLE devices ADD COLUMN last_push_at INTEGER;",
+
+    /* 3: admin listings: a user's messages newest first. */
+    "CREATE INDEX IF NOT EXISTS messages_user ON messages(user_id, id);",
 };
 
 #define SCHEMA_VERSION ((int)PR_ARRAY_SIZE(migrations))
@@ -236,6 +239,18 @@ enum stmt {
 	S_QUEUED,
 	S_INBOX_PAGE,
 	S_JOB_CANCEL,
+	S_STATS_OLDEST,
+	S_MSG_LIST_ALL,
+	S_MSG_LIST_USER,
+	S_MSG_FIND,
+	S_MSG_DELIVERIES,
+	S_MSG_PUSHES,
+	S_JOB_ATTEMPTS,
+	S_RETRY_GET,
+	S_RETRY_SET,
+	S_RETRY_DEAD,
+	S_PURGE_JOBS,
+	S_PURGE_MSG,
 	N_STMT
 };
 
@@ -265,6 +280,26 @@ enum stmt {
 #define CLAIM_SCAN                                                             \
 	CLAIM_ARM("pending")                                                   \
 	" UNION ALL " CLAIM_ARM("retry") " ORDER BY 2, 1 LIMIT ?2"
+
+#define MSG_LIST(idx, user) "SELECT m.id, m.ext_id, a.name, m.user_id, m.created_at,"\
+	" m.expires_at,"\
+	" (SELECT count(*) FROM deliveries d WHERE d.message_id = m.id),"\
+	" (SELECT state FROM push_jobs p WHERE p.message_id = m.id"\
+	"  ORDER BY p.id DESC LIMIT 1),"\
+	" (SELECT coalesce(sum(attempts), 0) FROM push_jobs p"\
+	"  WHERE p.message_id = m.id)"\
+	" FROM messages m " idx " CROSS JOIN apps a ON a.id = m.app_id"\
+	" WHERE m.id < ?1 " user \
+	" AND (?5 IS NULL OR m.created_at >= ?5)"\
+	" AND (?6 IS NULL OR m.created_at < ?6)"\
+	" AND ((?3 IS NULL AND ?4 IS NULL) OR EXISTS (SELECT 1"\
+	"  FROM push_jobs p JOIN devices v ON v.id = p.device_id"\
+	"  WHERE p.message_id = m.id AND (?3 IS NULL OR p.state = ?3)"\
+	"  AND (?4 IS NULL OR v.platform = ?4)))"\
+	" ORDER BY m.id DESC LIMIT ?7"
+#define MSG_LIST_ALL MSG_LIST("", "")
+#define MSG_LIST_USER                                                          \
+	MSG_LIST("INDEXED BY messages_user", "AND m.user_id = ?2")
 
 static const char *const stmt_sql[N_STMT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -475,6 +510,49 @@ static const char *const stmt_sql[N_STMT] = {
     [S_JOB_CANCEL] = "UPDATE push_jobs SET state = 'cancelled',"
 		     " attempts = max(attempts - 1, 0), last_reason = ?2,"
 		     " updated_at = ?3 WHERE id = ?1",
+
+    /* ---- admin ---- */
+    [S_STATS_OLDEST] = "SELECT min(created_at) FROM push_jobs"
+		       " WHERE state IN ('pending', 'retry')",
+    /*
+     * One page of messages, newest first, below the cursor ?1: a walk of
+     * the messages rowid (or of messages_user for one user) backwards;
+     * the other filters are tested row by row and LIMIT stops the walk.
+     * ?2 user, ?3 push state, ?4 platform, ?5/?6 created_at range, ?7
+     * limit + 1.
+     */
+    [S_MSG_LIST_ALL] = MSG_LIST_ALL,
+    [S_MSG_LIST_USER] = MSG_LIST_USER,
+    /* A message by ext id: each app's (app_id, ext_id) unique index. */
+    [S_MSG_FIND] = "SELECT m.id, m.ext_id, a.name, m.user_id, m.payload,"
+		   " m.push, m.created_at, m.expires_at, m.app_id"
+		   " FROM apps a CROSS JOIN messages m"
+		   " ON m.app_id = a.id AND m.ext_id = ?1"
+		   " WHERE ?2 IS NULL OR a.name = ?2 LIMIT 2",
+    [S_MSG_DELIVERIES] = "SELECT v.device_id, v.user_id, v.platform, d.seq,"
+			 " d.seq <= v.acked_seq"
+			 " FROM deliveries d JOIN devices v ON v.id = d.device_id"
+			 " WHERE d.message_id = ?1 ORDER BY v.device_id",
+    [S_MSG_PUSHES] = "SELECT p.id, v.device_id, v.platform, p.state,"
+		     " p.attempts, p.next_attempt_at, p.last_status,"
+		     " p.last_reason, p.apns_id, p.provider_id, p.created_at,"
+		     " p.updated_at"
+		     " FROM push_jobs p JOIN devices v ON v.id = p.device_id"
+		     " WHERE p.message_id = ?1 ORDER BY p.id",
+    [S_JOB_ATTEMPTS] = "SELECT at, provider, status, reason, latency_ms,"
+		       " apns_id FROM push_attempts WHERE job_id = ?1"
+		       " ORDER BY id",
+    [S_RETRY_GET] = "SELECT p.state, v.token FROM push_jobs p"
+		    " JOIN devices v ON v.id = p.device_id WHERE p.id = ?1",
+    [S_RETRY_SET] = "UPDATE push_jobs SET state = 'pending', attempts = 0,"
+		    " next_attempt_at = ?2, last_reason = 'retried by an admin',"
+		    " updated_at = ?2 WHERE id = ?1",
+    [S_RETRY_DEAD] = "UPDATE push_jobs SET state = 'pending', attempts = 0,"
+		     " next_attempt_at = ?1, last_reason = 'retried by an admin',"
+		     " updated_at = ?1 WHERE id IN (SELECT id FROM push_jobs"
+		     " WHERE state = 'dead' ORDER BY next_attempt_at LIMIT ?2)",
+    [S_PURGE_JOBS] = "DELETE FROM push_jobs WHERE message_id = ?1",
+    [S_PURGE_MSG] = "DELETE FROM messages WHERE id = ?1",
 };
 
 static const char *const push_states[] = {
@@ -2398,6 +2476,356 @@ static int op_count(struct sq *q, struct pr_store_job *job)
 	return rc == SQLITE_DONE ? PR_OK : step_fail(q, rc);
 }
 
+/* ---- admin --------------------------------------------------------------- */
+
+static json_t *col_int(sqlite3_stmt *s, int col)
+{
+	if (sqlite3_column_type(s, col) == SQLITE_NULL)
+		return json_null();
+	return json_integer(sqlite3_column_int64(s, col));
+}
+
+/* A stored JSON text as a value (a string when it does not parse). */
+static json_t *col_json(sqlite3_stmt *s, int col)
+{
+	const char *v = (const char *)sqlite3_column_text(s, col);
+	json_t *j;
+
+	if (!v)
+		return json_null();
+	j = json_loads(v, JSON_DECODE_ANY, NULL);
+	return j ? j : json_string(v);
+}
+
+static int op_stats(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s;
+	json_t *counts, *queue, *o;
+	int64_t oldest = 0, now = now_or(job->now);
+	int rc, rv;
+
+	rv = op_count(q, job);
+	if (rv)
+		return rv;
+	counts = job->result;
+	job->result = NULL;
+	queue = json_object_get(counts, "push_jobs");
+	s = stmt(q, S_STATS_OLDEST);
+	rc = step(q, s);
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+		oldest = sqlite3_column_int64(s, 0);
+	finish(s);
+	if (rc != SQLITE_ROW) {
+		json_decref(counts);
+		return step_fail(q, rc);
+	}
+	o = json_pack("{s:O, s:I, s:O, s:O}", "queue", queue,
+		      "oldest_pending_age",
+		      (json_int_t)(oldest && now > oldest ? now - oldest : 0),
+		      "messages", json_object_get(counts, "messages"),
+		      "devices", json_object_get(counts, "devices"));
+	json_decref(counts);
+	job->result = o;
+	return o ? PR_OK : PR_ERR_NOMEM;
+}
+
+static int op_msg_list(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s;
+	json_t *list, *o;
+	long limit = clamp_limit(job->limit, 50, MAX_LIST), n = 0;
+	int64_t last = 0;
+	int rc;
+
+	list = json_array();
+	if (!list)
+		return PR_ERR_NOMEM;
+	s = stmt(q, job->user ? S_MSG_LIST_USER : S_MSG_LIST_ALL);
+	bi(q, s, 1, job->after > 0 ? job->after : INT64_MAX);
+	if (job->user)
+		bt(q, s, 2, job->user);
+	bt(q, s, 3, job->state);
+	bt(q, s, 4, job->platform);
+	if (job->since > 0)
+		bi(q, s, 5, job->since);
+	if (job->until > 0)
+		bi(q, s, 6, job->until);
+	bi(q, s, 7, limit + 1);
+	for (;;) {
+		rc = step(q, s);
+		if (rc != SQLITE_ROW)
+			break;
+		if (n == limit)
+			break; /* one more: there is a next page */
+		last = sqlite3_column_int64(s, 0);
+		o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:I}", "id",
+			      col_str(s, 1), "app", col_str(s, 2), "user",
+			      col_str(s, 3), "created_at", rfc3339(s, 4),
+			      "expires_at", rfc3339(s, 5), "devices",
+			      (json_int_t)sqlite3_column_int64(s, 6),
+			      "push_state", col_str(s, 7), "attempts",
+			      (json_int_t)sqlite3_column_int64(s, 8));
+		if (!o || json_array_append_new(list, o)) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		n++;
+	}
+	finish(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		json_decref(list);
+		return step_fail(q, rc);
+	}
+	job->result = json_pack("{s:o, s:o}", "messages", list, "next",
+				rc == SQLITE_ROW ? json_integer(last)
+						 : json_null());
+	return job->result ? PR_OK : PR_ERR_NOMEM;
+}
+
+/* The message job->item_ext (of job->app when set): its row id and app
+ * id. NOTFOUND, or INVAL when several apps hold that id. */
+static int msg_find(struct sq *q, struct pr_store_job *job, int64_t *id,
+		    json_t **row)
+{
+	sqlite3_stmt *s = stmt(q, S_MSG_FIND);
+	int rc, n = 0;
+
+	bt(q, s, 1, job->item_ext);
+	bt(q, s, 2, job->app);
+	for (;;) {
+		rc = step(q, s);
+		if (rc != SQLITE_ROW)
+			break;
+		if (++n > 1)
+			break;
+		*id = sqlite3_column_int64(s, 0);
+		if (row) {
+			*row = json_pack(
+			    "{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
+			    col_str(s, 1), "app", col_str(s, 2), "user",
+			    col_str(s, 3), "payload", col_json(s, 4), "push",
+			    col_json(s, 5), "created_at", rfc3339(s, 6),
+			    "expires_at", rfc3339(s, 7));
+			if (!*row) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+		}
+	}
+	finish(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		if (row) {
+			json_decref(*row);
+			*row = NULL;
+		}
+		return step_fail(q, rc);
+	}
+	if (n > 1) {
+		if (row) {
+			json_decref(*row);
+			*row = NULL;
+		}
+		snprintf(job->err, sizeof(job->err),
+			 "several apps have message %.60s: name the app",
+			 job->item_ext);
+		return PR_ERR_INVAL;
+	}
+	if (n == 0) {
+		snprintf(job->err, sizeof(job->err), "no message %.100s",
+			 job->item_ext);
+		return PR_ERR_NOTFOUND;
+	}
+	return PR_OK;
+}
+
+static int job_history(struct sq *q, int64_t job_id, json_t *hist)
+{
+	sqlite3_stmt *s = stmt(q, S_JOB_ATTEMPTS);
+	json_t *o;
+	int rc;
+
+	bi(q, s, 1, job_id);
+	for (;;) {
+		rc = step(q, s);
+		if (rc != SQLITE_ROW)
+			break;
+		o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "at",
+			      rfc3339(s, 0), "provider", col_str(s, 1),
+			      "status", col_int(s, 2), "reason", col_str(s, 3),
+			      "latency_ms", col_int(s, 4), "apns_id",
+			      col_str(s, 5));
+		if (!o || json_array_append_new(hist, o)) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	finish(s);
+	return rc == SQLITE_DONE ? PR_OK : step_fail(q, rc);
+}
+
+static int op_msg_show(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s;
+	json_t *msg = NULL, *dels, *pushes, *o, *hist;
+	int64_t id = 0;
+	int rc, rv;
+	size_t i;
+
+	rv = msg_find(q, job, &id, &msg);
+	if (rv)
+		return rv;
+	job->result = msg;
+	dels = json_array();
+	pushes = json_array();
+	if (json_object_set_new(msg, "deliveries", dels) ||
+	    json_object_set_new(msg, "pushes", pushes))
+		return PR_ERR_NOMEM;
+	s = stmt(q, S_MSG_DELIVERIES);
+	bi(q, s, 1, id);
+	for (;;) {
+		rc = step(q, s);
+		if (rc != SQLITE_ROW)
+			break;
+		o = json_pack("{s:o, s:o, s:o, s:I, s:b}", "device_id",
+			      col_str(s, 0), "user", col_str(s, 1), "platform",
+			      col_str(s, 2), "seq",
+			      (json_int_t)sqlite3_column_int64(s, 3), "acked",
+			      sqlite3_column_int(s, 4));
+		if (!o || json_array_append_new(dels, o)) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	finish(s);
+	if (rc != SQLITE_DONE)
+		return step_fail(q, rc);
+	s = stmt(q, S_MSG_PUSHES);
+	bi(q, s, 1, id);
+	for (;;) {
+		rc = step(q, s);
+		if (rc != SQLITE_ROW)
+			break;
+		o = json_pack("{s:I, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o,"
+			      " s:o, s:o, s:o}",
+			      "job_id", (json_int_t)sqlite3_column_int64(s, 0),
+			      "device_id", col_str(s, 1), "platform",
+			      col_str(s, 2), "state", col_str(s, 3), "attempts",
+			      (json_int_t)sqlite3_column_int64(s, 4),
+			      "next_attempt_at", rfc3339(s, 5), "last_status",
+			      col_int(s, 6), "last_reason", col_str(s, 7),
+			      "apns_id", col_str(s, 8), "provider_id",
+			      col_str(s, 9), "created_at", rfc3339(s, 10),
+			      "updated_at", rfc3339(s, 11));
+		if (!o || json_array_append_new(pushes, o)) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	finish(s);
+	if (rc != SQLITE_DONE)
+		return step_fail(q, rc);
+	json_array_foreach(pushes, i, o)
+	{
+		hist = json_array();
+		if (!hist || json_object_set_new(o, "history", hist))
+			return PR_ERR_NOMEM;
+		rv = job_history(
+		    q, json_integer_value(json_object_get(o, "job_id")), hist);
+		if (rv)
+			return rv;
+	}
+	return PR_OK;
+}
+
+static int op_push_retry(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s = stmt(q, S_RETRY_GET);
+	char state[32] = "";
+	int rc, has_token = 0, rv;
+
+	bi(q, s, 1, job->item_id);
+	rc = step(q, s);
+	if (rc == SQLITE_ROW) {
+		snprintf(state, sizeof(state), "%s",
+			 (const char *)sqlite3_column_text(s, 0));
+		has_token = sqlite3_column_type(s, 1) != SQLITE_NULL;
+	}
+	finish(s);
+	if (rc == SQLITE_DONE) {
+		snprintf(job->err, sizeof(job->err), "no push job %lld",
+			 (long long)job->item_id);
+		return PR_ERR_NOTFOUND;
+	}
+	if (rc != SQLITE_ROW)
+		return step_fail(q, rc);
+	if (strcmp(state, "dead") != 0 && strcmp(state, "retry") != 0 &&
+	    strcmp(state, "cancelled") != 0 && strcmp(state, "expired") != 0 &&
+	    strcmp(state, "invalid_token") != 0) {
+		snprintf(job->err, sizeof(job->err),
+			 "push job %lld is %s: only dead, retry, cancelled,"
+			 " expired or invalid_token jobs can be retried",
+			 (long long)job->item_id, state);
+		return PR_ERR_INVAL;
+	}
+	if (!has_token) {
+		snprintf(job->err, sizeof(job->err),
+			 "push job %lld: the device has no valid token",
+			 (long long)job->item_id);
+		return PR_ERR_INVAL;
+	}
+	s = stmt(q, S_RETRY_SET);
+	bi(q, s, 1, job->item_id);
+	bi(q, s, 2, now_or(job->now));
+	rv = run(q, s);
+	if (rv)
+		return rv;
+	job->result = json_pack("{s:I, s:s, s:s}", "job_id",
+				(json_int_t)job->item_id, "from", state,
+				"state", "pending");
+	return job->result ? PR_OK : PR_ERR_NOMEM;
+}
+
+static int op_retry_dead(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s = stmt(q, S_RETRY_DEAD);
+	int rv;
+
+	bi(q, s, 1, now_or(job->now));
+	bi(q, s, 2, clamp_limit(job->limit, MAX_LIST, MAX_LIST));
+	rv = run(q, s);
+	if (rv)
+		return rv;
+	job->result = json_pack("{s:I}", "retried",
+				(json_int_t)sqlite3_changes(q->db));
+	return job->result ? PR_OK : PR_ERR_NOMEM;
+}
+
+static int op_msg_purge(struct sq *q, struct pr_store_job *job)
+{
+	sqlite3_stmt *s;
+	int64_t id = 0, jobs;
+	int rv;
+
+	rv = msg_find(q, job, &id, NULL);
+	if (rv)
+		return rv;
+	s = stmt(q, S_PURGE_JOBS);
+	bi(q, s, 1, id);
+	rv = run(q, s);
+	if (rv)
+		return rv;
+	jobs = sqlite3_changes(q->db);
+	s = stmt(q, S_PURGE_MSG);
+	bi(q, s, 1, id);
+	rv = run(q, s);
+	if (rv)
+		return rv;
+	q->n_messages--;
+	job->result = json_pack("{s:s, s:b, s:I}", "id", job->item_ext,
+				"purged", 1, "pushes", (json_int_t)jobs);
+	return job->result ? PR_OK : PR_ERR_NOMEM;
+}
+
 /* ---- the backend table --------------------------------------------------- */
 
 static void sq_exec(void *be, struct pr_store_job *job)
@@ -2425,6 +2853,12 @@ static void sq_exec(void *be, struct pr_store_job *job)
 	case PR_STORE_PUSH_RESULT: rv = op_push_result(q, job); break;
 	case PR_STORE_ACK: rv = op_ack(q, job); break;
 	case PR_STORE_INBOX_FETCH: rv = op_inbox_fetch(q, job); break;
+	case PR_STORE_STATS: rv = op_stats(q, job); break;
+	case PR_STORE_MSG_LIST: rv = op_msg_list(q, job); break;
+	case PR_STORE_MSG_SHOW: rv = op_msg_show(q, job); break;
+	case PR_STORE_PUSH_RETRY: rv = op_push_retry(q, job); break;
+	case PR_STORE_RETRY_DEAD: rv = op_retry_dead(q, job); break;
+	case PR_STORE_MSG_PURGE: rv = op_msg_purge(q, job); break;
 	default:
 		snprintf(q->errbuf, sizeof(q->errbuf), "unknown store op %d",
 			 (int)job->op);

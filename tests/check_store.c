@@ -324,7 +324,7 @@ START_TEST(test_schema_created)
 	struct stat sb;
 
 	pr_store_free(st);
-	ck_assert_int_eq(q1("PRAGMA user_version"), 2);
+	ck_assert_int_eq(q1("PRAGMA user_version"), 3);
 	ck_assert_int_eq(q1("SELECT count(*) FROM pragma_table_info('devices')"
 			    " WHERE name = 'last_push_at'"),
 			 1);
@@ -1358,7 +1358,7 @@ START_TEST(test_migrate_v1)
 	ck_assert_int_eq(count_of(st, "messages"), 1);
 	ck_assert_int_eq(pushes_in(st, "pending"), 1);
 	pr_store_free(st);
-	ck_assert_int_eq(q1("PRAGMA user_version"), 2);
+	ck_assert_int_eq(q1("PRAGMA user_version"), 3);
 	ck_assert_int_eq(q1("SELECT count(*) FROM devices WHERE device_id ="
 			    " 'phone' AND last_push_at IS NULL"),
 			 1);
@@ -2451,6 +2451,190 @@ START_TEST(test_push_cancelled)
 }
 END_TEST
 
+static json_t *admin_job(struct pr_store *st, struct pr_store_job *job,
+			 int want)
+{
+	int rv;
+
+	job->now = job->now ? job->now : now;
+	rv = run_job(st, job);
+	ck_assert_msg(rv == want, "op %d: rv %d (%s)", (int)job->op, rv,
+		      job->err);
+	return job->result;
+}
+
+START_TEST(test_admin_ops)
+{
+	struct pr_store *st;
+	struct pr_store_job job;
+	struct pr_push_result res;
+	json_t *r, *m, *p;
+	int64_t a;
+	const char *cur;
+	char id[16];
+
+	cfg->push_max_attempts = 1;
+	st = open_store();
+	json_decref(put_device(st, "a", "alice", "tok-a"));
+	json_decref(put_device_on(st, "b", "bob", "tok-b", "fcm"));
+	for (int i = 0; i < 5; i++) {
+		snprintf(id, sizeof(id), "m-%d", i);
+		ingest_delayed(st, id, i % 2 ? "bob" : "alice", 0);
+	}
+	/* One alice push goes out and dies (max_attempts 1). */
+	job = (struct pr_store_job){.op = PR_STORE_STATS};
+	job.now = now + 10;
+	r = admin_job(st, &job, PR_OK);
+	ck_assert_int_eq(json_integer_value(json_object_get(
+			     json_object_get(r, "queue"), "pending")),
+			 2); /* coalesced: one per device */
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(r, "oldest_pending_age")), 10);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "messages")),
+			 5);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "devices")), 2);
+	json_decref(r);
+	r = claim(st, now, 100);
+	ck_assert_uint_eq(json_array_size(r), 2);
+	a = 0;
+	for (size_t i = 0; i < 2; i++) {
+		p = json_array_get(r, i);
+		if (strcmp(json_string_value(json_object_get(p, "platform")),
+			   "apns") == 0)
+			a = json_integer_value(json_object_get(p, "job_id"));
+	}
+	json_decref(r);
+	ck_assert_int_gt(a, 0);
+	res = outcome(a, PR_OUTCOME_RETRY, 503, "ServiceUnavailable", "tok-a");
+	res.retry_at = now + 1;
+	{
+		int rv;
+		json_decref(report(st, &res, 1, now, &rv));
+		ck_assert_int_eq(rv, PR_OK);
+	}
+	ck_assert_int_eq(pushes_in(st, "dead"), 1);
+
+	/* Listing: newest first, paged by cursor, filtered. */
+	job = (struct pr_store_job){.op = PR_STORE_MSG_LIST};
+	job.limit = 2;
+	r = admin_job(st, &job, PR_OK);
+	m = json_object_get(r, "messages");
+	ck_assert_uint_eq(json_array_size(m), 2);
+	ck_assert_str_eq(json_string_value(json_object_get(
+			     json_array_get(m, 0), "id")),
+			 "m-4");
+	ck_assert(json_is_integer(json_object_get(r, "next")));
+	job = (struct pr_store_job){.op = PR_STORE_MSG_LIST};
+	job.limit = 10;
+	job.after = json_integer_value(json_object_get(r, "next"));
+	json_decref(r);
+	r = admin_job(st, &job, PR_OK);
+	m = json_object_get(r, "messages");
+	ck_assert_uint_eq(json_array_size(m), 3);
+	ck_assert_str_eq(json_string_value(json_object_get(
+			     json_array_get(m, 0), "id")),
+			 "m-2");
+	ck_assert(json_is_null(json_object_get(r, "next")));
+	json_decref(r);
+	job = (struct pr_store_job){.op = PR_STORE_MSG_LIST};
+	job.user = "bob";
+	r = admin_job(st, &job, PR_OK);
+	ck_assert_uint_eq(json_array_size(json_object_get(r, "messages")), 2);
+	json_decref(r);
+	job = (struct pr_store_job){.op = PR_STORE_MSG_LIST};
+	job.state = "dead";
+	r = admin_job(st, &job, PR_OK);
+	m = json_object_get(r, "messages");
+	ck_assert_uint_eq(json_array_size(m), 1);
+	cur = json_string_value(json_object_get(json_array_get(m, 0), "id"));
+	ck_assert_str_eq(cur, "m-4");
+	ck_assert_str_eq(json_string_value(json_object_get(
+			     json_array_get(m, 0), "push_state")),
+			 "dead");
+	json_decref(r);
+	job = (struct pr_store_job){.op = PR_STORE_MSG_LIST};
+	job.platform = "fcm";
+	r = admin_job(st, &job, PR_OK);
+	ck_assert_uint_eq(json_array_size(json_object_get(r, "messages")), 1);
+	json_decref(r);
+	job = (struct pr_store_job){.op = PR_STORE_MSG_LIST};
+	job.since = now + 1;
+	r = admin_job(st, &job, PR_OK);
+	ck_assert_uint_eq(json_array_size(json_object_get(r, "messages")), 0);
+	json_decref(r);
+
+	/* Show: deliveries, the push job and its attempt. */
+	job = (struct pr_store_job){.op = PR_STORE_MSG_SHOW};
+	job.item_ext = "m-4";
+	r = admin_job(st, &job, PR_OK);
+	ck_assert_str_eq(json_string_value(json_object_get(r, "user")),
+			 "alice");
+	ck_assert_uint_eq(json_array_size(json_object_get(r, "deliveries")),
+			  1);
+	p = json_array_get(json_object_get(r, "pushes"), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(p, "job_id")), a);
+	ck_assert_str_eq(json_string_value(json_object_get(p, "state")),
+			 "dead");
+	m = json_array_get(json_object_get(p, "history"), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(m, "status")),
+			 503);
+	ck_assert_int_eq(json_integer_value(json_object_get(m, "latency_ms")),
+			 42);
+	ck_assert_str_eq(json_string_value(json_object_get(m, "provider")),
+			 "apns");
+	json_decref(r);
+	job = (struct pr_store_job){.op = PR_STORE_MSG_SHOW};
+	job.item_ext = "nope";
+	admin_job(st, &job, PR_ERR_NOTFOUND);
+
+	/* Retry one; a pending job cannot be retried; retry all dead. */
+	job = (struct pr_store_job){.op = PR_STORE_PUSH_RETRY};
+	job.item_id = a;
+	json_decref(admin_job(st, &job, PR_OK));
+	ck_assert_int_eq(pushes_in(st, "dead"), 0);
+	ck_assert_int_eq(
+	    q1("SELECT attempts FROM push_jobs WHERE id = %lld", (long long)a),
+	    0);
+	job = (struct pr_store_job){.op = PR_STORE_PUSH_RETRY};
+	job.item_id = a;
+	admin_job(st, &job, PR_ERR_INVAL);
+	job = (struct pr_store_job){.op = PR_STORE_PUSH_RETRY};
+	job.item_id = 99999;
+	admin_job(st, &job, PR_ERR_NOTFOUND);
+	exec_sql("UPDATE push_jobs SET state = 'dead'");
+	job = (struct pr_store_job){.op = PR_STORE_RETRY_DEAD};
+	job.limit = 1;
+	r = admin_job(st, &job, PR_OK);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "retried")), 1);
+	json_decref(r);
+	job = (struct pr_store_job){.op = PR_STORE_RETRY_DEAD};
+	r = admin_job(st, &job, PR_OK);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "retried")), 1);
+	json_decref(r);
+	ck_assert_int_eq(pushes_in(st, "pending"), 2);
+
+	/* Purge: the message, its deliveries and its pushes. */
+	job = (struct pr_store_job){.op = PR_STORE_MSG_PURGE};
+	job.item_ext = "m-4";
+	json_decref(admin_job(st, &job, PR_OK));
+	job = (struct pr_store_job){.op = PR_STORE_MSG_PURGE};
+	job.item_ext = "m-4";
+	admin_job(st, &job, PR_ERR_NOTFOUND);
+	ck_assert_int_eq(count_of(st, "messages"), 4);
+	pr_store_free(st);
+	ck_assert_int_eq(q1("SELECT count(*) FROM deliveries d JOIN messages m"
+			    " ON m.id = d.message_id WHERE m.ext_id = 'm-4'"),
+			 0);
+	ck_assert_int_eq(
+	    q1("SELECT count(*) FROM push_jobs WHERE id = %lld", (long long)a),
+	    0);
+	/* The user listing walks its index. */
+	ck_assert_int_eq(q1("SELECT count(*) FROM sqlite_master WHERE name ="
+			    " 'messages_user'"),
+			 1);
+}
+END_TEST
+
 static double mono(void)
 {
 	struct timespec ts;
@@ -2561,6 +2745,7 @@ int main(void)
 	tcase_add_test(tc, test_inbox_fetch_read_only);
 	tcase_add_test(tc, test_push_cancelled);
 	tcase_add_test(tc, test_inbox_fetch_rate);
+	tcase_add_test(tc, test_admin_ops);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
