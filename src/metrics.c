@@ -47,6 +47,7 @@ struct pr_metrics {
 	char queue_state[PR_METRICS_QUEUE_STATES][32];
 	uint64_t queue_count[PR_METRICS_QUEUE_STATES];
 	size_t queue_n;
+	double queue_oldest; /* seconds, from the same count */
 	double queue_at;
 	int queue_busy;
 };
@@ -189,6 +190,11 @@ void pr_metrics_queue_set_busy(struct pr_metrics *m, int busy)
 	m->queue_busy = busy;
 }
 
+void pr_metrics_queue_set_oldest(struct pr_metrics *m, double seconds)
+{
+	m->queue_oldest = seconds > 0 ? seconds : 0;
+}
+
 int pr_metrics_render_queue(const struct pr_metrics *m, struct pr_buf *out,
 			    double now)
 {
@@ -211,8 +217,13 @@ int pr_metrics_render_queue(const struct pr_metrics *m, struct pr_buf *out,
 			"of the queue depth count.\n"
 			"# TYPE pushrelay_push_queue_depth_age_seconds "
 			"gauge\n"
-			"pushrelay_push_queue_depth_age_seconds %.3f\n",
-			now > m->queue_at ? now - m->queue_at : 0.0);
+			"pushrelay_push_queue_depth_age_seconds %.3f\n"
+			"# HELP pushrelay_oldest_pending_age_seconds How long "
+			"the oldest pending or retrying push has waited.\n"
+			"# TYPE pushrelay_oldest_pending_age_seconds gauge\n"
+			"pushrelay_oldest_pending_age_seconds %.0f\n",
+			now > m->queue_at ? now - m->queue_at : 0.0,
+			m->queue_oldest);
 	return rv ? PR_ERR_LIMIT : PR_OK;
 }
 

@@ -46,6 +46,8 @@ void pr_metrics_queue_set(struct pr_metrics *m, const char *const *states,
 			  const uint64_t *counts, size_t n_states, double at);
 /* ev_now() of the last count (0: never), and whether one is running. */
 double pr_metrics_queue_at(const struct pr_metrics *m);
+/* Seconds the oldest pending or retrying push has waited, as counted. */
+void pr_metrics_queue_set_oldest(struct pr_metrics *m, double seconds);
 int pr_metrics_queue_busy(const struct pr_metrics *m);
 void pr_metrics_queue_set_busy(struct pr_metrics *m, int busy);
 /* The queue families; `now` is ev_now() for the age of the count. */

@@ -131,7 +131,7 @@ static int render_store(const struct pr_store *st, struct pr_buf *out)
 /*
  * Queue depth: counting push_jobs is a store query, so a scrape never
  * waits for one. A scrape that finds the cached count older than
- * QUEUE_REFRESH starts a PR_STORE_COUNT job in the background (at most one
+ * QUEUE_REFRESH starts a PR_STORE_STATS job in the background (at most one
  * at a time) and renders what is cached, with its age. The job is on the
  * heap: pr_store_free() runs its done() before the metrics are freed.
  */
@@ -154,8 +154,7 @@ static void queue_counted(struct pr_store_job *job, void *arg)
 		pr_metrics_queue_set_busy(m, 0);
 		if (job->rv == 0) {
 			json_object_foreach(
-				json_object_get(job->result, "push_jobs"), k,
-				v) {
+				json_object_get(job->result, "queue"), k, v) {
 				if (n == PR_METRICS_QUEUE_STATES)
 					break;
 				if (!json_is_integer(v) ||
@@ -167,6 +166,9 @@ static void queue_counted(struct pr_store_job *job, void *arg)
 			}
 			pr_metrics_queue_set(m, names, counts, n,
 					     ev_now(qc->s->loop));
+			pr_metrics_queue_set_oldest(
+				m, (double)json_integer_value(json_object_get(
+					   job->result, "oldest_pending_age")));
 		}
 	}
 	json_decref(job->result);
@@ -185,7 +187,8 @@ static void queue_refresh(struct pr_server *s)
 	if (!qc)
 		return;
 	qc->s = s;
-	qc->job.op = PR_STORE_COUNT;
+	qc->job.op = PR_STORE_STATS;
+	qc->job.now = (int64_t)time(NULL);
 	qc->job.done = queue_counted;
 	qc->job.arg = qc;
 	if (pr_store_submit(s->store, &qc->job)) {

@@ -679,6 +679,7 @@ START_TEST(test_metrics_complete_and_valid)
 	expect_family(x, "pushrelay_push_latency_seconds", "histogram");
 	expect_family(x, "pushrelay_push_queue_depth", "gauge");
 	expect_family(x, "pushrelay_push_queue_depth_age_seconds", "gauge");
+	expect_family(x, "pushrelay_oldest_pending_age_seconds", "gauge");
 	expect_family(x, "pushrelay_store_commit_latency_seconds",
 		      "histogram");
 	expect_family(x, "pushrelay_http_requests_total", "counter");
