@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "config.h"
 #include "http.h"
 #include "pushrelay.h"
 
@@ -229,4 +230,24 @@ void pr_api_call_submit(struct pr_api_call *call)
 		return;
 	}
 	pr_request_defer(req, call_abort, call);
+}
+
+const struct pr_app_config *pr_api_app(struct pr_request *req,
+				       struct pr_server *s, const char *name)
+{
+	const struct pr_app_config *app;
+
+	if (!name) {
+		if (s->cfg->n_apps == 1)
+			return &s->cfg->apps[0];
+		pr_respond_error(req, 400, "invalid_request", "app",
+				 "app: required when more than one app is "
+				 "configured");
+		return NULL;
+	}
+	app = pr_config_app(s->cfg, name);
+	if (!app)
+		pr_respond_error(req, 400, "invalid_request", "app",
+				 "app: no such app");
+	return app;
 }

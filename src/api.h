@@ -39,6 +39,14 @@ int pr_api_depth(json_t *v, int limit);
  */
 void pr_api_store_error(struct pr_request *req, int rv, const char *reason);
 
+struct pr_app_config;
+struct pr_server;
+/* The app a request names (a ?app= value or a body field, or NULL for
+ * none): NULL means the only app configured. Answers 400 naming "app"
+ * and returns NULL when there is no such app or several to choose from. */
+const struct pr_app_config *pr_api_app(struct pr_request *req,
+				       struct pr_server *s, const char *name);
+
 /* Format unix seconds as RFC 3339 UTC ("2026-11-27T16:00:00Z"). */
 void pr_api_time(long long t, char out[32]);
 

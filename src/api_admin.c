@@ -20,6 +20,7 @@
 #include "api.h"
 #include "api_admin.h"
 #include "auth.h"
+#include "config.h"
 #include "dispatch.h"
 #include "http.h"
 #include "log.h"
@@ -453,6 +454,97 @@ static void retry_pushes(struct pr_request *req, void *arg)
 	pr_api_call_submit(call);
 }
 
+/* ---- devices ------------------------------------------------------------- */
+
+/* The app named by ?app=, or the only one configured; NULL when the
+ * request has been answered (400). */
+static const char *device_app(struct pr_request *req, struct pr_server *s)
+{
+	const struct pr_app_config *app;
+	char name[80];
+	int has = query_text(req, "app", name, sizeof(name));
+
+	if (has < 0)
+		return NULL;
+	app = pr_api_app(req, s, has ? name : NULL);
+	return app ? app->name : NULL;
+}
+
+static void devices_finish(struct pr_api_call *call)
+{
+	json_t *r = call->job.result;
+
+	pr_respond_json(call->req, 200,
+			json_pack("{s:O}", "devices", r ? r : json_array()));
+}
+
+static void list_devices(struct pr_request *req, void *arg)
+{
+	struct pr_server *s = arg;
+	struct pr_api_call *call;
+	const char *app;
+	char user[1025];
+	int has_user;
+
+	if (!pr_auth_require(s->auth, req, PR_SCOPE_ADMIN))
+		return;
+	if ((has_user = query_text(req, "user", user, sizeof(user))) < 0)
+		return;
+	if (!has_user) {
+		pr_respond_error(req, 400, "invalid_request", "user",
+				 "user: required");
+		return;
+	}
+	app = device_app(req, s);
+	if (!app)
+		return;
+	call = pr_api_call_new(s, req, PR_STORE_DEVICE_LIST, 200);
+	if (!call)
+		return;
+	call->finish = devices_finish;
+	call->job.app = app;
+	call->job.user = pr_api_call_keep(call, user);
+	if (!call->job.user) {
+		pr_respond_error(req, 500, "internal", NULL, "out of memory");
+		pr_api_call_free(call);
+		return;
+	}
+	call->job.limit = 1000;
+	pr_api_call_submit(call);
+}
+
+static void device_deleted(struct pr_api_call *call)
+{
+	pr_respond_json(call->req, 200,
+			json_pack("{s:s, s:b}", "device_id",
+				  call->job.device_id, "deleted", 1));
+}
+
+static void delete_device(struct pr_request *req, void *arg)
+{
+	struct pr_server *s = arg;
+	struct pr_api_call *call;
+	const char *app;
+
+	if (!pr_auth_require(s->auth, req, PR_SCOPE_ADMIN))
+		return;
+	app = device_app(req, s);
+	if (!app)
+		return;
+	call = pr_api_call_new(s, req, PR_STORE_DEVICE_DELETE, 200);
+	if (!call)
+		return;
+	call->finish = device_deleted;
+	call->job.app = app;
+	call->job.device_id = pr_api_call_keep(call, req->params[0]);
+	if (!call->job.device_id) {
+		pr_respond_error(req, 500, "internal", NULL, "out of memory");
+		pr_api_call_free(call);
+		return;
+	}
+	pr_api_call_submit(call);
+}
+
 int pr_api_admin_register(struct pr_server *s)
 {
 	const unsigned both = PR_ROUTE_PUBLIC | PR_ROUTE_ADMIN;
@@ -484,5 +576,9 @@ int pr_api_admin_register(struct pr_server *s)
 			    retry_push, s, both);
 	rv |= pr_router_add(s->router, "POST", "/v1/admin/pushes/retry",
 			    retry_pushes, s, both);
+	rv |= pr_router_add(s->router, "GET", "/v1/admin/devices",
+			    list_devices, s, both);
+	rv |= pr_router_add(s->router, "DELETE", "/v1/admin/devices/{id}",
+			    delete_device, s, both);
 	return rv ? PR_ERR_NOMEM : PR_OK;
 }

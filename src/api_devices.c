@@ -25,28 +25,6 @@
 
 #define MAX_TOKEN 4096
 
-/* The app a request names (?app= or a body field), or the only one. */
-static const struct pr_app_config *pick_app(struct pr_request *req,
-					    struct pr_server *s,
-					    const char *name)
-{
-	const struct pr_app_config *app;
-
-	if (!name) {
-		if (s->cfg->n_apps == 1)
-			return &s->cfg->apps[0];
-		pr_respond_error(req, 400, "invalid_request", "app",
-				 "app: required when more than one app is "
-				 "configured");
-		return NULL;
-	}
-	app = pr_config_app(s->cfg, name);
-	if (!app)
-		pr_respond_error(req, 400, "invalid_request", "app",
-				 "app: no such app");
-	return app;
-}
-
 static int check_token(const char *platform, const char *t)
 {
 	size_t n = strlen(t);
@@ -157,7 +135,7 @@ static void put_device(struct pr_request *req, void *arg)
 				 "app: must be a string");
 		goto out;
 	}
-	app = pick_app(req, s, json_string_value(v));
+	app = pr_api_app(req, s, json_string_value(v));
 	if (!app)
 		goto out;
 	if (as_client && (strcmp(cl.user, user) != 0 || cl.app != app)) {
@@ -205,7 +183,7 @@ static struct pr_api_call *begin(struct pr_request *req, struct pr_server *s,
 
 	if (!pr_auth_require(s->auth, req, PR_SCOPE_INGEST))
 		return NULL;
-	app = pick_app(req, s,
+	app = pr_api_app(req, s,
 		       pr_request_query(req, "app", name, sizeof(name)) > 0
 			       ? name
 			       : NULL);

@@ -58,6 +58,9 @@ static void usage(FILE *fp)
 		"  queue retry JOB_ID | --dead [--limit N]\n"
 		"                                    send a push again\n"
 		"  queue purge ID [--app NAME]       delete a message\n"
+		"  devices list --user U [--app NAME]\n"
+		"                                    a user's devices\n"
+		"  devices delete ID [--app NAME]    remove a device\n"
 		"Options:\n"
 		"  -c, --config FILE   the daemon's config (default %s)\n"
 		"  -s, --socket PATH   admin socket, overriding the config\n"
@@ -625,6 +628,53 @@ usage:
 	return EXIT_USAGE;
 }
 
+static int cmd_devices(const struct ctl *ctl, int argc, char **argv)
+{
+	static const char *const cols[] = {"device_id",	  "user",
+					   "platform",	  "environment",
+					   "push",	  "last_seen_at",
+					   NULL};
+	char q[1200] = "", path[1600], seg[400];
+	const char *user = NULL, *app = NULL;
+	int i;
+
+	if (argc < 1)
+		goto usage;
+	i = strcmp(argv[0], "delete") == 0 ? 2 : 1;
+	if (i == 2 && argc < 2)
+		goto usage;
+	for (; i < argc; i++) {
+		if (strcmp(argv[i], "--user") == 0 && i + 1 < argc)
+			user = argv[++i];
+		else if (strcmp(argv[i], "--app") == 0 && i + 1 < argc)
+			app = argv[++i];
+		else
+			goto usage;
+	}
+	if (strcmp(argv[0], "list") == 0) {
+		if (!user)
+			goto usage;
+		add_query(q, sizeof(q), "user", user);
+		if (app)
+			add_query(q, sizeof(q), "app", app);
+		snprintf(path, sizeof(path), "/v1/admin/devices?%s", q);
+		return call(ctl, "GET", path, NULL, "devices", cols);
+	}
+	if (strcmp(argv[0], "delete") == 0 && !user) {
+		encode_segment(argv[1], seg, sizeof(seg));
+		if (app)
+			add_query(q, sizeof(q), "app", app);
+		snprintf(path, sizeof(path), "/v1/admin/devices/%s%s%s", seg,
+			 *q ? "?" : "", q);
+		return call(ctl, "DELETE", path, NULL, NULL, NULL);
+	}
+usage:
+	fprintf(stderr, "usage: pushrelayctl devices list --user U "
+			"[--app NAME]\n"
+			"       pushrelayctl devices delete ID [--app NAME]\n");
+	return EXIT_USAGE;
+}
+
 static int run(const struct ctl *ctl, int argc, char **argv)
 {
 	static const struct {
@@ -649,6 +699,8 @@ static int run(const struct ctl *ctl, int argc, char **argv)
 		return cmd_status(ctl, argc - 1, argv + 1);
 	if (strcmp(cmd, "queue") == 0)
 		return cmd_queue(ctl, argc - 1, argv + 1);
+	if (strcmp(cmd, "devices") == 0)
+		return cmd_devices(ctl, argc - 1, argv + 1);
 	fprintf(stderr, "pushrelayctl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return EXIT_USAGE;

@@ -3,8 +3,8 @@
  * mock APNs server. Stats, message listing (paging, filters), message
  * detail with every push attempt, retrying one push and every dead one,
  * purging, who may call (admin keys and the admin socket; never ingest
- * keys or client tokens), and each pushrelayctl command in table and
- * --json form with its exit code.
+ * keys or client tokens), a user's devices (listed and deleted), and each
+ * pushrelayctl command in table and --json form with its exit code.
  */
 #include "autoconf.h"
 
@@ -357,6 +357,78 @@ START_TEST(test_admin_queue)
 }
 END_TEST
 
+/* Devices: listed and deleted through the admin API and pushrelayctl. */
+START_TEST(test_admin_devices)
+{
+	json_t *doc, *list, *dv;
+	char *out;
+
+	start();
+	device("phone-1", "alice");
+
+	/* Who may ask, and what is required. */
+	ck_assert_int_eq(call("GET", "/v1/admin/devices?user=alice", NULL,
+			      NULL),
+			 403);
+	ck_assert_int_eq(call("DELETE", "/v1/admin/devices/phone-1", NULL,
+			      NULL),
+			 403);
+	ck_assert_int_eq(admin("GET", "/v1/admin/devices", &doc), 400);
+	ck_assert_str_eq(json_string_value(json_object_get(
+			     json_object_get(doc, "error"), "field")),
+			 "user");
+	json_decref(doc);
+	ck_assert_int_eq(admin("GET", "/v1/admin/devices?user=alice&app=nope",
+			       NULL),
+			 400);
+	ck_assert_int_eq(admin("GET", "/v1/admin/devices?user=alice&app=chat",
+			       &doc),
+			 200);
+	ck_assert_uint_eq(json_array_size(json_object_get(doc, "devices")), 1);
+	json_decref(doc);
+
+	/* pushrelayctl: table and --json. */
+	out = malloc(65536);
+	ck_assert_int_eq(ctl(out, 65536, "devices list --user alice"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "DEVICE ID"));
+	ck_assert_ptr_nonnull(strstr(out, "LAST SEEN AT"));
+	ck_assert_ptr_nonnull(strstr(out, "phone-1"));
+	ck_assert_ptr_nonnull(strstr(out, "apns"));
+	doc = ctl_json("--json devices list --user alice --app chat");
+	list = json_object_get(doc, "devices");
+	ck_assert_uint_eq(json_array_size(list), 1);
+	dv = json_array_get(list, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(dv, "device_id")),
+			 "phone-1");
+	ck_assert_str_eq(json_string_value(json_object_get(dv, "user")),
+			 "alice");
+	ck_assert_str_eq(json_string_value(json_object_get(dv, "push")), "ok");
+	json_decref(doc);
+
+	/* Delete, then it is gone. */
+	doc = ctl_json("--json devices delete phone-1");
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "device_id")),
+			 "phone-1");
+	ck_assert(json_is_true(json_object_get(doc, "deleted")));
+	json_decref(doc);
+	ck_assert_int_eq(ctl(out, 65536, "devices list --user alice"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "(none)"));
+	doc = ctl_json("devices list --user alice --json");
+	ck_assert_uint_eq(json_array_size(json_object_get(doc, "devices")), 0);
+	json_decref(doc);
+	ck_assert_int_eq(ctl(out, 65536, "devices delete phone-1 2>&1"), 1);
+	ck_assert_ptr_nonnull(strstr(out, "404"));
+	ck_assert_int_eq(admin("DELETE", "/v1/admin/devices/phone-1", NULL),
+			 404);
+
+	/* Usage errors. */
+	ck_assert_int_eq(ctl(out, 65536, "devices list 2>/dev/null"), 2);
+	ck_assert_int_eq(ctl(out, 65536, "devices delete 2>/dev/null"), 2);
+	ck_assert_int_eq(ctl(out, 65536, "devices bogus 2>/dev/null"), 2);
+	free(out);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("admin");
@@ -368,6 +440,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_admin_queue);
+	tcase_add_test(tc, test_admin_devices);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
