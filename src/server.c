@@ -24,6 +24,7 @@
 #include "api_admin.h"
 #include "api_devices.h"
 #include "api_ingest.h"
+#include "dashboard.h"
 #include "auth.h"
 #include "dispatch.h"
 #include "inbox.h"
@@ -217,7 +218,8 @@ struct pr_server *pr_server_new(struct ev_loop *loop, struct pr_config *cfg,
 	s->inbox = pr_inbox_new(s);
 	if (!s->router || !s->auth || !s->inbox || pr_ops_api_register(s) ||
 	    pr_api_ingest_register(s) || pr_api_devices_register(s) ||
-	    pr_api_admin_register(s) || pr_inbox_register(s)) {
+	    pr_api_admin_register(s) || pr_dashboard_register(s) ||
+	    pr_inbox_register(s)) {
 		snprintf(err, errlen, "cannot set up routes");
 		goto fail;
 	}
