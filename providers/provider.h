@@ -27,13 +27,13 @@ struct pr_app_config;
 
 /* A provider's verdict on one push: an outcome, not an error code. */
 enum pr_outcome {
-	PR_OUTCOME_SENT = 0,      /* accepted by the provider */
-	PR_OUTCOME_RETRY,         /* transient: retry with backoff */
+	PR_OUTCOME_SENT = 0,	  /* accepted by the provider */
+	PR_OUTCOME_RETRY,	  /* transient: retry with backoff */
 	PR_OUTCOME_INVALID_TOKEN, /* dead token: remove the device's token */
-	PR_OUTCOME_REJECTED,      /* permanent for this push: do not retry */
-	PR_OUTCOME_AUTH,          /* credentials or config: pause provider */
-	PR_OUTCOME_REAUTH,        /* credential went stale: refresh, retry */
-	PR_OUTCOME_CANCELLED,     /* not sent: delivered another way (stream) */
+	PR_OUTCOME_REJECTED,	  /* permanent for this push: do not retry */
+	PR_OUTCOME_AUTH,	  /* credentials or config: pause provider */
+	PR_OUTCOME_REAUTH,	  /* credential went stale: refresh, retry */
+	PR_OUTCOME_CANCELLED,	  /* not sent: delivered another way (stream) */
 };
 
 const char *pr_outcome_name(enum pr_outcome o);
@@ -43,17 +43,17 @@ const char *pr_outcome_name(enum pr_outcome o);
 struct pr_push {
 	int64_t job_id;
 	const char *app;
-	const char *platform;    /* "apns" | "fcm" */
-	const char *token;       /* device token */
+	const char *platform;	 /* "apns" | "fcm" */
+	const char *token;	 /* device token */
 	const char *environment; /* "production" | "sandbox" (APNs) */
-	const char *message_id;  /* the chat server's id */
-	int64_t seq;             /* the delivery's per-device sequence */
-	int mode;                /* enum pr_push_mode: wakeup | alert */
-	const char *push_json;   /* the event's "push" object as JSON, or NULL */
-	long unread;             /* queued messages for "badge":"unread" */
-	int64_t expires_at;      /* absolute unix seconds */
-	const char *apns_id;     /* canonical UUID kept with the job */
-	int attempt;             /* 1 for the first try */
+	const char *message_id;	 /* the chat server's id */
+	int64_t seq;		 /* the delivery's per-device sequence */
+	int mode;		 /* enum pr_push_mode: wakeup | alert */
+	const char *push_json; /* the event's "push" object as JSON, or NULL */
+	long unread;	       /* queued messages for "badge":"unread" */
+	int64_t expires_at;    /* absolute unix seconds */
+	const char *apns_id;   /* canonical UUID kept with the job */
+	int attempt;	       /* 1 for the first try */
 };
 
 #define PR_HTTP_MAX_HEADERS 16
@@ -62,7 +62,8 @@ struct pr_push {
  * pr_http_request_cleanup(). */
 struct pr_http_request {
 	char *url;
-	char *headers[PR_HTTP_MAX_HEADERS]; /* "name: value", NULL after the last */
+	char *headers[PR_HTTP_MAX_HEADERS]; /* "name: value", NULL after the
+					       last */
 	size_t n_headers;
 	char *body;
 	size_t body_len;
@@ -72,7 +73,7 @@ struct pr_http_request {
 void pr_http_request_cleanup(struct pr_http_request *r);
 /* Append a header (copied); PR_ERR_LIMIT past PR_HTTP_MAX_HEADERS. */
 int pr_http_request_header(struct pr_http_request *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* What came back. status 0 means no HTTP response (transport failure:
  * connect, TLS, reset, GOAWAY, timeout); `transport` then says which. */
@@ -80,18 +81,18 @@ struct pr_http_response {
 	long status;
 	const char *body;
 	size_t body_len;
-	long retry_after;     /* seconds from Retry-After, -1 when absent */
-	const char *apns_id;  /* apns-id response header, or NULL */
+	long retry_after;      /* seconds from Retry-After, -1 when absent */
+	const char *apns_id;   /* apns-id response header, or NULL */
 	const char *transport; /* libcurl's reason when status is 0 */
-	double latency;       /* seconds from submit to completion */
+	double latency;	       /* seconds from submit to completion */
 };
 
 struct pr_push_verdict {
 	enum pr_outcome outcome;
-	char reason[64];        /* provider reason ("BadDeviceToken"), or "" */
-	char provider_id[160];  /* APNs apns-id / FCM message name on success */
-	long retry_after;       /* seconds the provider asked for, -1 if not */
-	int64_t invalid_since;  /* APNs 410 timestamp (ms), 0 when absent */
+	char reason[64];       /* provider reason ("BadDeviceToken"), or "" */
+	char provider_id[160]; /* APNs apns-id / FCM message name on success */
+	long retry_after;      /* seconds the provider asked for, -1 if not */
+	int64_t invalid_since; /* APNs 410 timestamp (ms), 0 when absent */
 };
 
 /* Settings every provider instance gets besides its app's. */

@@ -23,7 +23,8 @@ int pr_api_depth(json_t *v, int limit)
 		const char *k;
 		json_t *c;
 
-		json_object_foreach(v, k, c) {
+		json_object_foreach(v, k, c)
+		{
 			int d = pr_api_depth(c, limit - 1);
 
 			if (d > best)
@@ -35,7 +36,8 @@ int pr_api_depth(json_t *v, int limit)
 		size_t i;
 		json_t *c;
 
-		json_array_foreach(v, i, c) {
+		json_array_foreach(v, i, c)
+		{
 			int d = pr_api_depth(c, limit - 1);
 
 			if (d > best)
@@ -151,9 +153,8 @@ void pr_api_time(long long t, char out[32])
 #include "server.h"
 #include "store.h"
 
-struct pr_api_call *pr_api_call_new(struct pr_server *s,
-				    struct pr_request *req, int op,
-				    int ok_status)
+struct pr_api_call *pr_api_call_new(struct pr_server *s, struct pr_request *req,
+				    int op, int ok_status)
 {
 	struct pr_api_call *call = calloc(1, sizeof(*call));
 

@@ -50,8 +50,6 @@ const struct pr_app_config *pr_api_app(struct pr_request *req,
 /* Format unix seconds as RFC 3339 UTC ("2026-11-27T16:00:00Z"). */
 void pr_api_time(long long t, char out[32]);
 
-
-
 /*
  * One store round trip for a request: the handler makes a call, fills
  * call->job's inputs (strings it passes must be kept with
@@ -72,9 +70,8 @@ struct pr_api_call {
 	void *data; /* for finish */
 };
 
-struct pr_api_call *pr_api_call_new(struct pr_server *s,
-				    struct pr_request *req, int op,
-				    int ok_status);
+struct pr_api_call *pr_api_call_new(struct pr_server *s, struct pr_request *req,
+				    int op, int ok_status);
 /* A copy of s that lives as long as the call; NULL when out of room. */
 const char *pr_api_call_keep(struct pr_api_call *call, const char *s);
 /* Submit and defer req; on failure answer and free the call. */

@@ -193,8 +193,8 @@ static void provider_switch(struct pr_request *req, struct pr_server *s,
 				 "no provider %.32s (apns or fcm)", name);
 		return;
 	}
-	n = pause ? pr_dispatch_pause(s->dispatch, name,
-				      has_app ? app : NULL, "paused by an admin")
+	n = pause ? pr_dispatch_pause(s->dispatch, name, has_app ? app : NULL,
+				      "paused by an admin")
 		  : pr_dispatch_resume(s->dispatch, name, has_app ? app : NULL);
 	pr_respond_json(req, 200,
 			json_pack("{s:s, s:b, s:i}", "provider", name, "paused",
@@ -217,9 +217,10 @@ static void provider_stats(struct pr_request *req, void *arg)
 
 	if (!pr_auth_require(s->auth, req, PR_SCOPE_ADMIN))
 		return;
-	pr_respond_json(req, 200,
-			json_pack("{s:o}", "providers",
-				  (json_t *)pr_dispatch_stats_json(s->dispatch)));
+	pr_respond_json(
+	    req, 200,
+	    json_pack("{s:o}", "providers",
+		      (json_t *)pr_dispatch_stats_json(s->dispatch)));
 }
 
 /* ---- queue: stats, messages, retries, purge ------------------------------ */
@@ -233,9 +234,9 @@ static void stats_finish(struct pr_api_call *call)
 {
 	json_t *r = call->job.result;
 
-	json_object_set_new(r, "providers",
-			    (json_t *)pr_dispatch_stats_json(
-				call->server->dispatch));
+	json_object_set_new(
+	    r, "providers",
+	    (json_t *)pr_dispatch_stats_json(call->server->dispatch));
 	pr_respond_json(call->req, 200, json_incref(r));
 }
 
@@ -552,20 +553,20 @@ int pr_api_admin_register(struct pr_server *s)
 
 	rv |= pr_router_add(s->router, "GET", "/v1/admin/keys", list_keys, s,
 			    both);
-	rv |= pr_router_add(s->router, "POST", "/v1/admin/keys", create_key,
-			    s, both);
+	rv |= pr_router_add(s->router, "POST", "/v1/admin/keys", create_key, s,
+			    both);
 	rv |= pr_router_add(s->router, "DELETE", "/v1/admin/keys/{key}",
 			    revoke_key, s, both);
 	rv |= pr_router_add(s->router, "GET", "/v1/admin/providers",
 			    provider_stats, s, both);
-	rv |= pr_router_add(s->router, "POST",
-			    "/v1/admin/providers/{name}/pause", pause_provider,
-			    s, both);
+	rv |=
+	    pr_router_add(s->router, "POST", "/v1/admin/providers/{name}/pause",
+			  pause_provider, s, both);
 	rv |= pr_router_add(s->router, "POST",
 			    "/v1/admin/providers/{name}/resume",
 			    resume_provider, s, both);
-	rv |= pr_router_add(s->router, "GET", "/v1/admin/stats", admin_stats,
-			    s, both);
+	rv |= pr_router_add(s->router, "GET", "/v1/admin/stats", admin_stats, s,
+			    both);
 	rv |= pr_router_add(s->router, "GET", "/v1/admin/messages",
 			    list_messages, s, both);
 	rv |= pr_router_add(s->router, "GET", "/v1/admin/messages/{id}",
@@ -576,8 +577,8 @@ int pr_api_admin_register(struct pr_server *s)
 			    retry_push, s, both);
 	rv |= pr_router_add(s->router, "POST", "/v1/admin/pushes/retry",
 			    retry_pushes, s, both);
-	rv |= pr_router_add(s->router, "GET", "/v1/admin/devices",
-			    list_devices, s, both);
+	rv |= pr_router_add(s->router, "GET", "/v1/admin/devices", list_devices,
+			    s, both);
 	rv |= pr_router_add(s->router, "DELETE", "/v1/admin/devices/{id}",
 			    delete_device, s, both);
 	return rv ? PR_ERR_NOMEM : PR_OK;

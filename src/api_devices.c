@@ -85,7 +85,8 @@ static void put_device(struct pr_request *req, void *arg)
 	doc = pr_api_body(req);
 	if (!doc)
 		return;
-	json_object_foreach(doc, k, v) {
+	json_object_foreach(doc, k, v)
+	{
 		if (strcmp(k, "user") && strcmp(k, "platform") &&
 		    strcmp(k, "token") && strcmp(k, "environment") &&
 		    strcmp(k, "app")) {
@@ -113,9 +114,9 @@ static void put_device(struct pr_request *req, void *arg)
 		pr_respond_error(req, 400, "invalid_device", "token",
 				 "token: required; %s",
 				 strcmp(platform, "apns") == 0
-					 ? "APNs tokens are hexadecimal"
-					 : "FCM tokens are printable ASCII "
-					   "without spaces");
+				     ? "APNs tokens are hexadecimal"
+				     : "FCM tokens are printable ASCII "
+				       "without spaces");
 		goto out;
 	}
 	v = json_object_get(doc, "environment");
@@ -183,10 +184,9 @@ static struct pr_api_call *begin(struct pr_request *req, struct pr_server *s,
 
 	if (!pr_auth_require(s->auth, req, PR_SCOPE_INGEST))
 		return NULL;
-	app = pr_api_app(req, s,
-		       pr_request_query(req, "app", name, sizeof(name)) > 0
-			       ? name
-			       : NULL);
+	app = pr_api_app(
+	    req, s,
+	    pr_request_query(req, "app", name, sizeof(name)) > 0 ? name : NULL);
 	if (!app)
 		return NULL;
 	call = pr_api_call_new(s, req, op, 200);
@@ -227,8 +227,8 @@ static void list_devices(struct pr_request *req, void *arg)
 }
 
 /* Parse an optional non-negative integer query parameter. */
-static int query_long(struct pr_request *req, const char *key, long lo,
-		      long hi, long *out)
+static int query_long(struct pr_request *req, const char *key, long lo, long hi,
+		      long *out)
 {
 	char v[32], *end;
 	long n;
@@ -270,8 +270,8 @@ int pr_api_devices_register(struct pr_server *s)
 {
 	int rv = 0;
 
-	rv |= pr_router_add(s->router, "PUT", "/v1/devices/{id}", put_device,
-			    s, PR_ROUTE_PUBLIC);
+	rv |= pr_router_add(s->router, "PUT", "/v1/devices/{id}", put_device, s,
+			    PR_ROUTE_PUBLIC);
 	rv |= pr_router_add(s->router, "DELETE", "/v1/devices/{id}",
 			    delete_device, s, PR_ROUTE_PUBLIC);
 	rv |= pr_router_add(s->router, "GET", "/v1/users/{user}/devices",

@@ -33,16 +33,16 @@
 
 #define MAX_PUSH_TEXT 1024 /* title, body */
 #define MAX_PUSH_WORD 256  /* sound, thread_id, category */
-#define MAX_COLLAPSE 64    /* apns-collapse-id limit */
+#define MAX_COLLAPSE  64   /* apns-collapse-id limit */
 
 struct ingest {
 	struct pr_server *server;
 	struct pr_request *req; /* NULL once the client went away */
 	struct pr_store_job job;
-	json_t *doc;             /* keeps the strings events point into */
+	json_t *doc; /* keeps the strings events point into */
 	struct pr_event *events;
-	char **texts;            /* payload and push JSON, two per event */
-	const char **targets;    /* device ids, all events back to back */
+	char **texts;	      /* payload and push JSON, two per event */
+	const char **targets; /* device ids, all events back to back */
 	size_t n;
 };
 
@@ -67,7 +67,7 @@ struct bad {
 };
 
 static int fail(struct bad *b, const char *field, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int fail(struct bad *b, const char *field, const char *fmt, ...)
 {
 	va_list ap;
@@ -88,7 +88,8 @@ static int check_push(json_t *push, const struct pr_app_config *app,
 	const char *k, *mode;
 	json_t *v;
 
-	json_object_foreach(push, k, v) {
+	json_object_foreach(push, k, v)
+	{
 		if (strcmp(k, "mode") && strcmp(k, "title") &&
 		    strcmp(k, "body") && strcmp(k, "sound") &&
 		    strcmp(k, "badge") && strcmp(k, "collapse_id") &&
@@ -122,7 +123,8 @@ static int check_push(json_t *push, const struct pr_app_config *app,
 		snprintf(f, sizeof(f), "push.%s", texts[i]);
 		if (v && (!json_is_string(v) ||
 			  json_string_length(v) > MAX_PUSH_TEXT))
-			return fail(b, f, "must be a string of at most %d bytes",
+			return fail(b, f,
+				    "must be a string of at most %d bytes",
 				    MAX_PUSH_TEXT);
 	}
 	for (size_t i = 0; i < PR_ARRAY_SIZE(words); i++) {
@@ -141,8 +143,9 @@ static int check_push(json_t *push, const struct pr_app_config *app,
 		return fail(b, "push.collapse_id",
 			    "must be a string of 1..%d bytes", MAX_COLLAPSE);
 	v = json_object_get(push, "badge");
-	if (v && !(json_is_string(v) &&
-		   strcmp(json_string_value(v), "unread") == 0) &&
+	if (v &&
+	    !(json_is_string(v) &&
+	      strcmp(json_string_value(v), "unread") == 0) &&
 	    !(json_is_integer(v) && json_integer_value(v) >= 0 &&
 	      json_integer_value(v) <= 999999))
 		return fail(b, "push.badge",
@@ -181,7 +184,8 @@ static int check_event(struct pr_server *s, json_t *e, struct pr_event *ev,
 
 	if (!json_is_object(e))
 		return fail(b, "", "an event must be a JSON object");
-	json_object_foreach(e, k, v) {
+	json_object_foreach(e, k, v)
+	{
 		if (strcmp(k, "id") && strcmp(k, "user") &&
 		    strcmp(k, "devices") && strcmp(k, "app") &&
 		    strcmp(k, "payload") && strcmp(k, "push")) {
@@ -226,7 +230,8 @@ static int check_event(struct pr_server *s, json_t *e, struct pr_event *ev,
 			return fail(b, "devices",
 				    "must be an array of 1..%ld device ids",
 				    cfg->ingest_max_devices);
-		json_array_foreach(v, i, d) {
+		json_array_foreach(v, i, d)
+		{
 			targets[i] = pr_api_text(d, max_id);
 			if (!targets[i]) {
 				char f[32];
@@ -298,11 +303,11 @@ static void ingest_done(struct pr_store_job *job, void *arg)
 		const struct pr_event *ev = &in->events[i];
 
 		json_array_append_new(
-			results,
-			json_pack("{s:s, s:s, s:i}", "id", ev->id, "status",
-				  ev->status == PR_EVENT_DUPLICATE ? "duplicate"
-								   : "queued",
-				  "devices", ev->n_targets));
+		    results,
+		    json_pack("{s:s, s:s, s:i}", "id", ev->id, "status",
+			      ev->status == PR_EVENT_DUPLICATE ? "duplicate"
+							       : "queued",
+			      "devices", ev->n_targets));
 	}
 	pr_respond_json(req, 202, json_pack("{s:o}", "results", results));
 out:
@@ -362,9 +367,8 @@ static void post_events(struct pr_request *req, void *arg)
 		n = 1;
 	}
 	for (i = 0; i < n; i++) {
-		json_t *d = json_object_get(batch ? json_array_get(list, i)
-						  : doc,
-					    "devices");
+		json_t *d = json_object_get(
+		    batch ? json_array_get(list, i) : doc, "devices");
 
 		ndev += json_is_array(d) ? json_array_size(d) : 0;
 	}
@@ -388,13 +392,14 @@ static void post_events(struct pr_request *req, void *arg)
 		json_t *e = batch ? json_array_get(list, i) : doc;
 		struct pr_event *ev = &in->events[i];
 
-		if (check_event(s, e, ev, &in->texts[2 * i],
-				in->targets + ndev, &b)) {
+		if (check_event(s, e, ev, &in->texts[2 * i], in->targets + ndev,
+				&b)) {
 			const char *field = b.field[0] ? b.field : "event";
 
 			pr_respond_error_at(req, b.status,
-					    b.status == 413 ? "payload_too_large"
-							    : "invalid_event",
+					    b.status == 413
+						? "payload_too_large"
+						: "invalid_event",
 					    field, batch ? (long)i : -1,
 					    "%s: %s", field, b.msg);
 			ingest_free(in);

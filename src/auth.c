@@ -116,8 +116,7 @@ int pr_auth_add(struct pr_auth *a, int64_t id, enum pr_scope scope,
 	at = lower_bound(a, hash);
 	if (at < a->n && memcmp(a->keys[at].hash, hash, 32) == 0)
 		return PR_OK;
-	memmove(&a->keys[at + 1], &a->keys[at],
-		(a->n - at) * sizeof(*a->keys));
+	memmove(&a->keys[at + 1], &a->keys[at], (a->n - at) * sizeof(*a->keys));
 	memset(&a->keys[at], 0, sizeof(a->keys[at]));
 	memcpy(a->keys[at].hash, hash, 32);
 	a->keys[at].id = id;
@@ -172,17 +171,16 @@ int pr_auth_load(struct pr_auth *a, json_t *keys)
 	{
 		const char *hex = json_string_value(json_object_get(k, "hash"));
 		const char *scope =
-			json_string_value(json_object_get(k, "scope"));
+		    json_string_value(json_object_get(k, "scope"));
 		unsigned char h[32];
 		int sc, rv;
 
 		sc = scope ? pr_scope_parse(scope) : -1;
 		if (!hex || sc < 0 || strlen(hex) != 64 || unhex(hex, h, 32))
 			return PR_ERR_INVAL;
-		rv = pr_auth_add(a,
-				 (int64_t)json_integer_value(
-					 json_object_get(k, "id")),
-				 (enum pr_scope)sc, h);
+		rv = pr_auth_add(
+		    a, (int64_t)json_integer_value(json_object_get(k, "id")),
+		    (enum pr_scope)sc, h);
 		if (rv)
 			return rv;
 	}

@@ -24,9 +24,9 @@ enum pr_scope {
 	PR_SCOPE_ADMIN = 2,
 };
 
-#define PR_KEY_LEN 47    /* "prk_" + 43 base64url characters */
+#define PR_KEY_LEN	  47 /* "prk_" + 43 base64url characters */
 #define PR_KEY_PREFIX_LEN 12
-#define PR_AUTH_HARD_MAX 1000000 /* keys the cache will ever hold */
+#define PR_AUTH_HARD_MAX  1000000 /* keys the cache will ever hold */
 
 struct pr_auth *pr_auth_new(size_t max_keys);
 void pr_auth_free(struct pr_auth *a);

@@ -24,9 +24,9 @@ void pr_buf_cleanup(struct pr_buf *b);
 int pr_buf_append(struct pr_buf *b, const void *p, size_t n);
 int pr_buf_appends(struct pr_buf *b, const char *s);
 int pr_buf_printf(struct pr_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 int pr_buf_vprintf(struct pr_buf *b, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
+    __attribute__((format(printf, 2, 0)));
 
 /* Unread bytes start at pr_buf_peek(b) and run for pr_buf_avail(b). */
 static inline const char *pr_buf_peek(const struct pr_buf *b)

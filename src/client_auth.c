@@ -19,7 +19,7 @@
 #include "server.h"
 
 #define MAX_TOKEN 4096
-#define MAX_PART 2048
+#define MAX_PART  2048
 
 /* base64url (no padding) decode; returns the length or -1. */
 static long b64url(const char *s, size_t n, unsigned char *out, size_t cap)
@@ -139,8 +139,9 @@ int pr_client_token_verify(const struct pr_server *s, const char *token,
 		app = &cfg->apps[0];
 	}
 	if (!app || !app->client_token_secret || !*app->client_token_secret) {
-		fail(why, whylen, v ? "unknown app or no client tokens for it"
-				    : "token has no app claim");
+		fail(why, whylen,
+		     v ? "unknown app or no client tokens for it"
+		       : "token has no app claim");
 		goto out;
 	}
 	siglen = b64url(d2 + 1, strlen(d2 + 1), sig, sizeof(sig));

@@ -36,23 +36,23 @@
 #include "pushrelay.h"
 #include "store.h"
 
-#define MAX_LISTEN 16   /* listeners per list ([server] and [admin]) */
-#define MAX_APPS 64     /* [app "NAME"] sections */
+#define MAX_LISTEN   16 /* listeners per list ([server] and [admin]) */
+#define MAX_APPS     64 /* [app "NAME"] sections */
 #define MAX_APP_NAME 64 /* bytes of an app name */
-#define DEFAULT_APP "default"
-#define REASON_MAX 256 /* one reason, before file/line/key are added */
-#define MAX_STRING 1024 /* bytes of a T_STRING value */
-#define K 1024L
-#define M (1024L * 1024L)
-#define G (1024L * M)
-#define DAY 86400L
+#define DEFAULT_APP  "default"
+#define REASON_MAX   256  /* one reason, before file/line/key are added */
+#define MAX_STRING   1024 /* bytes of a T_STRING value */
+#define K	     1024L
+#define M	     (1024L * 1024L)
+#define G	     (1024L * M)
+#define DAY	     86400L
 
 /* The database size ceiling is 1t where a long holds it. */
 #if LONG_MAX / 1024 >= G
-#define HAVE_TERA 1
+#define HAVE_TERA   1
 #define MAX_DB_SIZE (1024L * G)
 #else
-#define HAVE_TERA 0
+#define HAVE_TERA   0
 #define MAX_DB_SIZE LONG_MAX
 #endif
 
@@ -71,17 +71,17 @@ enum dtype {
 };
 
 /* Public type names, spelled once per type for the table macros. */
-#define TN_INT "integer"
+#define TN_INT	   "integer"
 #define TN_SECONDS "seconds"
-#define TN_SIZE "size"
-#define TN_BOOL "boolean"
-#define TN_PATH "path"
-#define TN_MODE "mode"
-#define TN_LEVEL "level"
-#define TN_TARGET "log target"
-#define TN_LISTEN "listen"
-#define TN_ENUM "choice"
-#define TN_STRING "string"
+#define TN_SIZE	   "size"
+#define TN_BOOL	   "boolean"
+#define TN_PATH	   "path"
+#define TN_MODE	   "mode"
+#define TN_LEVEL   "level"
+#define TN_TARGET  "log target"
+#define TN_LISTEN  "listen"
+#define TN_ENUM	   "choice"
+#define TN_STRING  "string"
 
 /*
  * F_NONEMPTY: a T_PATH or T_STRING that may not be "". F_SECRET: a
@@ -117,15 +117,15 @@ struct choice {
 };
 
 static const struct choice sync_choices[] = {
-	{"full", 2},
-	{"normal", 1},
-	{NULL, 0},
+    {"full", 2},
+    {"normal", 1},
+    {NULL, 0},
 };
 
 static const struct choice push_mode_choices[] = {
-	{"wakeup", PR_PUSH_WAKEUP},
-	{"alert", PR_PUSH_ALERT},
-	{NULL, 0},
+    {"wakeup", PR_PUSH_WAKEUP},
+    {"alert", PR_PUSH_ALERT},
+    {NULL, 0},
 };
 
 struct directive {
@@ -133,13 +133,13 @@ struct directive {
 	enum dtype type;
 	enum scope scope;
 	int flags;
-	size_t off;   /* the field in the scope's struct */
-	size_t n_off; /* T_LISTEN: the count that goes with it */
+	size_t off;    /* the field in the scope's struct */
+	size_t n_off;  /* T_LISTEN: the count that goes with it */
 	long min, max; /* T_STRING: least bytes when set, and most */
 	const struct choice *choices; /* T_ENUM */
-	enum strcheck check;          /* T_STRING */
-	const char *example;          /* for the example config, or NULL */
-	const char *min_why;          /* T_STRING: why min, for its error */
+	enum strcheck check;	      /* T_STRING */
+	const char *example;	      /* for the example config, or NULL */
+	const char *min_why;	      /* T_STRING: why min, for its error */
 };
 
 #define ENTRY_X(sec, key, ty, scp, base, fld, lo, hi, dflt, flg, ch, ck, ex,   \
@@ -231,272 +231,265 @@ struct directive {
  * a section's directives stay together.
  */
 static const struct directive directives[] = {
-	LISTEN("server", listen, "127.0.0.1:8080",
-	       "Address the HTTP API listens on; repeat the key for more."),
-	PATH_EX("server", "tls_cert", S_CONFIG, struct pr_config, tls_cert,
-		"/etc/pushrelay/tls.crt",
-		"PEM certificate chain for \"tls\" listeners."),
-	PATH_EX("server", "tls_key", S_CONFIG, struct pr_config, tls_key,
-		"/etc/pushrelay/tls.key",
-		"PEM private key that goes with tls_cert."),
-	DIRECTIVE("server", "max_connections", INT, max_connections, 1, 1000000,
-		  "10000", F_RELOAD, "Most client connections open at once."),
-	DIRECTIVE("server", "max_header_bytes", SIZE, max_header_bytes, 1 * K,
-		  1 * M, "16k", F_RELOAD,
-		  "Largest request line plus header block, in bytes."),
-	DIRECTIVE("server", "max_headers", INT, max_headers, 8, 1000, "100",
-		  F_RELOAD, "Most header fields in one request."),
-	DIRECTIVE("server", "max_body_bytes", SIZE, max_body_bytes, 1 * K,
-		  64 * M, "1m", F_RELOAD, "Largest request body, in bytes."),
-	DIRECTIVE("server", "max_streams", INT, max_streams, 1, 1000, "100",
-		  F_RELOAD, "HTTP/2 concurrent streams per connection."),
-	DIRECTIVE("server", "output_buffer_bytes", SIZE, output_buffer_bytes,
-		  64 * K, 256 * M, "4m", F_RELOAD,
-		  "Unsent response bytes a connection may hold."),
-	DIRECTIVE("server", "header_timeout", SECONDS, header_timeout, 1, 300,
-		  "10", F_RELOAD,
-		  "Time a client has to send the request headers."),
-	DIRECTIVE("server", "body_timeout", SECONDS, body_timeout, 1, 600, "30",
-		  F_RELOAD, "Time a client has to send the request body."),
-	DIRECTIVE("server", "idle_timeout", SECONDS, idle_timeout, 1, 3600,
-		  "60", F_RELOAD,
-		  "Time an idle keep-alive connection is kept open."),
-	DIRECTIVE("server", "drain_timeout", SECONDS, drain_timeout, 0, 600,
-		  "10", F_RELOAD,
-		  "Time open requests get to finish on SIGTERM or SIGINT."),
+    LISTEN("server", listen, "127.0.0.1:8080",
+	   "Address the HTTP API listens on; repeat the key for more."),
+    PATH_EX("server", "tls_cert", S_CONFIG, struct pr_config, tls_cert,
+	    "/etc/pushrelay/tls.crt",
+	    "PEM certificate chain for \"tls\" listeners."),
+    PATH_EX("server", "tls_key", S_CONFIG, struct pr_config, tls_key,
+	    "/etc/pushrelay/tls.key",
+	    "PEM private key that goes with tls_cert."),
+    DIRECTIVE("server", "max_connections", INT, max_connections, 1, 1000000,
+	      "10000", F_RELOAD, "Most client connections open at once."),
+    DIRECTIVE("server", "max_header_bytes", SIZE, max_header_bytes, 1 * K,
+	      1 * M, "16k", F_RELOAD,
+	      "Largest request line plus header block, in bytes."),
+    DIRECTIVE("server", "max_headers", INT, max_headers, 8, 1000, "100",
+	      F_RELOAD, "Most header fields in one request."),
+    DIRECTIVE("server", "max_body_bytes", SIZE, max_body_bytes, 1 * K, 64 * M,
+	      "1m", F_RELOAD, "Largest request body, in bytes."),
+    DIRECTIVE("server", "max_streams", INT, max_streams, 1, 1000, "100",
+	      F_RELOAD, "HTTP/2 concurrent streams per connection."),
+    DIRECTIVE("server", "output_buffer_bytes", SIZE, output_buffer_bytes,
+	      64 * K, 256 * M, "4m", F_RELOAD,
+	      "Unsent response bytes a connection may hold."),
+    DIRECTIVE("server", "header_timeout", SECONDS, header_timeout, 1, 300, "10",
+	      F_RELOAD, "Time a client has to send the request headers."),
+    DIRECTIVE("server", "body_timeout", SECONDS, body_timeout, 1, 600, "30",
+	      F_RELOAD, "Time a client has to send the request body."),
+    DIRECTIVE("server", "idle_timeout", SECONDS, idle_timeout, 1, 3600, "60",
+	      F_RELOAD, "Time an idle keep-alive connection is kept open."),
+    DIRECTIVE("server", "drain_timeout", SECONDS, drain_timeout, 0, 600, "10",
+	      F_RELOAD,
+	      "Time open requests get to finish on SIGTERM or SIGINT."),
 
-	LISTEN("admin", admin_listen, "unix:/var/lib/pushrelay/admin.sock",
-	       "Address of the admin API (pushrelayctl); repeatable."),
-	DIRECTIVE("admin", "socket_mode", MODE, admin_socket_mode, 0, 0777,
-		  "0600", 0, "File mode of admin unix sockets."),
-	DIRECTIVE("admin", "max_api_keys", INT, max_api_keys, 1, 100000,
-		  "1000", 0, "Most live API keys."),
+    LISTEN("admin", admin_listen, "unix:/var/lib/pushrelay/admin.sock",
+	   "Address of the admin API (pushrelayctl); repeatable."),
+    DIRECTIVE("admin", "socket_mode", MODE, admin_socket_mode, 0, 0777, "0600",
+	      0, "File mode of admin unix sockets."),
+    DIRECTIVE("admin", "max_api_keys", INT, max_api_keys, 1, 100000, "1000", 0,
+	      "Most live API keys."),
 
-	DIRECTIVE("storage", "path", PATH, storage_path, 0, 0,
-		  "/var/lib/pushrelay/pushrelay.db", F_NONEMPTY,
-		  "SQLite database file; created when missing."),
-	CHOICE("storage", "synchronous", storage_synchronous, sync_choices,
-	       "full", 0,
-	       "normal is faster, but a power loss may undo the last "
-	       "commits."),
-	DIRECTIVE("storage", "busy_timeout", INT, storage_busy_timeout, 0,
-		  60000, "5000", 0,
-		  "Time to wait for a database lock, in milliseconds."),
-	DIRECTIVE("storage", "commit_batch", INT, storage_commit_batch, 1,
-		  100000, "1024", 0,
-		  "Most jobs committed in one transaction (group commit)."),
-	DIRECTIVE("storage", "max_pending_jobs", INT, storage_max_pending_jobs,
-		  16, 1000000, "65536", F_RELOAD,
-		  "Most jobs waiting for the store thread; more are refused."),
-	DIRECTIVE("storage", "max_messages", INT, storage_max_messages, 1,
-		  1000000000, "10000000", F_RELOAD,
-		  "Most messages stored at once; ingest answers 429 beyond."),
-	DIRECTIVE("storage", "max_size", SIZE, storage_max_size, 0,
-		  MAX_DB_SIZE, "0", F_RELOAD,
-		  "Largest database file, in bytes; 0 for no limit."),
-	DIRECTIVE("storage", "sweep_interval", SECONDS, storage_sweep_interval,
-		  1, DAY, "60", F_RELOAD,
-		  "Time between sweeps that delete expired and old rows."),
-	DIRECTIVE("storage", "sweep_batch", INT, storage_sweep_batch, 100,
-		  1000000, "5000", F_RELOAD,
-		  "Most rows one slice of a sweep deletes."),
-	DIRECTIVE("storage", "checkpoint_interval", SECONDS,
-		  storage_checkpoint_interval, 1, DAY, "300", F_RELOAD,
-		  "Time between checkpoints of the write-ahead log."),
-	DIRECTIVE("storage", "history", SECONDS, storage_history, 0, 365 * DAY,
-		  "1d", F_RELOAD,
-		  "How long finished messages and pushes are kept for the "
-		  "admin API."),
+    DIRECTIVE("storage", "path", PATH, storage_path, 0, 0,
+	      "/var/lib/pushrelay/pushrelay.db", F_NONEMPTY,
+	      "SQLite database file; created when missing."),
+    CHOICE("storage", "synchronous", storage_synchronous, sync_choices, "full",
+	   0,
+	   "normal is faster, but a power loss may undo the last "
+	   "commits."),
+    DIRECTIVE("storage", "busy_timeout", INT, storage_busy_timeout, 0, 60000,
+	      "5000", 0, "Time to wait for a database lock, in milliseconds."),
+    DIRECTIVE("storage", "commit_batch", INT, storage_commit_batch, 1, 100000,
+	      "1024", 0,
+	      "Most jobs committed in one transaction (group commit)."),
+    DIRECTIVE("storage", "max_pending_jobs", INT, storage_max_pending_jobs, 16,
+	      1000000, "65536", F_RELOAD,
+	      "Most jobs waiting for the store thread; more are refused."),
+    DIRECTIVE("storage", "max_messages", INT, storage_max_messages, 1,
+	      1000000000, "10000000", F_RELOAD,
+	      "Most messages stored at once; ingest answers 429 beyond."),
+    DIRECTIVE("storage", "max_size", SIZE, storage_max_size, 0, MAX_DB_SIZE,
+	      "0", F_RELOAD,
+	      "Largest database file, in bytes; 0 for no limit."),
+    DIRECTIVE("storage", "sweep_interval", SECONDS, storage_sweep_interval, 1,
+	      DAY, "60", F_RELOAD,
+	      "Time between sweeps that delete expired and old rows."),
+    DIRECTIVE("storage", "sweep_batch", INT, storage_sweep_batch, 100, 1000000,
+	      "5000", F_RELOAD, "Most rows one slice of a sweep deletes."),
+    DIRECTIVE("storage", "checkpoint_interval", SECONDS,
+	      storage_checkpoint_interval, 1, DAY, "300", F_RELOAD,
+	      "Time between checkpoints of the write-ahead log."),
+    DIRECTIVE("storage", "history", SECONDS, storage_history, 0, 365 * DAY,
+	      "1d", F_RELOAD,
+	      "How long finished messages and pushes are kept for the "
+	      "admin API."),
 
-	DIRECTIVE("ingest", "max_events", INT, ingest_max_events, 1, 10000,
-		  "100", F_RELOAD, "Most events in one POST /v1/events."),
-	DIRECTIVE("ingest", "max_payload_bytes", SIZE, ingest_max_payload_bytes,
-		  64, 1 * M, "16k", F_RELOAD,
-		  "Largest payload of one event, as JSON, in bytes."),
-	DIRECTIVE("ingest", "max_devices", INT, ingest_max_devices, 1, 1000,
-		  "100", F_RELOAD, "Most devices one event may name."),
-	DIRECTIVE("ingest", "max_id_bytes", INT, ingest_max_id_bytes, 16, 1024,
-		  "256", F_RELOAD,
-		  "Longest event id, user name or device id, in bytes."),
+    DIRECTIVE("ingest", "max_events", INT, ingest_max_events, 1, 10000, "100",
+	      F_RELOAD, "Most events in one POST /v1/events."),
+    DIRECTIVE("ingest", "max_payload_bytes", SIZE, ingest_max_payload_bytes, 64,
+	      1 * M, "16k", F_RELOAD,
+	      "Largest payload of one event, as JSON, in bytes."),
+    DIRECTIVE("ingest", "max_devices", INT, ingest_max_devices, 1, 1000, "100",
+	      F_RELOAD, "Most devices one event may name."),
+    DIRECTIVE("ingest", "max_id_bytes", INT, ingest_max_id_bytes, 16, 1024,
+	      "256", F_RELOAD,
+	      "Longest event id, user name or device id, in bytes."),
 
-	DIRECTIVE("push", "max_in_flight", INT, push_max_in_flight, 1, 100000,
-		  "1000", F_RELOAD,
-		  "Most pushes waiting for a provider's answer at once, over "
-		  "all providers."),
-	DIRECTIVE("push", "connections", INT, push_connections, 1, 64, "2", 0,
-		  "Connections to each provider endpoint."),
-	DIRECTIVE("push", "max_streams", INT, push_max_streams, 1, 10000,
-		  "1000", 0,
-		  "Most HTTP/2 streams used per provider connection (the "
-		  "provider may allow fewer)."),
-	DIRECTIVE("push", "connect_timeout", SECONDS, push_connect_timeout, 1,
-		  120, "10", F_RELOAD,
-		  "Time a connection to a provider has to be set up, TLS "
-		  "included."),
-	DIRECTIVE("push", "request_timeout", SECONDS, push_request_timeout, 1,
-		  600, "30", F_RELOAD,
-		  "Time a provider has to answer a push before it is retried."),
-	DIRECTIVE("push", "max_attempts", INT, push_max_attempts, 1, 1000,
-		  "12", F_RELOAD, "Most attempts at one push; then it is dead."),
-	DIRECTIVE("push", "max_age", SECONDS, push_max_age, 60, 28 * DAY, "1d",
-		  F_RELOAD,
-		  "Age at which a push the provider has not accepted is dead."),
-	DIRECTIVE("push", "backoff_base", SECONDS, push_backoff_base, 1, 3600,
-		  "2", F_RELOAD,
-		  "Delay before the first retry; later retries wait longer."),
-	DIRECTIVE("push", "backoff_max", SECONDS, push_backoff_max, 1, DAY,
-		  "900", F_RELOAD,
-		  "Longest delay before a retry (Apple: retry a 5xx after 15 "
-		  "minutes)."),
-	DIRECTIVE("push", "coalesce_window", SECONDS, push_coalesce_window, 0,
-		  3600, "0", F_RELOAD,
-		  "Time after a push to a device in which it absorbs newer "
-		  "ones; 0 sends each."),
-	DIRECTIVE("push", "min_interval", SECONDS, push_min_interval, 0, 3600,
-		  "0", F_RELOAD,
-		  "Least time between two pushes to one device; 0 for no "
-		  "limit."),
-	DIRECTIVE("push", "jwt_refresh", SECONDS, push_jwt_refresh, 1200, 3600,
-		  "3000", F_RELOAD,
-		  "Time between APNs token (JWT) refreshes; Apple wants 20 to 60 "
-		  "minutes."),
-	DIRECTIVE("push", "ping_interval", SECONDS, push_ping_interval, 60, DAY,
-		  "3600", F_RELOAD,
-		  "Idle time after which a provider connection is checked with "
-		  "an HTTP/2 PING."),
-	DIRECTIVE("push", "claim_batch", INT, push_claim_batch, 1, 10000, "256",
-		  F_RELOAD, "Most due pushes taken from the store at once."),
+    DIRECTIVE("push", "max_in_flight", INT, push_max_in_flight, 1, 100000,
+	      "1000", F_RELOAD,
+	      "Most pushes waiting for a provider's answer at once, over "
+	      "all providers."),
+    DIRECTIVE("push", "connections", INT, push_connections, 1, 64, "2", 0,
+	      "Connections to each provider endpoint."),
+    DIRECTIVE("push", "max_streams", INT, push_max_streams, 1, 10000, "1000", 0,
+	      "Most HTTP/2 streams used per provider connection (the "
+	      "provider may allow fewer)."),
+    DIRECTIVE("push", "connect_timeout", SECONDS, push_connect_timeout, 1, 120,
+	      "10", F_RELOAD,
+	      "Time a connection to a provider has to be set up, TLS "
+	      "included."),
+    DIRECTIVE("push", "request_timeout", SECONDS, push_request_timeout, 1, 600,
+	      "30", F_RELOAD,
+	      "Time a provider has to answer a push before it is retried."),
+    DIRECTIVE("push", "max_attempts", INT, push_max_attempts, 1, 1000, "12",
+	      F_RELOAD, "Most attempts at one push; then it is dead."),
+    DIRECTIVE("push", "max_age", SECONDS, push_max_age, 60, 28 * DAY, "1d",
+	      F_RELOAD,
+	      "Age at which a push the provider has not accepted is dead."),
+    DIRECTIVE("push", "backoff_base", SECONDS, push_backoff_base, 1, 3600, "2",
+	      F_RELOAD,
+	      "Delay before the first retry; later retries wait longer."),
+    DIRECTIVE("push", "backoff_max", SECONDS, push_backoff_max, 1, DAY, "900",
+	      F_RELOAD,
+	      "Longest delay before a retry (Apple: retry a 5xx after 15 "
+	      "minutes)."),
+    DIRECTIVE("push", "coalesce_window", SECONDS, push_coalesce_window, 0, 3600,
+	      "0", F_RELOAD,
+	      "Time after a push to a device in which it absorbs newer "
+	      "ones; 0 sends each."),
+    DIRECTIVE("push", "min_interval", SECONDS, push_min_interval, 0, 3600, "0",
+	      F_RELOAD,
+	      "Least time between two pushes to one device; 0 for no "
+	      "limit."),
+    DIRECTIVE("push", "jwt_refresh", SECONDS, push_jwt_refresh, 1200, 3600,
+	      "3000", F_RELOAD,
+	      "Time between APNs token (JWT) refreshes; Apple wants 20 to 60 "
+	      "minutes."),
+    DIRECTIVE("push", "ping_interval", SECONDS, push_ping_interval, 60, DAY,
+	      "3600", F_RELOAD,
+	      "Idle time after which a provider connection is checked with "
+	      "an HTTP/2 PING."),
+    DIRECTIVE("push", "claim_batch", INT, push_claim_batch, 1, 10000, "256",
+	      F_RELOAD, "Most due pushes taken from the store at once."),
 
-	DIRECTIVE("inbox", "max_wait", SECONDS, inbox_max_wait, 0, 300, "60",
-		  F_RELOAD,
-		  "Longest wait= a long poll may hold; a longer one is cut to "
-		  "this."),
-	DIRECTIVE("inbox", "max_limit", INT, inbox_max_limit, 1, 1000, "500",
-		  F_RELOAD,
-		  "Most messages in one inbox answer; a larger limit= is cut "
-		  "to this."),
-	DIRECTIVE("inbox", "token_leeway", SECONDS, inbox_token_leeway, 0, 300,
-		  "30", F_RELOAD,
-		  "Clock skew allowed when checking a client token's exp and "
-		  "nbf."),
-	DIRECTIVE("inbox", "max_waiters", INT, inbox_max_waiters, 1, 1000000,
-		  "10000", F_RELOAD,
-		  "Most long polls and WebSocket streams held at once; more "
-		  "get 503."),
-	DIRECTIVE("inbox", "ws_ping_interval", SECONDS, ws_ping_interval, 1,
-		  3600, "30", F_RELOAD,
-		  "Time between pings the relay sends on a WebSocket stream."),
-	DIRECTIVE("inbox", "ws_idle_timeout", SECONDS, ws_idle_timeout, 5, DAY,
-		  "120", F_RELOAD,
-		  "Time a stream may stay silent before it is closed; more than "
-		  "ws_ping_interval."),
-	DIRECTIVE("inbox", "ws_max_message", SIZE, ws_max_message, 128, 1 * M,
-		  "64k", F_RELOAD,
-		  "Largest message a client may send on a stream, in bytes."),
-	DIRECTIVE("inbox", "ws_max_queued", SIZE, ws_max_queued, 4 * K, 64 * M,
-		  "1m", F_RELOAD,
-		  "Bytes queued to a slow stream reader before its stream is "
-		  "closed."),
+    DIRECTIVE("inbox", "max_wait", SECONDS, inbox_max_wait, 0, 300, "60",
+	      F_RELOAD,
+	      "Longest wait= a long poll may hold; a longer one is cut to "
+	      "this."),
+    DIRECTIVE("inbox", "max_limit", INT, inbox_max_limit, 1, 1000, "500",
+	      F_RELOAD,
+	      "Most messages in one inbox answer; a larger limit= is cut "
+	      "to this."),
+    DIRECTIVE("inbox", "token_leeway", SECONDS, inbox_token_leeway, 0, 300,
+	      "30", F_RELOAD,
+	      "Clock skew allowed when checking a client token's exp and "
+	      "nbf."),
+    DIRECTIVE("inbox", "max_waiters", INT, inbox_max_waiters, 1, 1000000,
+	      "10000", F_RELOAD,
+	      "Most long polls and WebSocket streams held at once; more "
+	      "get 503."),
+    DIRECTIVE("inbox", "ws_ping_interval", SECONDS, ws_ping_interval, 1, 3600,
+	      "30", F_RELOAD,
+	      "Time between pings the relay sends on a WebSocket stream."),
+    DIRECTIVE("inbox", "ws_idle_timeout", SECONDS, ws_idle_timeout, 5, DAY,
+	      "120", F_RELOAD,
+	      "Time a stream may stay silent before it is closed; more than "
+	      "ws_ping_interval."),
+    DIRECTIVE("inbox", "ws_max_message", SIZE, ws_max_message, 128, 1 * M,
+	      "64k", F_RELOAD,
+	      "Largest message a client may send on a stream, in bytes."),
+    DIRECTIVE("inbox", "ws_max_queued", SIZE, ws_max_queued, 4 * K, 64 * M,
+	      "1m", F_RELOAD,
+	      "Bytes queued to a slow stream reader before its stream is "
+	      "closed."),
 
-	DIRECTIVE("webhook", "flush_interval", SECONDS, webhook_flush_interval,
-		  1, 60, "1", F_RELOAD,
-		  "Longest time a receipt waits for others to share its POST."),
-	DIRECTIVE("webhook", "max_batch", INT, webhook_max_batch, 1, 1000,
-		  "100", F_RELOAD,
-		  "Most receipts in one POST; a full batch is sent at once."),
-	DIRECTIVE("webhook", "max_pending", INT, webhook_max_pending, 100,
-		  1000000, "10000", F_RELOAD,
-		  "Most receipts held, unsent or retrying, over all apps; more "
-		  "are dropped and counted."),
-	DIRECTIVE("webhook", "backoff_base", SECONDS, webhook_backoff_base, 1,
-		  3600, "1", F_RELOAD,
-		  "Delay before a failed POST is retried; later retries wait "
-		  "longer."),
-	DIRECTIVE("webhook", "backoff_max", SECONDS, webhook_backoff_max, 1,
-		  DAY, "300", F_RELOAD,
-		  "Longest delay before a retry, also when Retry-After asks for "
-		  "more."),
-	DIRECTIVE("webhook", "max_attempts", INT, webhook_max_attempts, 1, 100,
-		  "10", F_RELOAD,
-		  "Most attempts at one POST; then its receipts are dropped."),
-	DIRECTIVE("webhook", "timeout", SECONDS, webhook_timeout, 1, 120, "10",
-		  F_RELOAD,
-		  "Time the chat server has to answer a POST, connecting "
-		  "included."),
+    DIRECTIVE("webhook", "flush_interval", SECONDS, webhook_flush_interval, 1,
+	      60, "1", F_RELOAD,
+	      "Longest time a receipt waits for others to share its POST."),
+    DIRECTIVE("webhook", "max_batch", INT, webhook_max_batch, 1, 1000, "100",
+	      F_RELOAD,
+	      "Most receipts in one POST; a full batch is sent at once."),
+    DIRECTIVE("webhook", "max_pending", INT, webhook_max_pending, 100, 1000000,
+	      "10000", F_RELOAD,
+	      "Most receipts held, unsent or retrying, over all apps; more "
+	      "are dropped and counted."),
+    DIRECTIVE("webhook", "backoff_base", SECONDS, webhook_backoff_base, 1, 3600,
+	      "1", F_RELOAD,
+	      "Delay before a failed POST is retried; later retries wait "
+	      "longer."),
+    DIRECTIVE("webhook", "backoff_max", SECONDS, webhook_backoff_max, 1, DAY,
+	      "300", F_RELOAD,
+	      "Longest delay before a retry, also when Retry-After asks for "
+	      "more."),
+    DIRECTIVE("webhook", "max_attempts", INT, webhook_max_attempts, 1, 100,
+	      "10", F_RELOAD,
+	      "Most attempts at one POST; then its receipts are dropped."),
+    DIRECTIVE("webhook", "timeout", SECONDS, webhook_timeout, 1, 120, "10",
+	      F_RELOAD,
+	      "Time the chat server has to answer a POST, connecting "
+	      "included."),
 
-	DIRECTIVE("log", "level", LEVEL, log_level, 0, 0, "info", F_RELOAD,
-		  "Least severe level that is logged."),
-	DIRECTIVE("log", "target", TARGET, log_target, 0, 0, "stderr", F_RELOAD,
-		  "Where log lines go; a file is reopened on SIGHUP."),
-	DIRECTIVE("log", "access", BOOL, log_access, 0, 0, "no", F_RELOAD,
-		  "Log one line per HTTP request."),
+    DIRECTIVE("log", "level", LEVEL, log_level, 0, 0, "info", F_RELOAD,
+	      "Least severe level that is logged."),
+    DIRECTIVE("log", "target", TARGET, log_target, 0, 0, "stderr", F_RELOAD,
+	      "Where log lines go; a file is reopened on SIGHUP."),
+    DIRECTIVE("log", "access", BOOL, log_access, 0, 0, "no", F_RELOAD,
+	      "Log one line per HTTP request."),
 
-	APP_CHOICE("push_mode", push_mode, push_mode_choices, "wakeup", 0,
-		   "Push sent for events that do not say: wakeup (silent) or "
-		   "alert."),
-	APP("default_ttl", SECONDS, default_ttl, 0, 28 * DAY, "28d", 0,
-	    "How long a message waits for a device when the event sets no "
-	    "ttl."),
-	APP("max_ttl", SECONDS, max_ttl, 1, 28 * DAY, "28d", 0,
-	    "Longest ttl an event may set."),
-	APP("push_delay", SECONDS, push_delay, 0, 3600, "0", F_RELOAD,
-	    "Time a push waits for the device to fetch the message first."),
-	/* Credentials, as the provider ones below: read once, at start. */
-	APP_SECRET("client_token_secret", client_token_secret, 32,
-		   "HS256 wants a key as long as its hash",
-		   "replace-with-32-or-more-random-bytes",
-		   "HS256 key the chat server signs client tokens with; empty: "
-		   "none accepted. A secret."),
-	/* Provider credentials: not reloadable yet (providers load them once). */
-	APP_PATH("apns_key_file", apns_key_file,
-		 "/etc/pushrelay/AuthKey_ABC123DEFG.p8",
-		 "APNs token auth: the .p8 signing key from the Apple developer "
-		 "account."),
-	APP_STRING("apns_key_id", apns_key_id, CK_KEYID, "", 0, "ABC123DEFG",
-		   "Key ID of apns_key_file (the JWT kid)."),
-	APP_STRING("apns_team_id", apns_team_id, CK_KEYID, "", 0, "DEF123GHIJ",
-		   "Apple developer Team ID (the JWT iss)."),
-	APP_PATH("apns_cert_file", apns_cert_file, "/etc/pushrelay/apns.pem",
-		 "APNs certificate auth: the client certificate, PEM or "
-		 "PKCS#12."),
-	APP_PATH("apns_cert_key_file", apns_cert_key_file,
-		 "/etc/pushrelay/apns.key",
-		 "PEM private key of apns_cert_file; empty when that file holds "
-		 "it."),
-	APP_STRING("apns_cert_password", apns_cert_password, CK_NONE, "",
-		   F_SECRET, NULL,
-		   "Password of a PKCS#12 or encrypted key; a secret: let only "
-		   "the daemon read this file."),
-	APP_STRING("apns_topic", apns_topic, CK_TOPIC, "", 0,
-		   "com.example.chat",
-		   "The app's bundle id (apns-topic); required for APNs."),
-	APP_STRING("apns_url", apns_url, CK_URL, "https://api.push.apple.com",
-		   F_NONEMPTY, NULL,
-		   "Base URL of APNs for production devices."),
-	APP_STRING("apns_sandbox_url", apns_sandbox_url, CK_URL,
-		   "https://api.sandbox.push.apple.com", F_NONEMPTY, NULL,
-		   "Base URL of APNs for sandbox (development) devices."),
-	APP_PATH("fcm_credentials", fcm_credentials,
-		 "/etc/pushrelay/service-account.json",
-		 "FCM HTTP v1: the service-account JSON key of the Firebase "
-		 "project."),
-	APP_STRING("fcm_url", fcm_url, CK_URL, "https://fcm.googleapis.com",
-		   F_NONEMPTY, NULL, "Base URL of FCM."),
-	APP_STRING("fcm_token_url", fcm_token_url, CK_URL_PATH, "", 0,
-		   "https://oauth2.googleapis.com/token",
-		   "OAuth 2.0 token URL for FCM; empty uses token_uri of "
-		   "fcm_credentials."),
-	APP_PATH("ca_file", ca_file, "/etc/ssl/certs/ca-certificates.crt",
-		 "CA certificates to verify APNs and FCM with; empty uses the "
-		 "system's."),
-	/* Delivery receipts; read at start, like the credentials above. */
-	APP_STRING("webhook_url", webhook_url, CK_URL_PATH, "", 0,
-		   "https://chat.example.com/pushrelay/receipts",
-		   "Where delivery receipts are POSTed; empty sends none."),
-	APP_SECRET("webhook_secret", webhook_secret, 16, NULL,
-		   "replace-with-16-or-more-random-bytes",
-		   "HMAC-SHA256 key receipts are signed with; required with "
-		   "webhook_url. A secret."),
+    APP_CHOICE("push_mode", push_mode, push_mode_choices, "wakeup", 0,
+	       "Push sent for events that do not say: wakeup (silent) or "
+	       "alert."),
+    APP("default_ttl", SECONDS, default_ttl, 0, 28 * DAY, "28d", 0,
+	"How long a message waits for a device when the event sets no "
+	"ttl."),
+    APP("max_ttl", SECONDS, max_ttl, 1, 28 * DAY, "28d", 0,
+	"Longest ttl an event may set."),
+    APP("push_delay", SECONDS, push_delay, 0, 3600, "0", F_RELOAD,
+	"Time a push waits for the device to fetch the message first."),
+    /* Credentials, as the provider ones below: read once, at start. */
+    APP_SECRET("client_token_secret", client_token_secret, 32,
+	       "HS256 wants a key as long as its hash",
+	       "replace-with-32-or-more-random-bytes",
+	       "HS256 key the chat server signs client tokens with; empty: "
+	       "none accepted. A secret."),
+    /* Provider credentials: not reloadable yet (providers load them once). */
+    APP_PATH("apns_key_file", apns_key_file,
+	     "/etc/pushrelay/AuthKey_ABC123DEFG.p8",
+	     "APNs token auth: the .p8 signing key from the Apple developer "
+	     "account."),
+    APP_STRING("apns_key_id", apns_key_id, CK_KEYID, "", 0, "ABC123DEFG",
+	       "Key ID of apns_key_file (the JWT kid)."),
+    APP_STRING("apns_team_id", apns_team_id, CK_KEYID, "", 0, "DEF123GHIJ",
+	       "Apple developer Team ID (the JWT iss)."),
+    APP_PATH("apns_cert_file", apns_cert_file, "/etc/pushrelay/apns.pem",
+	     "APNs certificate auth: the client certificate, PEM or "
+	     "PKCS#12."),
+    APP_PATH("apns_cert_key_file", apns_cert_key_file,
+	     "/etc/pushrelay/apns.key",
+	     "PEM private key of apns_cert_file; empty when that file holds "
+	     "it."),
+    APP_STRING("apns_cert_password", apns_cert_password, CK_NONE, "", F_SECRET,
+	       NULL,
+	       "Password of a PKCS#12 or encrypted key; a secret: let only "
+	       "the daemon read this file."),
+    APP_STRING("apns_topic", apns_topic, CK_TOPIC, "", 0, "com.example.chat",
+	       "The app's bundle id (apns-topic); required for APNs."),
+    APP_STRING("apns_url", apns_url, CK_URL, "https://api.push.apple.com",
+	       F_NONEMPTY, NULL, "Base URL of APNs for production devices."),
+    APP_STRING("apns_sandbox_url", apns_sandbox_url, CK_URL,
+	       "https://api.sandbox.push.apple.com", F_NONEMPTY, NULL,
+	       "Base URL of APNs for sandbox (development) devices."),
+    APP_PATH("fcm_credentials", fcm_credentials,
+	     "/etc/pushrelay/service-account.json",
+	     "FCM HTTP v1: the service-account JSON key of the Firebase "
+	     "project."),
+    APP_STRING("fcm_url", fcm_url, CK_URL, "https://fcm.googleapis.com",
+	       F_NONEMPTY, NULL, "Base URL of FCM."),
+    APP_STRING("fcm_token_url", fcm_token_url, CK_URL_PATH, "", 0,
+	       "https://oauth2.googleapis.com/token",
+	       "OAuth 2.0 token URL for FCM; empty uses token_uri of "
+	       "fcm_credentials."),
+    APP_PATH("ca_file", ca_file, "/etc/ssl/certs/ca-certificates.crt",
+	     "CA certificates to verify APNs and FCM with; empty uses the "
+	     "system's."),
+    /* Delivery receipts; read at start, like the credentials above. */
+    APP_STRING("webhook_url", webhook_url, CK_URL_PATH, "", 0,
+	       "https://chat.example.com/pushrelay/receipts",
+	       "Where delivery receipts are POSTed; empty sends none."),
+    APP_SECRET("webhook_secret", webhook_secret, 16, NULL,
+	       "replace-with-16-or-more-random-bytes",
+	       "HMAC-SHA256 key receipts are signed with; required with "
+	       "webhook_url. A secret."),
 };
 
 #define N_DIRECTIVES PR_ARRAY_SIZE(directives)
@@ -528,7 +521,7 @@ static void msgs_init(struct msgs *m, char *buf, size_t cap)
 }
 
 static void msgs_add(struct msgs *m, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void msgs_add(struct msgs *m, const char *fmt, ...)
 {
 	static const char more[] = "...";
@@ -565,7 +558,7 @@ static void msgs_add(struct msgs *m, const char *fmt, ...)
 }
 
 static void reason(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void reason(char *why, size_t whylen, const char *fmt, ...)
 {
 	va_list ap;
@@ -654,18 +647,18 @@ struct suffix {
 /* Largest first: fmt_num() picks the first that divides a value. */
 static const struct suffix size_suffixes[] = {
 #if HAVE_TERA
-	{'t', 1024L * G},
+    {'t', 1024L * G},
 #endif
-	{'g', G},
-	{'m', M},
-	{'k', K},
+    {'g', G},
+    {'m', M},
+    {'k', K},
 };
 
 static const struct suffix time_suffixes[] = {
-	{'d', DAY},
-	{'h', 3600},
-	{'m', 60},
-	{'s', 1},
+    {'d', DAY},
+    {'h', 3600},
+    {'m', 60},
+    {'s', 1},
 };
 
 /* "k, m, g or t" (last = " or ") or "k, m, g, t" (last = ", "). */
@@ -679,7 +672,7 @@ static void suffix_list(const struct suffix *tab, size_t n, const char *last,
 	for (size_t i = n; i-- > 0 && used < len;) {
 		w = snprintf(out + used, len - used, "%s%c",
 			     i == n - 1 ? ""
-			     : i == 0   ? last
+			     : i == 0	? last
 					: ", ",
 			     tab[i].c);
 		used += w > 0 ? (size_t)w : 0;
@@ -1094,8 +1087,8 @@ static const char *url_port(const char *s)
 	for (i = 1; isdigit((unsigned char)s[i]) && i <= 5; i++)
 		v = v * 10 + (s[i] - '0');
 	return i > 1 && !isdigit((unsigned char)s[i]) && v >= 1 && v <= 65535
-		       ? s + i
-		       : NULL;
+		   ? s + i
+		   : NULL;
 }
 
 /*
@@ -1145,8 +1138,8 @@ static int url_ok(const char *s, int with_path)
  * directives is a password (F_SECRET), and a key id is no better for
  * being repeated back.
  */
-static int check_string(const struct directive *d, const char *value,
-			char *why, size_t whylen)
+static int check_string(const struct directive *d, const char *value, char *why,
+			size_t whylen)
 {
 	const char *want = NULL;
 
@@ -1155,13 +1148,12 @@ static int check_string(const struct directive *d, const char *value,
 			return PR_OK;
 		reason(why, whylen, "empty value (%s is required)",
 		       d->check == CK_URL || d->check == CK_URL_PATH
-			       ? "a URL"
-			       : "a value");
+			   ? "a URL"
+			   : "a value");
 		return PR_ERR_CONFIG;
 	}
 	switch (d->check) {
-	case CK_NONE:
-		break;
+	case CK_NONE: break;
 	case CK_KEYID:
 		if (!keyid_ok(value))
 			want = "must be 10 characters A-Z 0-9";
@@ -1267,8 +1259,7 @@ static int set_value(void *base, const struct directive *d, const char *value,
 		if (rv)
 			return rv;
 		return set_string(field(base, d), value);
-	case T_LISTEN:
-		return add_listen(base, d, value, why, whylen);
+	case T_LISTEN: return add_listen(base, d, value, why, whylen);
 	}
 	reason(why, whylen, "unknown directive type");
 	return PR_ERR_CONFIG;
@@ -1391,8 +1382,8 @@ struct parse {
 	enum sec_state sec;
 	/* The open section as messages name it: "server", "app \"chat\"". */
 	char label[MAX_APP_NAME + 8];
-	int app;		/* the open [app] section's index in cfg->apps, or -1 */
-	int file_apps;		/* an [app] section was opened: no implicit app */
+	int app;       /* the open [app] section's index in cfg->apps, or -1 */
+	int file_apps; /* an [app] section was opened: no implicit app */
 	int app_line[MAX_APPS]; /* line of each app's section header */
 	/*
 	 * Line of a directive's first occurrence, or 0; for S_APP
@@ -1461,7 +1452,8 @@ static int app_header(const char *h, char *name, size_t len, char *why,
 	while (isspace((unsigned char)*s))
 		s++;
 	if (!*s) {
-		reason(why, whylen, "section [app] needs a name: [app \"NAME\"]");
+		reason(why, whylen,
+		       "section [app] needs a name: [app \"NAME\"]");
 		return PR_ERR_CONFIG;
 	}
 	if (*s != '"') {
@@ -1699,14 +1691,14 @@ static void open_section(struct parse *p, const char *name)
 	if (!section_known(name)) {
 		p->sec = SEC_UNKNOWN;
 		section_list(names, sizeof(names));
-		msgs_add(&p->errs, "%s:%d: [%s]: unknown section (%s)",
-			 p->path, p->lineno, name, names);
+		msgs_add(&p->errs, "%s:%d: [%s]: unknown section (%s)", p->path,
+			 p->lineno, name, names);
 		return;
 	}
 	p->sec = SEC_KNOWN;
 	/* A table section name: short, never cut. */
-	snprintf(p->label, sizeof(p->label), "%.*s",
-		 (int)sizeof(p->label) - 1, name);
+	snprintf(p->label, sizeof(p->label), "%.*s", (int)sizeof(p->label) - 1,
+		 name);
 }
 
 /* inih's scan: stop at a char of `chars` or at a ';' after whitespace. */
@@ -2027,20 +2019,19 @@ static void cross_check(struct parse *p, const struct pr_config *c)
 		for (size_t i = 0; i < na; i++) {
 			for (size_t m = 0; m <= l; m++) {
 				b = *(struct pr_listen_spec *const *)cfield(
-					c, lists[m]);
+				    c, lists[m]);
 				nb = m == l ? i : ccount(c, lists[m]);
 				for (size_t j = 0; j < nb; j++) {
 					if (!listen_same_address(&a[i], &b[j]))
 						continue;
-					msgs_add(&p->errs,
-						 "%s: [%s] listen: '%s' uses "
-						 "the address of [%s] listen "
-						 "'%s'",
-						 p->path,
-						 lists[l]->info.section,
-						 a[i].text,
-						 lists[m]->info.section,
-						 b[j].text);
+					msgs_add(
+					    &p->errs,
+					    "%s: [%s] listen: '%s' uses "
+					    "the address of [%s] listen "
+					    "'%s'",
+					    p->path, lists[l]->info.section,
+					    a[i].text, lists[m]->info.section,
+					    b[j].text);
 				}
 			}
 		}
@@ -2142,10 +2133,9 @@ static int field_equal(const struct directive *d, const void *a, const void *b)
 			      *(char *const *)cfield(b, d)) == 0;
 	case T_LISTEN:
 		return listen_equal(
-			*(struct pr_listen_spec *const *)cfield(a, d),
-			ccount(a, d),
-			*(struct pr_listen_spec *const *)cfield(b, d),
-			ccount(b, d));
+		    *(struct pr_listen_spec *const *)cfield(a, d), ccount(a, d),
+		    *(struct pr_listen_spec *const *)cfield(b, d),
+		    ccount(b, d));
 	}
 	return 0;
 }
@@ -2169,8 +2159,7 @@ static int copy_field(const struct directive *d, void *dst, const void *src)
 	case T_STRING:
 		return set_string(field(dst, d),
 				  *(char *const *)cfield(src, d));
-	case T_LISTEN:
-		break; /* never reloadable: listeners are bound once */
+	case T_LISTEN: break; /* never reloadable: listeners are bound once */
 	}
 	return PR_ERR_INVAL;
 }
@@ -2244,16 +2233,11 @@ int pr_config_apply_reload(struct pr_config *live,
 static const char *string_shape(const struct directive *d)
 {
 	switch (d->check) {
-	case CK_NONE:
-		break;
-	case CK_KEYID:
-		return "10 characters A-Z 0-9";
-	case CK_TOPIC:
-		return "bundle id, 1..255 characters A-Z a-z 0-9 . -";
-	case CK_URL:
-		return "http:// or https:// URL without a path";
-	case CK_URL_PATH:
-		return "http:// or https:// URL";
+	case CK_NONE: break;
+	case CK_KEYID: return "10 characters A-Z 0-9";
+	case CK_TOPIC: return "bundle id, 1..255 characters A-Z a-z 0-9 . -";
+	case CK_URL: return "http:// or https:// URL without a path";
+	case CK_URL_PATH: return "http:// or https:// URL";
 	}
 	return "text";
 }
@@ -2265,9 +2249,7 @@ static void describe(const struct directive *d, char *out, size_t len)
 	fmt_num(d, d->min, lo, sizeof(lo));
 	fmt_num(d, d->max, hi, sizeof(hi));
 	switch (d->type) {
-	case T_INT:
-		snprintf(out, len, "integer, %s..%s", lo, hi);
-		return;
+	case T_INT: snprintf(out, len, "integer, %s..%s", lo, hi); return;
 	case T_SECONDS:
 		suffix_list(time_suffixes, PR_ARRAY_SIZE(time_suffixes), ", ",
 			    list, sizeof(list));
@@ -2282,16 +2264,12 @@ static void describe(const struct directive *d, char *out, size_t len)
 	case T_MODE:
 		snprintf(out, len, "octal file mode, %s..%s", lo, hi);
 		return;
-	case T_BOOL:
-		snprintf(out, len, "yes or no");
-		return;
+	case T_BOOL: snprintf(out, len, "yes or no"); return;
 	case T_ENUM:
 		choice_list(d, ", ", " or ", list, sizeof(list));
 		snprintf(out, len, "%s", list);
 		return;
-	case T_LEVEL:
-		snprintf(out, len, "error, warn, info or debug");
-		return;
+	case T_LEVEL: snprintf(out, len, "error, warn, info or debug"); return;
 	case T_PATH:
 		snprintf(out, len, "%s",
 			 d->flags & F_NONEMPTY ? "file path"
@@ -2300,8 +2278,8 @@ static void describe(const struct directive *d, char *out, size_t len)
 	case T_STRING:
 		list[0] = '\0';
 		if (d->min)
-			snprintf(list, sizeof(list), ", else at least %ld bytes",
-				 d->min);
+			snprintf(list, sizeof(list),
+				 ", else at least %ld bytes", d->min);
 		snprintf(out, len, "%s%s%s%s", string_shape(d),
 			 d->flags & F_NONEMPTY ? "" : ", empty for none", list,
 			 d->flags & F_SECRET ? ", secret" : "");

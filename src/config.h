@@ -19,37 +19,37 @@
 
 /* One `listen =` value, parsed. */
 struct pr_listen_spec {
-	char *text;     /* as written, for log lines */
-	int family;     /* AF_INET, AF_INET6 or AF_UNIX */
-	char host[64];  /* numeric address for TCP ("127.0.0.1", "::") */
-	int port;       /* TCP port, 0..65535; 0 picks an ephemeral port */
+	char *text;    /* as written, for log lines */
+	int family;    /* AF_INET, AF_INET6 or AF_UNIX */
+	char host[64]; /* numeric address for TCP ("127.0.0.1", "::") */
+	int port;      /* TCP port, 0..65535; 0 picks an ephemeral port */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* AF_UNIX */
-	int tls;        /* "tls" flag: TLS with ALPN h2 and http/1.1 */
+	int tls; /* "tls" flag: TLS with ALPN h2 and http/1.1 */
 };
 
 /* One [app "name"] section: a mobile app whose devices we serve. */
 struct pr_app_config {
-	char *name;       /* the quoted name; [a-zA-Z0-9._-], 1..64 chars */
-	int push_mode;    /* enum pr_push_mode: for events that do not say */
+	char *name;	  /* the quoted name; [a-zA-Z0-9._-], 1..64 chars */
+	int push_mode;	  /* enum pr_push_mode: for events that do not say */
 	long default_ttl; /* seconds a message lives when the event says not */
-	long max_ttl;     /* longest ttl an event may ask for */
+	long max_ttl;	  /* longest ttl an event may ask for */
 	long push_delay;  /* seconds a push waits for an inbox ack first */
 
 	/* APNs: token auth (.p8) or certificate auth; "" when unset. */
-	char *apns_key_file;      /* .p8 ES256 key */
-	char *apns_key_id;        /* 10-character key id (kid) */
-	char *apns_team_id;       /* 10-character team id (iss) */
-	char *apns_cert_file;     /* PEM or PKCS#12 client certificate */
+	char *apns_key_file;	  /* .p8 ES256 key */
+	char *apns_key_id;	  /* 10-character key id (kid) */
+	char *apns_team_id;	  /* 10-character team id (iss) */
+	char *apns_cert_file;	  /* PEM or PKCS#12 client certificate */
 	char *apns_cert_key_file; /* its PEM key ("" with PKCS#12) */
 	char *apns_cert_password; /* PKCS#12 password ("" for none) */
-	char *apns_topic;         /* bundle id */
-	char *apns_url;           /* production base URL */
-	char *apns_sandbox_url;   /* sandbox base URL */
+	char *apns_topic;	  /* bundle id */
+	char *apns_url;		  /* production base URL */
+	char *apns_sandbox_url;	  /* sandbox base URL */
 	/* FCM HTTP v1. */
-	char *fcm_credentials;    /* service-account JSON */
-	char *fcm_url;            /* base URL (https://fcm.googleapis.com) */
-	char *fcm_token_url;      /* OAuth token URL; "" = the JSON's token_uri */
-	char *ca_file;            /* trust store for provider connections */
+	char *fcm_credentials; /* service-account JSON */
+	char *fcm_url;	       /* base URL (https://fcm.googleapis.com) */
+	char *fcm_token_url;   /* OAuth token URL; "" = the JSON's token_uri */
+	char *ca_file;	       /* trust store for provider connections */
 	/* Mobile apps' client tokens (HS256 JWTs the chat server signs). */
 	char *client_token_secret; /* "" = client tokens are refused */
 	/* Delivery receipts (optional): POSTed, HMAC-SHA256 signed. */
@@ -89,52 +89,52 @@ struct pr_config {
 	long storage_commit_batch;     /* jobs per group-commit transaction */
 	long storage_max_pending_jobs; /* jobs waiting for the store thread */
 	long storage_max_messages;     /* stored messages; 429 beyond */
-	long storage_max_size;         /* database bytes; 0 = no limit */
+	long storage_max_size;	       /* database bytes; 0 = no limit */
 	long storage_sweep_interval;   /* seconds between retention sweeps */
 	long storage_sweep_batch;      /* rows one sweep slice may delete */
 	long storage_checkpoint_interval; /* seconds between WAL checkpoints */
-	long storage_history;          /* seconds finished work is kept */
+	long storage_history;		  /* seconds finished work is kept */
 
 	/* [ingest] */
-	long ingest_max_events;        /* events in one POST /v1/events */
+	long ingest_max_events;	       /* events in one POST /v1/events */
 	long ingest_max_payload_bytes; /* one event's payload, as JSON */
 	long ingest_max_devices;       /* explicit device targets per event */
 	long ingest_max_id_bytes;      /* ids, user names, device ids */
 
 	/* [push] */
 	long push_max_in_flight;   /* pushes claimed and unanswered, in total */
-	long push_connections;     /* connections per provider endpoint */
-	long push_max_streams;     /* HTTP/2 streams used per connection */
+	long push_connections;	   /* connections per provider endpoint */
+	long push_max_streams;	   /* HTTP/2 streams used per connection */
 	long push_connect_timeout; /* seconds */
 	long push_request_timeout; /* seconds */
-	long push_max_attempts;    /* then dead */
-	long push_max_age;         /* seconds since the job was made; then dead */
-	long push_backoff_base;    /* seconds: first retry delay */
-	long push_backoff_max;     /* seconds: longest retry delay */
+	long push_max_attempts;	   /* then dead */
+	long push_max_age;	/* seconds since the job was made; then dead */
+	long push_backoff_base; /* seconds: first retry delay */
+	long push_backoff_max;	/* seconds: longest retry delay */
 	long push_coalesce_window; /* seconds a sent push absorbs newer ones */
-	long push_min_interval;    /* seconds between pushes to one device */
-	long push_jwt_refresh;     /* seconds between APNs JWT refreshes */
+	long push_min_interval;	   /* seconds between pushes to one device */
+	long push_jwt_refresh;	   /* seconds between APNs JWT refreshes */
 	long push_ping_interval;   /* seconds idle before an HTTP/2 PING */
-	long push_claim_batch;     /* jobs taken from the store at once */
+	long push_claim_batch;	   /* jobs taken from the store at once */
 
 	/* [inbox] */
-	long inbox_max_wait;       /* seconds a long poll may wait */
-	long inbox_max_limit;      /* messages in one inbox answer */
-	long inbox_token_leeway;   /* seconds of clock skew for exp/nbf */
-	long inbox_max_waiters;    /* long polls + streams held at once */
-	long ws_ping_interval;     /* seconds between pings on a stream */
-	long ws_idle_timeout;      /* seconds without a frame: close */
-	long ws_max_message;       /* bytes of one message from a client */
-	long ws_max_queued;        /* bytes queued to a slow reader: close */
+	long inbox_max_wait;	 /* seconds a long poll may wait */
+	long inbox_max_limit;	 /* messages in one inbox answer */
+	long inbox_token_leeway; /* seconds of clock skew for exp/nbf */
+	long inbox_max_waiters;	 /* long polls + streams held at once */
+	long ws_ping_interval;	 /* seconds between pings on a stream */
+	long ws_idle_timeout;	 /* seconds without a frame: close */
+	long ws_max_message;	 /* bytes of one message from a client */
+	long ws_max_queued;	 /* bytes queued to a slow reader: close */
 
 	/* [webhook]: delivery receipts, for apps with a webhook_url */
 	long webhook_flush_interval; /* seconds a receipt waits for company */
-	long webhook_max_batch;      /* receipts in one POST */
+	long webhook_max_batch;	     /* receipts in one POST */
 	long webhook_max_pending;    /* receipts held at once, all apps */
 	long webhook_backoff_base;   /* seconds: first retry delay */
 	long webhook_backoff_max;    /* seconds: longest retry delay */
 	long webhook_max_attempts;   /* then the batch is dropped */
-	long webhook_timeout;        /* seconds one POST may take */
+	long webhook_timeout;	     /* seconds one POST may take */
 
 	/* [app "name"] sections; when none is given, one app "default" with
 	 * the defaults exists. */

@@ -169,7 +169,8 @@ void pr_conn_close_after_write(struct pr_conn *c)
 {
 	c->flags |= PR_CONN_CLOSING;
 	ev_io_stop(c->server->loop, &c->rio);
-	/* A peer that never reads its last answer is dropped in bounded time. */
+	/* A peer that never reads its last answer is dropped in bounded time.
+	 */
 	pr_conn_set_timer(c, PR_TIMER_HEADER);
 	if (!(c->flags & PR_CONN_MEM))
 		ev_io_start(c->server->loop, &c->wio);
@@ -182,22 +183,12 @@ void pr_conn_set_timer(struct pr_conn *c, enum pr_timer_kind kind)
 
 	c->timer_kind = kind;
 	switch (kind) {
-	case PR_TIMER_IDLE:
-		after = (double)cfg->idle_timeout;
-		break;
-	case PR_TIMER_HEADER:
-		after = (double)cfg->header_timeout;
-		break;
-	case PR_TIMER_BODY:
-		after = (double)cfg->body_timeout;
-		break;
-	case PR_TIMER_DRAIN:
-		after = (double)cfg->drain_timeout;
-		break;
+	case PR_TIMER_IDLE: after = (double)cfg->idle_timeout; break;
+	case PR_TIMER_HEADER: after = (double)cfg->header_timeout; break;
+	case PR_TIMER_BODY: after = (double)cfg->body_timeout; break;
+	case PR_TIMER_DRAIN: after = (double)cfg->drain_timeout; break;
 	case PR_TIMER_NONE:
-	default:
-		ev_timer_stop(c->server->loop, &c->timer);
-		return;
+	default: ev_timer_stop(c->server->loop, &c->timer); return;
 	}
 	c->timer.repeat = after > 0 ? after : 0.001;
 	ev_timer_again(c->server->loop, &c->timer);
@@ -297,12 +288,13 @@ static int deliver(struct pr_conn *c, const uint8_t *data, size_t len)
 			struct pr_buf tmp = c->in;
 
 			pr_buf_init(&c->in, tmp.max);
-			used = c->proto->recv(c, (const uint8_t *)pr_buf_peek(&tmp),
-					      pr_buf_avail(&tmp));
+			used = c->proto->recv(
+			    c, (const uint8_t *)pr_buf_peek(&tmp),
+			    pr_buf_avail(&tmp));
 			if (used >= 0 && (size_t)used < pr_buf_avail(&tmp))
-				rv = pr_buf_append(&c->in,
-						   pr_buf_peek(&tmp) + used,
-						   pr_buf_avail(&tmp) - (size_t)used);
+				rv = pr_buf_append(
+				    &c->in, pr_buf_peek(&tmp) + used,
+				    pr_buf_avail(&tmp) - (size_t)used);
 			else
 				rv = PR_OK;
 			pr_buf_cleanup(&tmp);
@@ -394,9 +386,7 @@ static int handshake(struct pr_conn *c)
 	case SSL_ERROR_WANT_WRITE:
 		ev_io_start(c->server->loop, &c->wio);
 		return 0;
-	default:
-		log_tls_error(c, "TLS handshake failed");
-		return PR_ERR_TLS;
+	default: log_tls_error(c, "TLS handshake failed"); return PR_ERR_TLS;
 	}
 }
 
@@ -413,16 +403,12 @@ static ssize_t sock_read(struct pr_conn *c, uint8_t *buf, size_t len)
 		if (r > 0)
 			return r;
 		switch (SSL_get_error(c->ssl, r)) {
-		case SSL_ERROR_WANT_READ:
-			return 0;
+		case SSL_ERROR_WANT_READ: return 0;
 		case SSL_ERROR_WANT_WRITE:
 			ev_io_start(c->server->loop, &c->wio);
 			return 0;
-		case SSL_ERROR_ZERO_RETURN:
-			return PR_ERR_CLOSED;
-		default:
-			log_tls_error(c, "TLS read failed");
-			return PR_ERR_TLS;
+		case SSL_ERROR_ZERO_RETURN: return PR_ERR_CLOSED;
+		default: log_tls_error(c, "TLS read failed"); return PR_ERR_TLS;
 		}
 	}
 	n = read(c->fd, buf, len);
@@ -457,15 +443,15 @@ static int sock_flush(struct pr_conn *c)
 			int r;
 
 			ERR_clear_error();
-			r = SSL_write(c->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len));
+			r = SSL_write(c->ssl, p,
+				      (int)(len > INT32_MAX ? INT32_MAX : len));
 			if (r > 0) {
 				pr_buf_consume(&c->out, (size_t)r);
 				continue;
 			}
 			switch (SSL_get_error(c->ssl, r)) {
 			case SSL_ERROR_WANT_WRITE:
-			case SSL_ERROR_WANT_READ:
-				goto out;
+			case SSL_ERROR_WANT_READ: goto out;
 			default:
 				log_tls_error(c, "TLS write failed");
 				return PR_ERR_TLS;
@@ -476,8 +462,8 @@ static int sock_flush(struct pr_conn *c)
 			pr_buf_consume(&c->out, (size_t)n);
 			continue;
 		}
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-			      errno == EINTR))
+		if (n < 0 &&
+		    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			goto out;
 		return PR_ERR_IO;
 	}

@@ -49,18 +49,19 @@ extern const struct pr_proto pr_http2_proto;
 
 enum pr_timer_kind {
 	PR_TIMER_NONE = 0,
-	PR_TIMER_IDLE,   /* no request in progress: idle_timeout */
-	PR_TIMER_HEADER, /* reading a request head: header_timeout */
-	PR_TIMER_BODY,   /* reading a body, reset on progress: body_timeout */
-	PR_TIMER_DRAIN,  /* shutting down */
-	PR_TIMER_SESSION, /* the session's own duration (WebSocket ping/close) */
+	PR_TIMER_IDLE,	  /* no request in progress: idle_timeout */
+	PR_TIMER_HEADER,  /* reading a request head: header_timeout */
+	PR_TIMER_BODY,	  /* reading a body, reset on progress: body_timeout */
+	PR_TIMER_DRAIN,	  /* shutting down */
+	PR_TIMER_SESSION, /* the session's own duration (WebSocket ping/close)
+			   */
 };
 
 enum pr_conn_flags {
 	PR_CONN_CLOSING = 1 << 0,     /* close once out is flushed */
 	PR_CONN_READ_PAUSED = 1 << 1, /* backpressure: not reading */
 	PR_CONN_SHUTDOWN = 1 << 2,    /* graceful shutdown requested */
-	PR_CONN_MEM = 1 << 3,         /* no socket: test mode */
+	PR_CONN_MEM = 1 << 3,	      /* no socket: test mode */
 	PR_CONN_TLS_DONE = 1 << 4,    /* TLS handshake finished */
 	PR_CONN_LINGER = 1 << 5,      /* sent FIN; reading until the peer's */
 };
@@ -70,7 +71,7 @@ struct pr_conn {
 	struct pr_listener *listener;
 	unsigned listen_flags; /* enum pr_route_flags of the listener */
 	int admin_socket;      /* accepted on an admin Unix socket */
-	char id[24];           /* "c" + counter, for log lines */
+	char id[24];	       /* "c" + counter, for log lines */
 	char peer[80];
 
 	int fd;

@@ -46,17 +46,16 @@
 #include "store.h"
 #include "webhook.h"
 
-#define TICK_SECONDS 1.0 /* look for retries coming due */
-#define KICK_DELAY 0.005 /* seconds: new work is claimed this soon */
-#define RESULT_BATCH 512
-#define MAX_INSTANCES 256
-#define LAT_BUCKETS 12
+#define TICK_SECONDS	  1.0	/* look for retries coming due */
+#define KICK_DELAY	  0.005 /* seconds: new work is claimed this soon */
+#define RESULT_BATCH	  512
+#define MAX_INSTANCES	  256
+#define LAT_BUCKETS	  12
 #define AUTH_COOLDOWN_MIN 2
 #define AUTH_COOLDOWN_MAX 300
 
-static const double lat_bounds[LAT_BUCKETS] = {0.005, 0.01, 0.025, 0.05,
-					       0.1,   0.25, 0.5,   1.0,
-					       2.5,   5.0,  10.0,  30.0};
+static const double lat_bounds[LAT_BUCKETS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0};
 
 struct flight;
 
@@ -76,7 +75,7 @@ struct inst {
 	/* FCM: the credential request; pushes waiting for it. */
 	int auth_busy;
 	time_t cooldown_until; /* token endpoint unreachable: wait */
-	long cooldown;         /* seconds, doubling to AUTH_COOLDOWN_MAX */
+	long cooldown;	       /* seconds, doubling to AUTH_COOLDOWN_MAX */
 	struct pr_h2req auth_req;
 	struct pr_http_request auth_http;
 	struct flight *waiting;
@@ -126,8 +125,8 @@ struct pr_dispatch {
 	int closing;  /* the store is going: results are dropped (the jobs
 			 stay in flight and are sent again next start) */
 
-	int claiming;     /* a PUSH_CLAIM is in the store */
-	int again;        /* kick arrived while claiming */
+	int claiming;	  /* a PUSH_CLAIM is in the store */
+	int again;	  /* kick arrived while claiming */
 	size_t in_flight; /* claimed and not yet written back */
 	struct pr_store_job claim;
 	const char *skip[MAX_INSTANCES];
@@ -168,14 +167,14 @@ static int make_insts(struct pr_dispatch *d,
 	static const char *const platforms[] = {"apns", "fcm"};
 	const struct pr_config *cfg = d->s->cfg;
 	struct pr_provider_env env = {
-		.jwt_refresh = cfg->push_jwt_refresh,
-		.oauth_margin = 300,
+	    .jwt_refresh = cfg->push_jwt_refresh,
+	    .oauth_margin = 300,
 	};
 
 	for (size_t a = 0; a < cfg->n_apps; a++) {
 		for (size_t k = 0; k < PR_ARRAY_SIZE(platforms); k++) {
 			const struct pr_provider_ops *ops =
-				pr_provider_find(platforms[k]);
+			    pr_provider_find(platforms[k]);
 			struct inst *in;
 			char why[512] = "";
 			void *p = NULL;
@@ -415,8 +414,8 @@ static void observe_latency(struct pr_dispatch *d, double s)
 	d->lat_sum += s;
 }
 
-static void sent_done(struct pr_h2req *req,
-		      const struct pr_http_response *resp, void *arg)
+static void sent_done(struct pr_h2req *req, const struct pr_http_response *resp,
+		      void *arg)
 {
 	struct flight *f = arg;
 	struct pr_dispatch *d = f->d;
@@ -439,9 +438,9 @@ static void sent_done(struct pr_h2req *req,
 	}
 	snprintf(why, sizeof(why), "%s",
 		 v.reason[0] ? v.reason
-			     : (resp->status ? "" : resp->transport
-							   ? resp->transport
-							   : "transport error"));
+			     : (resp->status	  ? ""
+				: resp->transport ? resp->transport
+						  : "transport error"));
 	switch (v.outcome) {
 	case PR_OUTCOME_SENT:
 		in->n.sent++;
@@ -455,8 +454,8 @@ static void sent_done(struct pr_h2req *req,
 		in->n.invalid++;
 		pr_log(PR_LOG_INFO, NULL,
 		       "%s: token %s is dead (%ld %s); device unregistered",
-		       in->key, pr_log_redact_token(f->push.token, tok,
-						    sizeof(tok)),
+		       in->key,
+		       pr_log_redact_token(f->push.token, tok, sizeof(tok)),
 		       resp->status, why);
 		pr_webhook_token_invalid(d->s->webhook, f->item, why);
 		finish(f, v.outcome, resp->status, why, 0);
@@ -486,8 +485,7 @@ static void sent_done(struct pr_h2req *req,
 		if (!resp->status)
 			in->n.failed++;
 		finish(f, PR_OUTCOME_RETRY, resp->status, why,
-		       backoff(d->s->cfg, f->push.attempt, v.retry_after,
-			       now));
+		       backoff(d->s->cfg, f->push.attempt, v.retry_after, now));
 		break;
 	}
 	pr_dispatch_kick(d);
@@ -556,13 +554,13 @@ static void release_waiting(struct inst *in, int ok, const char *why)
 		else
 			finish(f, PR_OUTCOME_AUTH, 0, why,
 			       in->cooldown_until > time(NULL)
-				       ? (int64_t)in->cooldown_until
-				       : (int64_t)time(NULL) + 1);
+				   ? (int64_t)in->cooldown_until
+				   : (int64_t)time(NULL) + 1);
 	}
 }
 
-static void auth_done(struct pr_h2req *req,
-		      const struct pr_http_response *resp, void *arg)
+static void auth_done(struct pr_h2req *req, const struct pr_http_response *resp,
+		      void *arg)
 {
 	struct inst *in = arg;
 	char err[256] = "";
@@ -615,7 +613,7 @@ static void start_auth(struct pr_dispatch *d, struct inst *in)
 	if (rv == PR_OK) {
 		in->auth_req.http = &in->auth_http;
 		in->auth_req.ca_file =
-			in->ops->ca_file ? in->ops->ca_file(in->p) : NULL;
+		    in->ops->ca_file ? in->ops->ca_file(in->p) : NULL;
 		in->auth_req.done = auth_done;
 		in->auth_req.arg = in;
 		rv = pr_h2client_submit(in->h2, &in->auth_req);
@@ -681,8 +679,7 @@ void pr_dispatch_quiet(struct pr_dispatch *d, const char *app,
 	}
 }
 
-static int is_quiet(struct pr_dispatch *d, const char *app,
-		    const char *device)
+static int is_quiet(struct pr_dispatch *d, const char *app, const char *device)
 {
 	char key[2200];
 
@@ -718,7 +715,8 @@ static void claim_done(struct pr_store_job *job, void *arg)
 		return;
 	}
 	d->in_flight += n;
-	json_array_foreach(job->result, i, item) {
+	json_array_foreach(job->result, i, item)
+	{
 		struct flight *f = calloc(1, sizeof(*f));
 		struct pr_push *p;
 
@@ -731,26 +729,27 @@ static void claim_done(struct pr_store_job *job, void *arg)
 		f->item = json_incref(item);
 		p = &f->push;
 		p->job_id = (int64_t)json_integer_value(
-			json_object_get(item, "job_id"));
+		    json_object_get(item, "job_id"));
 		p->app = str(item, "app");
 		p->platform = str(item, "platform");
 		p->token = str(item, "token");
 		p->environment = str(item, "environment");
 		p->message_id = str(item, "message_id");
-		p->seq = (int64_t)json_integer_value(
-			json_object_get(item, "seq"));
-		p->mode = (int)json_integer_value(json_object_get(item, "mode"));
+		p->seq =
+		    (int64_t)json_integer_value(json_object_get(item, "seq"));
+		p->mode =
+		    (int)json_integer_value(json_object_get(item, "mode"));
 		p->push_json = str(item, "push");
-		p->unread = (long)json_integer_value(
-			json_object_get(item, "unread"));
+		p->unread =
+		    (long)json_integer_value(json_object_get(item, "unread"));
 		p->expires_at = (int64_t)json_integer_value(
-			json_object_get(item, "expires_at"));
+		    json_object_get(item, "expires_at"));
 		p->apns_id = str(item, "apns_id");
-		p->attempt = (int)json_integer_value(
-			json_object_get(item, "attempt"));
+		p->attempt =
+		    (int)json_integer_value(json_object_get(item, "attempt"));
 		f->in = p->app && p->platform
-				? find_inst(d, p->app, p->platform)
-				: NULL;
+			    ? find_inst(d, p->app, p->platform)
+			    : NULL;
 		if (!f->in) {
 			finish(f, PR_OUTCOME_REJECTED, 0,
 			       "no provider configured for this app and "
@@ -803,8 +802,8 @@ static void claim(struct pr_dispatch *d)
 		return;
 	}
 	room = (size_t)cfg->push_max_in_flight > d->in_flight
-		       ? (size_t)cfg->push_max_in_flight - d->in_flight
-		       : 0;
+		   ? (size_t)cfg->push_max_in_flight - d->in_flight
+		   : 0;
 	if (room > (size_t)cfg->push_claim_batch)
 		room = (size_t)cfg->push_claim_batch;
 	if (room == 0)
@@ -853,16 +852,16 @@ struct pr_dispatch *pr_dispatch_new(struct pr_server *s, char *err,
 {
 	const struct pr_config *cfg = s->cfg;
 	struct pr_h2client_config hc = {
-		/* The dispatcher's own bound ([push] max_in_flight, which a
-		 * reload may raise) is what limits memory; the client's is
-		 * the directive's ceiling so it never refuses first. */
-		.max_in_flight = 100000 + 1,
-		.connections = cfg->push_connections,
-		.max_streams = cfg->push_max_streams,
-		.connect_timeout = cfg->push_connect_timeout,
-		.request_timeout = cfg->push_request_timeout,
-		.ping_interval = cfg->push_ping_interval,
-		.max_response = 64 * 1024,
+	    /* The dispatcher's own bound ([push] max_in_flight, which a
+	     * reload may raise) is what limits memory; the client's is
+	     * the directive's ceiling so it never refuses first. */
+	    .max_in_flight = 100000 + 1,
+	    .connections = cfg->push_connections,
+	    .max_streams = cfg->push_max_streams,
+	    .connect_timeout = cfg->push_connect_timeout,
+	    .request_timeout = cfg->push_request_timeout,
+	    .ping_interval = cfg->push_ping_interval,
+	    .max_response = 64 * 1024,
 	};
 	struct pr_dispatch *d = calloc(1, sizeof(*d));
 
@@ -888,8 +887,8 @@ struct pr_dispatch *pr_dispatch_new(struct pr_server *s, char *err,
 static void recover_done(struct pr_store_job *job, void *arg)
 {
 	struct pr_dispatch *d = arg;
-	json_int_t n = json_integer_value(
-		json_object_get(job->result, "recovered"));
+	json_int_t n =
+	    json_integer_value(json_object_get(job->result, "recovered"));
 
 	if (job->rv)
 		pr_log(PR_LOG_ERROR, NULL, "recovering pushes failed: %s",
@@ -1041,12 +1040,11 @@ size_t pr_dispatch_in_flight(const struct pr_dispatch *d)
 	return d ? d->in_flight : 0;
 }
 
-int pr_dispatch_render_metrics(const struct pr_dispatch *d,
-			       struct pr_buf *out)
+int pr_dispatch_render_metrics(const struct pr_dispatch *d, struct pr_buf *out)
 {
-	static const char *const names[] = {"sent",	"retry",
+	static const char *const names[] = {"sent",	     "retry",
 					    "invalid_token", "rejected",
-					    "auth",	"transport_error"};
+					    "auth",	     "transport_error"};
 	int rv = 0;
 
 	rv |= pr_buf_appends(out,
@@ -1055,27 +1053,27 @@ int pr_dispatch_render_metrics(const struct pr_dispatch *d,
 			     "# TYPE pushrelay_pushes_total counter\n");
 	for (size_t i = 0; i < d->n_insts; i++) {
 		const struct inst *in = d->insts[i];
-		unsigned long long v[] = {in->n.sent,	  in->n.retrying,
-					  in->n.invalid,  in->n.rejected,
-					  in->n.auth,	  in->n.failed};
+		unsigned long long v[] = {in->n.sent,	 in->n.retrying,
+					  in->n.invalid, in->n.rejected,
+					  in->n.auth,	 in->n.failed};
 
 		for (size_t k = 0; k < PR_ARRAY_SIZE(names); k++)
 			rv |= pr_buf_printf(
-				out,
-				"pushrelay_pushes_total{provider=\"%s\","
-				"app=\"%s\",outcome=\"%s\"} %llu\n",
-				in->platform, in->app->name, names[k], v[k]);
+			    out,
+			    "pushrelay_pushes_total{provider=\"%s\","
+			    "app=\"%s\",outcome=\"%s\"} %llu\n",
+			    in->platform, in->app->name, names[k], v[k]);
 	}
 	rv |= pr_buf_appends(out, "# HELP pushrelay_provider_paused 1 while "
 				  "a provider is paused.\n"
 				  "# TYPE pushrelay_provider_paused gauge\n");
 	for (size_t i = 0; i < d->n_insts; i++)
-		rv |= pr_buf_printf(out,
-				    "pushrelay_provider_paused{provider=\"%s\","
-				    "app=\"%s\"} %d\n",
-				    d->insts[i]->platform,
-				    d->insts[i]->app->name,
-				    d->insts[i]->paused);
+		rv |=
+		    pr_buf_printf(out,
+				  "pushrelay_provider_paused{provider=\"%s\","
+				  "app=\"%s\"} %d\n",
+				  d->insts[i]->platform, d->insts[i]->app->name,
+				  d->insts[i]->paused);
 	rv |= pr_buf_printf(out,
 			    "# HELP pushrelay_pushes_in_flight Pushes claimed "
 			    "and not yet recorded.\n"
@@ -1091,11 +1089,11 @@ int pr_dispatch_render_metrics(const struct pr_dispatch *d,
 				    "\"%g\"} %llu\n",
 				    lat_bounds[i], d->lat[i]);
 	rv |= pr_buf_printf(
-		out,
-		"pushrelay_push_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
-		"pushrelay_push_latency_seconds_sum %.6f\n"
-		"pushrelay_push_latency_seconds_count %llu\n",
-		d->lat_count, d->lat_sum, d->lat_count);
+	    out,
+	    "pushrelay_push_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
+	    "pushrelay_push_latency_seconds_sum %.6f\n"
+	    "pushrelay_push_latency_seconds_count %llu\n",
+	    d->lat_count, d->lat_sum, d->lat_count);
 	return rv ? PR_ERR_LIMIT : PR_OK;
 }
 
@@ -1115,26 +1113,25 @@ void *pr_dispatch_stats_json(const struct pr_dispatch *d)
 			json_object_set_new(o, in->platform, p);
 		}
 		json_object_set_new(
-			p, "sent",
-			json_integer(json_integer_value(
-					     json_object_get(p, "sent")) +
-				     (json_int_t)in->n.sent));
+		    p, "sent",
+		    json_integer(
+			json_integer_value(json_object_get(p, "sent")) +
+			(json_int_t)in->n.sent));
 		json_object_set_new(
-			p, "failed",
-			json_integer(json_integer_value(
-					     json_object_get(p, "failed")) +
-				     (json_int_t)(in->n.rejected +
-						  in->n.failed)));
+		    p, "failed",
+		    json_integer(
+			json_integer_value(json_object_get(p, "failed")) +
+			(json_int_t)(in->n.rejected + in->n.failed)));
 		json_object_set_new(
-			p, "retrying",
-			json_integer(json_integer_value(
-					     json_object_get(p, "retrying")) +
-				     (json_int_t)in->n.retrying));
+		    p, "retrying",
+		    json_integer(
+			json_integer_value(json_object_get(p, "retrying")) +
+			(json_int_t)in->n.retrying));
 		json_object_set_new(
-			p, "invalid",
-			json_integer(json_integer_value(
-					     json_object_get(p, "invalid")) +
-				     (json_int_t)in->n.invalid));
+		    p, "invalid",
+		    json_integer(
+			json_integer_value(json_object_get(p, "invalid")) +
+			(json_int_t)in->n.invalid));
 		if (in->paused)
 			json_object_set_new(p, "paused", json_true());
 	}

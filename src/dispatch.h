@@ -54,8 +54,7 @@ int pr_dispatch_all_paused(const struct pr_dispatch *d);
 size_t pr_dispatch_in_flight(const struct pr_dispatch *d);
 
 /* Append the Prometheus lines for pushes. */
-int pr_dispatch_render_metrics(const struct pr_dispatch *d,
-			       struct pr_buf *out);
+int pr_dispatch_render_metrics(const struct pr_dispatch *d, struct pr_buf *out);
 /* {"apns":{"sent":N,"failed":N,"retrying":N,"paused":bool,...},...} for
  * the admin API; the caller owns the result. */
 void *pr_dispatch_stats_json(const struct pr_dispatch *d);

@@ -45,8 +45,8 @@ struct pr_h2client_config {
 struct pr_h2req {
 	/* Inputs. */
 	const struct pr_http_request *http; /* url, headers, body */
-	const char *ca_file;   /* NULL: the system trust store */
-	const char *cert_file; /* client certificate, or NULL */
+	const char *ca_file;		    /* NULL: the system trust store */
+	const char *cert_file;		    /* client certificate, or NULL */
 	const char *key_file;
 	const char *cert_type; /* "PEM" or "P12" */
 	const char *key_password;
@@ -86,9 +86,9 @@ size_t pr_h2client_in_flight(const struct pr_h2client *c);
 
 /* Counters for /metrics. */
 struct pr_h2client_stats {
-	unsigned long long requests;  /* finished */
-	unsigned long long failures;  /* status 0 */
-	unsigned long long connects;  /* new connections made */
+	unsigned long long requests; /* finished */
+	unsigned long long failures; /* status 0 */
+	unsigned long long connects; /* new connections made */
 };
 const struct pr_h2client_stats *pr_h2client_stats(const struct pr_h2client *c);
 

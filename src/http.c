@@ -109,8 +109,8 @@ int pr_request_set_target(struct pr_request *req, const char *t, size_t len)
 	return PR_OK;
 }
 
-int pr_request_add_header(struct pr_request *req, const char *name,
-			  size_t nlen, const char *value, size_t vlen)
+int pr_request_add_header(struct pr_request *req, const char *name, size_t nlen,
+			  const char *value, size_t vlen)
 {
 	struct pr_kv *kv;
 	size_t max = (size_t)req->server->cfg->max_headers;
@@ -310,9 +310,9 @@ void pr_respond_json(struct pr_request *req, int status, json_t *doc)
 	free(text);
 }
 
-static void respond_error(struct pr_request *req, int status,
-			  const char *code, const char *field, long index,
-			  const char *fmt, va_list ap)
+static void respond_error(struct pr_request *req, int status, const char *code,
+			  const char *field, long index, const char *fmt,
+			  va_list ap)
 {
 	char msg[512];
 	json_t *err, *doc;

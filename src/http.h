@@ -17,7 +17,7 @@
 
 #include "buf.h"
 
-#define PR_REQUEST_ID_LEN 16
+#define PR_REQUEST_ID_LEN   16
 #define PR_MAX_RESP_HEADERS 8
 #define PR_MAX_ROUTE_PARAMS 4
 
@@ -80,7 +80,7 @@ struct pr_request {
 	void *abort_arg;
 
 	const struct pr_request_ops *ops;
-	void *session; /* the protocol session's per-request state */
+	void *session;	/* the protocol session's per-request state */
 	double started; /* ev_now() when the request began */
 };
 
@@ -98,8 +98,8 @@ void pr_request_cleanup(struct pr_request *req);
  */
 int pr_request_set_method(struct pr_request *req, const char *m, size_t len);
 int pr_request_set_target(struct pr_request *req, const char *t, size_t len);
-int pr_request_add_header(struct pr_request *req, const char *name,
-			  size_t nlen, const char *value, size_t vlen);
+int pr_request_add_header(struct pr_request *req, const char *name, size_t nlen,
+			  const char *value, size_t vlen);
 /* Adopt the X-Request-Id header when it is short and safe. */
 void pr_request_take_id(struct pr_request *req);
 
@@ -130,12 +130,12 @@ void pr_respond_json(struct pr_request *req, int status, json_t *doc);
  */
 void pr_respond_error(struct pr_request *req, int status, const char *code,
 		      const char *field, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+    __attribute__((format(printf, 5, 6)));
 
 /* The same with the batch index of the offending item (index >= 0). */
 void pr_respond_error_at(struct pr_request *req, int status, const char *code,
 			 const char *field, long index, const char *fmt, ...)
-	__attribute__((format(printf, 6, 7)));
+    __attribute__((format(printf, 6, 7)));
 
 /* Say the handler will answer later; see the lifetime rules above. */
 void pr_request_defer(struct pr_request *req,

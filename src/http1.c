@@ -37,16 +37,16 @@ struct h1 {
 	struct pr_buf url;
 	struct pr_buf field;
 	struct pr_buf value;
-	int in_value;     /* the last header callback was a value */
-	int in_message;   /* bytes of a request have arrived */
-	int waiting;      /* dispatched, the answer is not out yet */
-	int stalled;      /* paused because output is backed up */
-	int dead;         /* answered an error; discard input, close */
+	int in_value;	/* the last header callback was a value */
+	int in_message; /* bytes of a request have arrived */
+	int waiting;	/* dispatched, the answer is not out yet */
+	int stalled;	/* paused because output is backed up */
+	int dead;	/* answered an error; discard input, close */
 	int keepalive;
-	int http10;       /* HTTP/1.0 request: say keep-alive explicitly */
-	int head;         /* HEAD: no body in the answer */
-	int in_trailers;  /* header callbacks now carry chunked trailers */
-	int upgraded;     /* answered 101: hand over to c->next_proto */
+	int http10;	 /* HTTP/1.0 request: say keep-alive explicitly */
+	int head;	 /* HEAD: no body in the answer */
+	int in_trailers; /* header callbacks now carry chunked trailers */
+	int upgraded;	 /* answered 101: hand over to c->next_proto */
 	size_t trailer_bytes;
 };
 
@@ -120,7 +120,7 @@ static int write_response(struct h1 *h, int status, const char *ctype,
 		n += (size_t)w;
 	}
 	w = snprintf(head + n, sizeof(head) - n, "%s\r\n",
-		     close	   ? "Connection: close\r\n"
+		     close	 ? "Connection: close\r\n"
 		     : h->http10 ? "Connection: keep-alive\r\n"
 				 : "");
 	if (w < 0 || (size_t)w >= sizeof(head) - n)
@@ -183,8 +183,8 @@ static void h1_respond(struct pr_request *req)
 	if (rv) {
 		char body[200];
 		size_t blen = pr_http_error_body(
-			body, sizeof(body), "internal",
-			"the answer is larger than output_buffer_bytes allows");
+		    body, sizeof(body), "internal",
+		    "the answer is larger than output_buffer_bytes allows");
 
 		pr_log(PR_LOG_ERROR, req->id,
 		       "answer of %zu bytes does not fit half of "
@@ -209,7 +209,7 @@ static void h1_respond(struct pr_request *req)
 		struct pr_conn *c = h->c;
 
 		pr_conn_switch_proto(c); /* frees h */
-		pr_conn_kick(c);         /* the new session takes c->in */
+		pr_conn_kick(c);	 /* the new session takes c->in */
 		return;
 	}
 	if (!h->dead) {
@@ -221,7 +221,7 @@ static void h1_respond(struct pr_request *req)
 }
 
 static const struct pr_request_ops h1_request_ops = {
-	.respond = h1_respond,
+    .respond = h1_respond,
 };
 
 /* Does the comma-separated header value v list token tok? */
@@ -302,7 +302,7 @@ static int flush_header(struct h1 *h)
 		/* Chunked trailers never become request headers (no smuggled
 		 * Authorization); they only count against the limit. */
 		h->trailer_bytes +=
-			pr_buf_avail(&h->field) + pr_buf_avail(&h->value) + 4;
+		    pr_buf_avail(&h->field) + pr_buf_avail(&h->value) + 4;
 		pr_buf_reset(&h->field);
 		pr_buf_reset(&h->value);
 		h->in_value = 0;
@@ -314,10 +314,9 @@ static int flush_header(struct h1 *h)
 		}
 		return 0;
 	}
-	rv = pr_request_add_header(h->req, pr_buf_peek(&h->field),
-				   pr_buf_avail(&h->field),
-				   pr_buf_peek(&h->value),
-				   pr_buf_avail(&h->value));
+	rv = pr_request_add_header(
+	    h->req, pr_buf_peek(&h->field), pr_buf_avail(&h->field),
+	    pr_buf_peek(&h->value), pr_buf_avail(&h->value));
 	pr_buf_reset(&h->field);
 	pr_buf_reset(&h->value);
 	h->in_value = 0;
@@ -409,7 +408,8 @@ static int on_headers_complete(http_parser *p)
 		if (p->http_minor >= 1 &&
 		    ((p->flags & F_CHUNKED) ||
 		     ((p->flags & F_CONTENTLENGTH) && p->content_length > 0))) {
-			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+			static const char cont[] =
+			    "HTTP/1.1 100 Continue\r\n\r\n";
 
 			pr_conn_write(h->c, cont, sizeof(cont) - 1);
 		}
@@ -463,13 +463,13 @@ static int on_message_complete(http_parser *p)
 }
 
 static const http_parser_settings settings = {
-	.on_message_begin = on_message_begin,
-	.on_url = on_url,
-	.on_header_field = on_header_field,
-	.on_header_value = on_header_value,
-	.on_headers_complete = on_headers_complete,
-	.on_body = on_body,
-	.on_message_complete = on_message_complete,
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
 };
 
 static int h1_init(struct pr_conn *c)
@@ -608,19 +608,17 @@ static void h1_timeout(struct pr_conn *c)
 		}
 		pr_conn_close_after_write(c);
 		return;
-	default:
-		pr_conn_close_after_write(c);
-		return;
+	default: pr_conn_close_after_write(c); return;
 	}
 }
 
 const struct pr_proto pr_http1_proto = {
-	.name = "http/1.1",
-	.init = h1_init,
-	.free = h1_free,
-	.recv = h1_recv,
-	.flush = h1_flush,
-	.shutdown = h1_shutdown,
-	.busy = h1_busy,
-	.timeout = h1_timeout,
+    .name = "http/1.1",
+    .init = h1_init,
+    .free = h1_free,
+    .recv = h1_recv,
+    .flush = h1_flush,
+    .shutdown = h1_shutdown,
+    .busy = h1_busy,
+    .timeout = h1_timeout,
 };

@@ -457,10 +457,9 @@ static int on_frame_send_cb(nghttp2_session *ngh, const nghttp2_frame *frame,
 			if (st->rst_after && !st->remote_done &&
 			    st->discarded > DISCARD_MAX) {
 				st->rst_after = 0;
-				nghttp2_submit_rst_stream(ngh,
-							  NGHTTP2_FLAG_NONE,
-							  st->id,
-							  NGHTTP2_NO_ERROR);
+				nghttp2_submit_rst_stream(
+				    ngh, NGHTTP2_FLAG_NONE, st->id,
+				    NGHTTP2_NO_ERROR);
 			}
 		}
 		return 0;

@@ -165,18 +165,17 @@ static void poll_free(struct poll *p)
 
 static void poll_answer(struct poll *p, json_t *result)
 {
-	json_t *doc = json_pack(
-		"{s:O, s:O, s:O, s:O}", "messages",
-		json_object_get(result, "messages"), "next",
-		json_object_get(result, "next"), "more",
-		json_object_get(result, "more"), "push",
-		json_object_get(result, "push"));
+	json_t *doc = json_pack("{s:O, s:O, s:O, s:O}", "messages",
+				json_object_get(result, "messages"), "next",
+				json_object_get(result, "next"), "more",
+				json_object_get(result, "more"), "push",
+				json_object_get(result, "push"));
 
 	pr_webhook_fetched(p->ib->s->webhook, p->m.app, p->m.user, p->m.device,
 			   json_object_get(result, "messages"), 0, INT64_MAX);
 	pr_metrics_inbox_fetched(
-		p->ib->s->metrics,
-		json_array_size(json_object_get(result, "messages")));
+	    p->ib->s->metrics,
+	    json_array_size(json_object_get(result, "messages")));
 	pr_respond_json(p->req, 200, doc);
 	p->req = NULL;
 }
@@ -194,8 +193,8 @@ static void poll_done(struct pr_store_job *job, void *arg)
 	if (job->rv) {
 		pr_api_store_error(p->req, job->rv,
 				   job->rv == PR_ERR_NOTFOUND
-					   ? "no such device for this user"
-					   : job->err);
+				       ? "no such device for this user"
+				       : job->err);
 		p->req = NULL;
 		poll_free(p);
 		return;
@@ -398,10 +397,10 @@ struct stream {
 	struct member m;
 	struct pr_inbox *ib;
 	struct pr_ws *ws; /* NULL once closed */
-	int64_t sent;     /* highest seq sent down the stream */
+	int64_t sent;	  /* highest seq sent down the stream */
 	int fetching, again, slow, push_off;
-	int acking;           /* an ACK job is in the store */
-	int64_t ack_pending;  /* the highest ack waiting for its turn */
+	int acking;	     /* an ACK job is in the store */
+	int64_t ack_pending; /* the highest ack waiting for its turn */
 	struct pr_store_job job;
 	struct pr_store_job ack;
 };
@@ -466,8 +465,10 @@ static void stream_fetched(struct pr_store_job *job, void *arg)
 	msgs = json_object_get(job->result, "messages");
 	n = json_array_size(msgs);
 	more = json_is_true(json_object_get(job->result, "more"));
-	json_array_foreach(msgs, i, msg) {
-		json_int_t seq = json_integer_value(json_object_get(msg, "seq"));
+	json_array_foreach(msgs, i, msg)
+	{
+		json_int_t seq =
+		    json_integer_value(json_object_get(msg, "seq"));
 		int rv;
 
 		if (seq <= st->sent)
@@ -556,13 +557,13 @@ static void stream_acked(struct pr_store_job *job, void *arg)
 		if (job->rv)
 			reply = json_pack("{s:{s:s, s:s}}", "error", "code",
 					  job->rv == PR_ERR_INVAL
-						  ? "invalid_ack"
-						  : "storage_unavailable",
+					      ? "invalid_ack"
+					      : "storage_unavailable",
 					  "message", job->err);
 		else
-			reply = json_pack("{s:O}", "acked",
-					  json_object_get(job->result,
-							  "acked"));
+			reply =
+			    json_pack("{s:O}", "acked",
+				      json_object_get(job->result, "acked"));
 		if (reply)
 			stream_send(st, reply, 1);
 		json_decref(reply);
@@ -639,15 +640,15 @@ static void stream_closed(struct pr_ws *ws, void *arg)
 	st->ws = NULL;
 	unlink_member(st->ib, &st->m);
 	if (st->push_off)
-		pr_dispatch_quiet(st->ib->s->dispatch, st->m.app,
-				  st->m.device, 0);
+		pr_dispatch_quiet(st->ib->s->dispatch, st->m.app, st->m.device,
+				  0);
 	stream_maybe_free(st);
 }
 
 static const struct pr_ws_handler stream_handler = {
-	.on_text = stream_text,
-	.on_drain = stream_drain,
-	.on_close = stream_closed,
+    .on_text = stream_text,
+    .on_drain = stream_drain,
+    .on_close = stream_closed,
 };
 
 static void get_stream(struct pr_request *req, void *arg)

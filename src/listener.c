@@ -27,7 +27,7 @@
 #include "server.h"
 
 #define ACCEPT_BURST 64
-#define BACKLOG 511
+#define BACKLOG	     511
 
 static void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
 
@@ -96,8 +96,7 @@ static int bind_tcp(struct pr_listener *l)
 	if (l->spec.family == AF_INET6) {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 
-		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
-			   sizeof(one));
+		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 		s6->sin6_family = AF_INET6;
 		s6->sin6_port = htons((uint16_t)l->spec.port);
 		if (inet_pton(AF_INET6, l->spec.host, &s6->sin6_addr) != 1)
@@ -117,8 +116,8 @@ static int bind_tcp(struct pr_listener *l)
 	len = sizeof(ss);
 	if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0)
 		l->port = ntohs(ss.ss_family == AF_INET6
-					? ((struct sockaddr_in6 *)&ss)->sin6_port
-					: ((struct sockaddr_in *)&ss)->sin_port);
+				    ? ((struct sockaddr_in6 *)&ss)->sin6_port
+				    : ((struct sockaddr_in *)&ss)->sin_port);
 	return PR_OK;
 }
 
@@ -137,8 +136,8 @@ struct pr_listener *pr_listener_new(struct pr_server *s,
 	l->server = s;
 	l->spec = *spec;
 	l->flags = flags;
-	l->fd = socket(spec->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		       0);
+	l->fd =
+	    socket(spec->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l->fd < 0) {
 		snprintf(err, errlen, "listen %s: socket: %s", spec->text,
 			 strerror(errno));
@@ -246,9 +245,8 @@ static void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 					fd = accept(l->fd, NULL, NULL);
 					if (fd >= 0)
 						close(fd);
-					s->reserve_fd =
-						open("/dev/null",
-						     O_RDONLY | O_CLOEXEC);
+					s->reserve_fd = open(
+					    "/dev/null", O_RDONLY | O_CLOEXEC);
 				}
 			} else if (errno != EAGAIN && errno != EINTR &&
 				   errno != ECONNABORTED) {
@@ -281,7 +279,7 @@ static void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		c->listen_flags = l->flags;
-		c->admin_socket = (l->flags & PR_ROUTE_ADMIN) &&
-				  l->spec.family == AF_UNIX;
+		c->admin_socket =
+		    (l->flags & PR_ROUTE_ADMIN) && l->spec.family == AF_UNIX;
 	}
 }

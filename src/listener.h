@@ -14,7 +14,7 @@
 struct pr_listener {
 	struct pr_server *server;
 	struct pr_listen_spec spec; /* text is not owned here */
-	unsigned flags;             /* enum pr_route_flags */
+	unsigned flags;		    /* enum pr_route_flags */
 	int fd;
 	int port; /* bound TCP port */
 	ev_io io;

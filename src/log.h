@@ -48,9 +48,9 @@ void pr_log_write(enum pr_log_level level, const char *id, int errnum,
 				     __VA_ARGS__);                             \
 	} while (0)
 
-#define pr_err(...) pr_log(PR_LOG_ERROR, NULL, __VA_ARGS__)
-#define pr_warn(...) pr_log(PR_LOG_WARN, NULL, __VA_ARGS__)
-#define pr_info(...) pr_log(PR_LOG_INFO, NULL, __VA_ARGS__)
+#define pr_err(...)   pr_log(PR_LOG_ERROR, NULL, __VA_ARGS__)
+#define pr_warn(...)  pr_log(PR_LOG_WARN, NULL, __VA_ARGS__)
+#define pr_info(...)  pr_log(PR_LOG_INFO, NULL, __VA_ARGS__)
 #define pr_debug(...) pr_log(PR_LOG_DEBUG, NULL, __VA_ARGS__)
 
 /* Copy the first 8 characters of a device token plus "…" into out. */

@@ -14,11 +14,11 @@
 #include "pushrelay.h"
 
 #define STATUS_SLOTS 16 /* exact statuses per route */
-#define CLASS_SLOTS 5   /* then one overflow counter per class 1xx..5xx */
+#define CLASS_SLOTS  5	/* then one overflow counter per class 1xx..5xx */
 
-static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-				 0.05,   0.1,   0.25,   0.5,   1.0,  2.5,
-				 5.0,    10.0};
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+				 0.025,	 0.05,	0.1,	0.25,  0.5,
+				 1.0,	 2.5,	5.0,	10.0};
 #define NBUCKETS PR_ARRAY_SIZE(buckets)
 
 struct status_slot {
@@ -201,9 +201,9 @@ int pr_metrics_render_queue(const struct pr_metrics *m, struct pr_buf *out,
 	int rv = 0;
 
 	rv |= pr_buf_appends(
-		out, "# HELP pushrelay_push_queue_depth Push jobs by state, "
-		     "as of the last background count.\n"
-		     "# TYPE pushrelay_push_queue_depth gauge\n");
+	    out, "# HELP pushrelay_push_queue_depth Push jobs by state, "
+		 "as of the last background count.\n"
+		 "# TYPE pushrelay_push_queue_depth gauge\n");
 	for (size_t i = 0; i < m->queue_n; i++)
 		rv |= pr_buf_printf(out,
 				    "pushrelay_push_queue_depth{state=\"%s\"} "
@@ -212,18 +212,18 @@ int pr_metrics_render_queue(const struct pr_metrics *m, struct pr_buf *out,
 				    (unsigned long long)m->queue_count[i]);
 	if (m->queue_at > 0)
 		rv |= pr_buf_printf(
-			out,
-			"# HELP pushrelay_push_queue_depth_age_seconds Age "
-			"of the queue depth count.\n"
-			"# TYPE pushrelay_push_queue_depth_age_seconds "
-			"gauge\n"
-			"pushrelay_push_queue_depth_age_seconds %.3f\n"
-			"# HELP pushrelay_oldest_pending_age_seconds How long "
-			"the oldest pending or retrying push has waited.\n"
-			"# TYPE pushrelay_oldest_pending_age_seconds gauge\n"
-			"pushrelay_oldest_pending_age_seconds %.0f\n",
-			now > m->queue_at ? now - m->queue_at : 0.0,
-			m->queue_oldest);
+		    out,
+		    "# HELP pushrelay_push_queue_depth_age_seconds Age "
+		    "of the queue depth count.\n"
+		    "# TYPE pushrelay_push_queue_depth_age_seconds "
+		    "gauge\n"
+		    "pushrelay_push_queue_depth_age_seconds %.3f\n"
+		    "# HELP pushrelay_oldest_pending_age_seconds How long "
+		    "the oldest pending or retrying push has waited.\n"
+		    "# TYPE pushrelay_oldest_pending_age_seconds gauge\n"
+		    "pushrelay_oldest_pending_age_seconds %.0f\n",
+		    now > m->queue_at ? now - m->queue_at : 0.0,
+		    m->queue_oldest);
 	return rv ? PR_ERR_LIMIT : PR_OK;
 }
 
@@ -235,44 +235,44 @@ int pr_metrics_render(const struct pr_metrics *m, struct pr_buf *out,
 	int rv = 0;
 
 	rv |= pr_buf_printf(
-		out,
-		"# HELP pushrelay_connections Open client connections.\n"
-		"# TYPE pushrelay_connections gauge\n"
-		"pushrelay_connections %llu\n"
-		"# HELP pushrelay_connections_accepted_total Connections "
-		"accepted.\n"
-		"# TYPE pushrelay_connections_accepted_total counter\n"
-		"pushrelay_connections_accepted_total %llu\n"
-		"# HELP pushrelay_connections_rejected_total Connections "
-		"refused because max_connections was reached.\n"
-		"# TYPE pushrelay_connections_rejected_total counter\n"
-		"pushrelay_connections_rejected_total %llu\n",
-		(unsigned long long)m->conn_current,
-		(unsigned long long)m->conn_total,
-		(unsigned long long)m->conn_rejected);
+	    out,
+	    "# HELP pushrelay_connections Open client connections.\n"
+	    "# TYPE pushrelay_connections gauge\n"
+	    "pushrelay_connections %llu\n"
+	    "# HELP pushrelay_connections_accepted_total Connections "
+	    "accepted.\n"
+	    "# TYPE pushrelay_connections_accepted_total counter\n"
+	    "pushrelay_connections_accepted_total %llu\n"
+	    "# HELP pushrelay_connections_rejected_total Connections "
+	    "refused because max_connections was reached.\n"
+	    "# TYPE pushrelay_connections_rejected_total counter\n"
+	    "pushrelay_connections_rejected_total %llu\n",
+	    (unsigned long long)m->conn_current,
+	    (unsigned long long)m->conn_total,
+	    (unsigned long long)m->conn_rejected);
 	rv |= pr_buf_printf(
-		out,
-		"# HELP pushrelay_events_ingested_total Events taken by POST "
-		"/v1/events, by status.\n"
-		"# TYPE pushrelay_events_ingested_total counter\n"
-		"pushrelay_events_ingested_total{status=\"queued\"} %llu\n"
-		"pushrelay_events_ingested_total{status=\"duplicate\"} %llu\n"
-		"# HELP pushrelay_inbox_messages_fetched_total Messages "
-		"handed to inbox clients (long poll and stream).\n"
-		"# TYPE pushrelay_inbox_messages_fetched_total counter\n"
-		"pushrelay_inbox_messages_fetched_total %llu\n"
-		"# HELP pushrelay_inbox_acks_total Acknowledgements "
-		"committed.\n"
-		"# TYPE pushrelay_inbox_acks_total counter\n"
-		"pushrelay_inbox_acks_total %llu\n",
-		(unsigned long long)m->events_queued,
-		(unsigned long long)m->events_duplicate,
-		(unsigned long long)m->inbox_fetched,
-		(unsigned long long)m->inbox_acked);
+	    out,
+	    "# HELP pushrelay_events_ingested_total Events taken by POST "
+	    "/v1/events, by status.\n"
+	    "# TYPE pushrelay_events_ingested_total counter\n"
+	    "pushrelay_events_ingested_total{status=\"queued\"} %llu\n"
+	    "pushrelay_events_ingested_total{status=\"duplicate\"} %llu\n"
+	    "# HELP pushrelay_inbox_messages_fetched_total Messages "
+	    "handed to inbox clients (long poll and stream).\n"
+	    "# TYPE pushrelay_inbox_messages_fetched_total counter\n"
+	    "pushrelay_inbox_messages_fetched_total %llu\n"
+	    "# HELP pushrelay_inbox_acks_total Acknowledgements "
+	    "committed.\n"
+	    "# TYPE pushrelay_inbox_acks_total counter\n"
+	    "pushrelay_inbox_acks_total %llu\n",
+	    (unsigned long long)m->events_queued,
+	    (unsigned long long)m->events_duplicate,
+	    (unsigned long long)m->inbox_fetched,
+	    (unsigned long long)m->inbox_acked);
 	rv |= pr_buf_appends(
-		out, "# HELP pushrelay_http_requests_total HTTP requests "
-		     "answered, by route and status.\n"
-		     "# TYPE pushrelay_http_requests_total counter\n");
+	    out, "# HELP pushrelay_http_requests_total HTTP requests "
+		 "answered, by route and status.\n"
+		 "# TYPE pushrelay_http_requests_total counter\n");
 	for (size_t r = 0; r <= m->n_routes; r++) {
 		const char *method = "", *name = "unmatched";
 
@@ -289,31 +289,30 @@ int pr_metrics_render(const struct pr_metrics *m, struct pr_buf *out,
 			else
 				snprintf(st, sizeof(st), "%d", sl->status);
 			rv |= pr_buf_printf(
-				out,
-				"pushrelay_http_requests_total{route=\"%s\","
-				"method=\"%s\",status=\"%s\"} %llu\n",
-				name, method, st,
-				(unsigned long long)sl->count);
+			    out,
+			    "pushrelay_http_requests_total{route=\"%s\","
+			    "method=\"%s\",status=\"%s\"} %llu\n",
+			    name, method, st, (unsigned long long)sl->count);
 		}
 	}
 	rv |= pr_buf_appends(
-		out, "# HELP pushrelay_http_request_duration_seconds Time "
-		     "from request start to answer.\n"
-		     "# TYPE pushrelay_http_request_duration_seconds "
-		     "histogram\n");
+	    out, "# HELP pushrelay_http_request_duration_seconds Time "
+		 "from request start to answer.\n"
+		 "# TYPE pushrelay_http_request_duration_seconds "
+		 "histogram\n");
 	for (size_t i = 0; i < NBUCKETS; i++)
 		rv |= pr_buf_printf(
-			out,
-			"pushrelay_http_request_duration_seconds_bucket{le="
-			"\"%g\"} %llu\n",
-			buckets[i], (unsigned long long)m->dur_buckets[i]);
+		    out,
+		    "pushrelay_http_request_duration_seconds_bucket{le="
+		    "\"%g\"} %llu\n",
+		    buckets[i], (unsigned long long)m->dur_buckets[i]);
 	rv |= pr_buf_printf(
-		out,
-		"pushrelay_http_request_duration_seconds_bucket{le=\"+Inf\"} "
-		"%llu\n"
-		"pushrelay_http_request_duration_seconds_sum %.6f\n"
-		"pushrelay_http_request_duration_seconds_count %llu\n",
-		(unsigned long long)m->dur_count, m->dur_sum,
-		(unsigned long long)m->dur_count);
+	    out,
+	    "pushrelay_http_request_duration_seconds_bucket{le=\"+Inf\"} "
+	    "%llu\n"
+	    "pushrelay_http_request_duration_seconds_sum %.6f\n"
+	    "pushrelay_http_request_duration_seconds_count %llu\n",
+	    (unsigned long long)m->dur_count, m->dur_sum,
+	    (unsigned long long)m->dur_count);
 	return rv ? PR_ERR_LIMIT : PR_OK;
 }

@@ -23,7 +23,7 @@
 #include "version.h"
 #include "webhook.h"
 
-#define METRICS_MAX (4u << 20)
+#define METRICS_MAX   (4u << 20)
 #define QUEUE_REFRESH 5.0 /* seconds between background queue counts */
 
 static void healthz(struct pr_request *req, void *arg)
@@ -37,8 +37,8 @@ static void readyz(struct pr_request *req, void *arg)
 
 	if (s->draining) {
 		pr_response_header(req, "Retry-After", "1");
-		pr_respond_json(req, 503, json_pack("{s:s}", "status",
-						    "draining"));
+		pr_respond_json(req, 503,
+				json_pack("{s:s}", "status", "draining"));
 		return;
 	}
 	if (s->store && pr_store_health(s->store)) {
@@ -52,8 +52,9 @@ static void readyz(struct pr_request *req, void *arg)
 		pr_response_header(req, "Retry-After", "30");
 		pr_respond_json(req, 503,
 				json_pack("{s:s, s:s}", "status", "unavailable",
-					  "reason", "every push provider is "
-						    "paused"));
+					  "reason",
+					  "every push provider is "
+					  "paused"));
 		return;
 	}
 	pr_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
@@ -86,45 +87,45 @@ static int render_store(const struct pr_store *st, struct pr_buf *out)
 	int rv;
 
 	rv = pr_buf_printf(
-		out,
-		"# HELP pushrelay_store_commits_total Store transactions "
-		"committed.\n"
-		"# TYPE pushrelay_store_commits_total counter\n"
-		"pushrelay_store_commits_total %llu\n"
-		"# HELP pushrelay_store_commit_errors_total Store transactions "
-		"that failed.\n"
-		"# TYPE pushrelay_store_commit_errors_total counter\n"
-		"pushrelay_store_commit_errors_total %llu\n"
-		"# HELP pushrelay_store_pending_jobs Jobs waiting for the "
-		"store.\n"
-		"# TYPE pushrelay_store_pending_jobs gauge\n"
-		"pushrelay_store_pending_jobs %zu\n"
-		"# HELP pushrelay_store_healthy 1 while the last commit "
-		"succeeded.\n"
-		"# TYPE pushrelay_store_healthy gauge\n"
-		"pushrelay_store_healthy %d\n"
-		"# HELP pushrelay_store_commit_latency_seconds From submit to "
-		"commit.\n"
-		"# TYPE pushrelay_store_commit_latency_seconds histogram\n",
-		(unsigned long long)ss->commits,
-		(unsigned long long)ss->commit_errors, pr_store_pending(st),
-		pr_store_health(st) == 0);
+	    out,
+	    "# HELP pushrelay_store_commits_total Store transactions "
+	    "committed.\n"
+	    "# TYPE pushrelay_store_commits_total counter\n"
+	    "pushrelay_store_commits_total %llu\n"
+	    "# HELP pushrelay_store_commit_errors_total Store transactions "
+	    "that failed.\n"
+	    "# TYPE pushrelay_store_commit_errors_total counter\n"
+	    "pushrelay_store_commit_errors_total %llu\n"
+	    "# HELP pushrelay_store_pending_jobs Jobs waiting for the "
+	    "store.\n"
+	    "# TYPE pushrelay_store_pending_jobs gauge\n"
+	    "pushrelay_store_pending_jobs %zu\n"
+	    "# HELP pushrelay_store_healthy 1 while the last commit "
+	    "succeeded.\n"
+	    "# TYPE pushrelay_store_healthy gauge\n"
+	    "pushrelay_store_healthy %d\n"
+	    "# HELP pushrelay_store_commit_latency_seconds From submit to "
+	    "commit.\n"
+	    "# TYPE pushrelay_store_commit_latency_seconds histogram\n",
+	    (unsigned long long)ss->commits,
+	    (unsigned long long)ss->commit_errors, pr_store_pending(st),
+	    pr_store_health(st) == 0);
 	for (size_t i = 0; rv == PR_OK && i < 12; i++)
-		rv = pr_buf_printf(out,
-				   "pushrelay_store_commit_latency_seconds_"
-				   "bucket{le=\"%g\"} %llu\n",
-				   pr_store_latency_bounds[i],
-				   (unsigned long long)
-					   ss->commit_latency_buckets[i]);
+		rv = pr_buf_printf(
+		    out,
+		    "pushrelay_store_commit_latency_seconds_"
+		    "bucket{le=\"%g\"} %llu\n",
+		    pr_store_latency_bounds[i],
+		    (unsigned long long)ss->commit_latency_buckets[i]);
 	if (rv == PR_OK)
 		rv = pr_buf_printf(
-			out,
-			"pushrelay_store_commit_latency_seconds_bucket{le="
-			"\"+Inf\"} %llu\n"
-			"pushrelay_store_commit_latency_seconds_sum %.6f\n"
-			"pushrelay_store_commit_latency_seconds_count %llu\n",
-			(unsigned long long)ss->jobs, ss->commit_seconds,
-			(unsigned long long)ss->jobs);
+		    out,
+		    "pushrelay_store_commit_latency_seconds_bucket{le="
+		    "\"+Inf\"} %llu\n"
+		    "pushrelay_store_commit_latency_seconds_sum %.6f\n"
+		    "pushrelay_store_commit_latency_seconds_count %llu\n",
+		    (unsigned long long)ss->jobs, ss->commit_seconds,
+		    (unsigned long long)ss->jobs);
 	return rv;
 }
 
@@ -154,21 +155,21 @@ static void queue_counted(struct pr_store_job *job, void *arg)
 		pr_metrics_queue_set_busy(m, 0);
 		if (job->rv == 0) {
 			json_object_foreach(
-				json_object_get(job->result, "queue"), k, v) {
+			    json_object_get(job->result, "queue"), k, v)
+			{
 				if (n == PR_METRICS_QUEUE_STATES)
 					break;
 				if (!json_is_integer(v) ||
 				    json_integer_value(v) < 0)
 					continue;
 				names[n] = k;
-				counts[n++] =
-					(uint64_t)json_integer_value(v);
+				counts[n++] = (uint64_t)json_integer_value(v);
 			}
 			pr_metrics_queue_set(m, names, counts, n,
 					     ev_now(qc->s->loop));
 			pr_metrics_queue_set_oldest(
-				m, (double)json_integer_value(json_object_get(
-					   job->result, "oldest_pending_age")));
+			    m, (double)json_integer_value(json_object_get(
+				   job->result, "oldest_pending_age")));
 		}
 	}
 	json_decref(job->result);
@@ -207,28 +208,27 @@ static void metrics(struct pr_request *req, void *arg)
 	queue_refresh(s);
 	pr_buf_init(&out, METRICS_MAX);
 	rv = pr_buf_printf(
-		&out,
-		"# HELP pushrelay_build_info Version of the running relay.\n"
-		"# TYPE pushrelay_build_info gauge\n"
-		"pushrelay_build_info{version=\"%s\"} 1\n"
-		"# HELP pushrelay_start_time_seconds Start time since the "
-		"epoch.\n"
-		"# TYPE pushrelay_start_time_seconds gauge\n"
-		"pushrelay_start_time_seconds %.0f\n"
-		"# HELP process_resident_memory_bytes Resident memory.\n"
-		"# TYPE process_resident_memory_bytes gauge\n"
-		"process_resident_memory_bytes %ld\n"
-		"# HELP pushrelay_draining 1 while shutting down.\n"
-		"# TYPE pushrelay_draining gauge\n"
-		"pushrelay_draining %d\n",
-		pr_version(), s->started, resident_bytes(), s->draining);
+	    &out,
+	    "# HELP pushrelay_build_info Version of the running relay.\n"
+	    "# TYPE pushrelay_build_info gauge\n"
+	    "pushrelay_build_info{version=\"%s\"} 1\n"
+	    "# HELP pushrelay_start_time_seconds Start time since the "
+	    "epoch.\n"
+	    "# TYPE pushrelay_start_time_seconds gauge\n"
+	    "pushrelay_start_time_seconds %.0f\n"
+	    "# HELP process_resident_memory_bytes Resident memory.\n"
+	    "# TYPE process_resident_memory_bytes gauge\n"
+	    "process_resident_memory_bytes %ld\n"
+	    "# HELP pushrelay_draining 1 while shutting down.\n"
+	    "# TYPE pushrelay_draining gauge\n"
+	    "pushrelay_draining %d\n",
+	    pr_version(), s->started, resident_bytes(), s->draining);
 	if (rv == PR_OK)
 		rv = pr_metrics_render(s->metrics, &out, route_name, s->router);
 	if (rv == PR_OK && s->store)
 		rv = render_store(s->store, &out);
 	if (rv == PR_OK && s->store)
-		rv = pr_metrics_render_queue(s->metrics, &out,
-					     ev_now(s->loop));
+		rv = pr_metrics_render_queue(s->metrics, &out, ev_now(s->loop));
 	if (rv == PR_OK && s->dispatch)
 		rv = pr_dispatch_render_metrics(s->dispatch, &out);
 	if (rv == PR_OK)

@@ -11,7 +11,7 @@ enum pr_error {
 	PR_OK = 0,
 	PR_ERR_NOMEM = -1,    /* allocation failed */
 	PR_ERR_INVAL = -2,    /* bad argument or input */
-	PR_ERR_IO = -3,       /* system call failed; errno says why */
+	PR_ERR_IO = -3,	      /* system call failed; errno says why */
 	PR_ERR_LIMIT = -4,    /* a configured bound was reached */
 	PR_ERR_PROTO = -5,    /* peer broke the protocol */
 	PR_ERR_CONFIG = -6,   /* configuration is invalid */

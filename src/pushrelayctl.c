@@ -22,7 +22,7 @@
 #include "pushrelay.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/pushrelay.conf"
-#define MAX_REPLY (16u << 20)
+#define MAX_REPLY      (16u << 20)
 
 enum { EXIT_OK = 0, EXIT_REPLY = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
@@ -35,38 +35,39 @@ struct ctl {
 
 static void usage(FILE *fp)
 {
-	fprintf(fp,
-		"Usage: pushrelayctl [-c FILE] [-s SOCKET] [--json] COMMAND\n"
-		"Commands:\n"
-		"  health     is the daemon up (GET /healthz)\n"
-		"  ready      is it ready for traffic (GET /readyz)\n"
-		"  version    daemon and library versions\n"
-		"  metrics    the Prometheus metrics text\n"
-		"  keys list                         API keys\n"
-		"  keys create NAME [--scope S]      a new key (ingest|admin),\n"
-		"                                    shown once\n"
-		"  keys revoke ID|NAME               revoke a key\n"
-		"  providers list                    push counts, paused or not\n"
-		"  providers pause|resume apns|fcm [--app NAME]\n"
-		"  status                            queue depth by state,\n"
-		"                                    providers, oldest pending\n"
-		"  queue list [--user U] [--state S] [--provider apns|fcm]\n"
-		"             [--since T] [--until T] [--limit N] [--before C]\n"
-		"                                    messages, newest first\n"
-		"  queue show ID [--app NAME]        a message, its deliveries,\n"
-		"                                    pushes and attempts\n"
-		"  queue retry JOB_ID | --dead [--limit N]\n"
-		"                                    send a push again\n"
-		"  queue purge ID [--app NAME]       delete a message\n"
-		"  devices list --user U [--app NAME]\n"
-		"                                    a user's devices\n"
-		"  devices delete ID [--app NAME]    remove a device\n"
-		"Options:\n"
-		"  -c, --config FILE   the daemon's config (default %s)\n"
-		"  -s, --socket PATH   admin socket, overriding the config\n"
-		"  -u, --url URL       admin base URL (http://host:port)\n"
-		"  -j, --json          print JSON instead of a table\n",
-		DEFAULT_CONFIG);
+	fprintf(
+	    fp,
+	    "Usage: pushrelayctl [-c FILE] [-s SOCKET] [--json] COMMAND\n"
+	    "Commands:\n"
+	    "  health     is the daemon up (GET /healthz)\n"
+	    "  ready      is it ready for traffic (GET /readyz)\n"
+	    "  version    daemon and library versions\n"
+	    "  metrics    the Prometheus metrics text\n"
+	    "  keys list                         API keys\n"
+	    "  keys create NAME [--scope S]      a new key (ingest|admin),\n"
+	    "                                    shown once\n"
+	    "  keys revoke ID|NAME               revoke a key\n"
+	    "  providers list                    push counts, paused or not\n"
+	    "  providers pause|resume apns|fcm [--app NAME]\n"
+	    "  status                            queue depth by state,\n"
+	    "                                    providers, oldest pending\n"
+	    "  queue list [--user U] [--state S] [--provider apns|fcm]\n"
+	    "             [--since T] [--until T] [--limit N] [--before C]\n"
+	    "                                    messages, newest first\n"
+	    "  queue show ID [--app NAME]        a message, its deliveries,\n"
+	    "                                    pushes and attempts\n"
+	    "  queue retry JOB_ID | --dead [--limit N]\n"
+	    "                                    send a push again\n"
+	    "  queue purge ID [--app NAME]       delete a message\n"
+	    "  devices list --user U [--app NAME]\n"
+	    "                                    a user's devices\n"
+	    "  devices delete ID [--app NAME]    remove a device\n"
+	    "Options:\n"
+	    "  -c, --config FILE   the daemon's config (default %s)\n"
+	    "  -s, --socket PATH   admin socket, overriding the config\n"
+	    "  -u, --url URL       admin base URL (http://host:port)\n"
+	    "  -j, --json          print JSON instead of a table\n",
+	    DEFAULT_CONFIG);
 }
 
 static size_t collect(char *p, size_t size, size_t n, void *arg)
@@ -78,8 +79,8 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
 
 /* Send one request to the admin listener. Returns the HTTP status, or -1
  * when the daemon cannot be reached (the reason goes to stderr). */
-static long request(const struct ctl *ctl, const char *method,
-		    const char *path, const char *body, struct pr_buf *out)
+static long request(const struct ctl *ctl, const char *method, const char *path,
+		    const char *body, struct pr_buf *out)
 {
 	char url[1024], errbuf[CURL_ERROR_SIZE] = "";
 	struct curl_slist *hdrs = NULL;
@@ -93,8 +94,8 @@ static long request(const struct ctl *ctl, const char *method,
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 	if (body) {
-		hdrs = curl_slist_append(hdrs,
-					 "Content-Type: application/json");
+		hdrs =
+		    curl_slist_append(hdrs, "Content-Type: application/json");
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 	}
@@ -192,7 +193,8 @@ static void print_table(json_t *rows, const char *const *columns)
 		ncol++;
 	for (size_t c = 0; c < ncol; c++)
 		width[c] = strlen(columns[c]);
-	json_array_foreach(rows, i, row) {
+	json_array_foreach(rows, i, row)
+	{
 		for (size_t c = 0; c < ncol; c++) {
 			cell(json_object_get(row, columns[c]), buf,
 			     sizeof(buf));
@@ -206,7 +208,8 @@ static void print_table(json_t *rows, const char *const *columns)
 		printf("%*s", (int)(width[c] - strlen(columns[c]) + 2), "");
 	}
 	putchar('\n');
-	json_array_foreach(rows, i, row) {
+	json_array_foreach(rows, i, row)
+	{
 		for (size_t c = 0; c < ncol; c++) {
 			cell(json_object_get(row, columns[c]), buf,
 			     sizeof(buf));
@@ -223,7 +226,8 @@ static void print_pairs(json_t *obj, int depth)
 	const char *k;
 	json_t *v;
 
-	json_object_foreach(obj, k, v) {
+	json_object_foreach(obj, k, v)
+	{
 		if (json_is_object(v)) {
 			printf("%*s%s:\n", depth * 2, "", k);
 			print_pairs(v, depth + 1);
@@ -278,7 +282,8 @@ static void encode_segment(const char *s, char *out, size_t outlen)
 	for (; *s && o + 4 < outlen; s++) {
 		unsigned char c = (unsigned char)*s;
 
-		if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+		if (isalnum(c) || c == '-' || c == '_' || c == '.' ||
+		    c == '~') {
 			out[o++] = (char)c;
 		} else {
 			out[o++] = '%';
@@ -310,10 +315,9 @@ static int call(const struct ctl *ctl, const char *method, const char *path,
 
 static int cmd_keys(const struct ctl *ctl, int argc, char **argv)
 {
-	static const char *const cols[] = {"id",	 "name",
-					   "scope",	 "prefix",
-					   "created_at", "last_used_at",
-					   "revoked",	 NULL};
+	static const char *const cols[] = {
+	    "id",	  "name",	  "scope",   "prefix",
+	    "created_at", "last_used_at", "revoked", NULL};
 	char path[512], seg[400];
 
 	if (argc >= 1 && strcmp(argv[0], "list") == 0 && argc == 1)
@@ -362,8 +366,8 @@ static int cmd_providers(const struct ctl *ctl, int argc, char **argv)
 	if (argc == 1 && strcmp(argv[0], "list") == 0)
 		return call(ctl, "GET", "/v1/admin/providers", NULL, NULL,
 			    NULL);
-	if ((argc == 2 || argc == 4) && (strcmp(argv[0], "pause") == 0 ||
-					 strcmp(argv[0], "resume") == 0)) {
+	if ((argc == 2 || argc == 4) &&
+	    (strcmp(argv[0], "pause") == 0 || strcmp(argv[0], "resume") == 0)) {
 		encode_segment(argv[1], seg, sizeof(seg));
 		if (argc == 4 && strcmp(argv[2], "--app") == 0) {
 			char app[160];
@@ -404,8 +408,8 @@ static int fetch(const struct ctl *ctl, const char *method, const char *path,
 		return EXIT_UNREACHABLE;
 	}
 	if (!ctl->json && status >= 200 && status < 300)
-		*doc = json_loadb(pr_buf_peek(&out), pr_buf_avail(&out), 0,
-				  NULL);
+		*doc =
+		    json_loadb(pr_buf_peek(&out), pr_buf_avail(&out), 0, NULL);
 	if (!*doc) {
 		rv = show(ctl, status, &out, NULL, NULL);
 	} else {
@@ -427,7 +431,7 @@ static void add_query(char *q, size_t qlen, const char *key, const char *v)
 
 static int cmd_status(const struct ctl *ctl, int argc, char **argv)
 {
-	static const char *const cols[] = {"provider", "sent", "failed",
+	static const char *const cols[] = {"provider", "sent",	 "failed",
 					   "retrying", "paused", NULL};
 	json_t *doc, *rows, *v, *row;
 	const char *k;
@@ -450,9 +454,10 @@ static int cmd_status(const struct ctl *ctl, int argc, char **argv)
 		   json_object_get(doc, "oldest_pending_age")));
 	printf("queue:\n");
 	json_object_foreach(json_object_get(doc, "queue"), k, v)
-		printf("  %-14s %lld\n", k, (long long)json_integer_value(v));
+	    printf("  %-14s %lld\n", k, (long long)json_integer_value(v));
 	rows = json_array();
-	json_object_foreach(json_object_get(doc, "providers"), k, v) {
+	json_object_foreach(json_object_get(doc, "providers"), k, v)
+	{
 		if (!json_is_object(v))
 			continue;
 		row = json_deep_copy(v);
@@ -468,10 +473,10 @@ static int cmd_status(const struct ctl *ctl, int argc, char **argv)
 
 static int queue_list(const struct ctl *ctl, int argc, char **argv)
 {
-	static const char *const cols[] = {"id",	 "app",	"user",
-					   "created_at", "devices", "push_state",
-					   "attempts",	 NULL};
-	static const char *const flags[] = {"user",  "state", "provider",
+	static const char *const cols[] = {
+	    "id",      "app",	     "user",	 "created_at",
+	    "devices", "push_state", "attempts", NULL};
+	static const char *const flags[] = {"user",  "state",  "provider",
 					    "limit", "before", "since",
 					    "until", NULL};
 	char q[1500] = "", path[1600];
@@ -482,7 +487,8 @@ static int queue_list(const struct ctl *ctl, int argc, char **argv)
 		ok = 0;
 		for (size_t f = 0; flags[f]; f++) {
 			if (strncmp(argv[i], "--", 2) == 0 &&
-			    strcmp(argv[i] + 2, flags[f]) == 0 && i + 1 < argc) {
+			    strcmp(argv[i] + 2, flags[f]) == 0 &&
+			    i + 1 < argc) {
 				add_query(q, sizeof(q), flags[f], argv[++i]);
 				ok = 1;
 				break;
@@ -507,14 +513,15 @@ static int queue_list(const struct ctl *ctl, int argc, char **argv)
 
 static int queue_show(const struct ctl *ctl, const char *id, const char *app)
 {
-	static const char *const dcols[] = {"device_id", "user", "platform",
-					    "seq", "acked", NULL};
-	static const char *const pcols[] = {
-	    "job_id",	   "device_id",	  "platform", "state",
-	    "attempts",	   "next_attempt_at", "last_status",
-	    "last_reason", "apns_id",	  NULL};
-	static const char *const hcols[] = {"job_id",  "at",	  "provider",
-					    "status",  "reason",  "latency_ms",
+	static const char *const dcols[] = {"device_id", "user",  "platform",
+					    "seq",	 "acked", NULL};
+	static const char *const pcols[] = {"job_id",	   "device_id",
+					    "platform",	   "state",
+					    "attempts",	   "next_attempt_at",
+					    "last_status", "last_reason",
+					    "apns_id",	   NULL};
+	static const char *const hcols[] = {"job_id",  "at",	 "provider",
+					    "status",  "reason", "latency_ms",
 					    "apns_id", NULL};
 	char seg[400], path[600], a[200];
 	json_t *doc, *p, *h, *hist, *rows;
@@ -532,9 +539,9 @@ static int queue_show(const struct ctl *ctl, const char *id, const char *app)
 	if (!doc)
 		return rv;
 	{
-		static const char *const keys[] = {"id", "app", "user",
-						   "created_at", "expires_at",
-						   "payload", "push", NULL};
+		static const char *const keys[] = {
+		    "id",	  "app",     "user", "created_at",
+		    "expires_at", "payload", "push", NULL};
 		char buf[256];
 
 		for (i = 0; keys[i]; i++) {
@@ -547,9 +554,11 @@ static int queue_show(const struct ctl *ctl, const char *id, const char *app)
 	printf("\npushes:\n");
 	print_table(json_object_get(doc, "pushes"), pcols);
 	rows = json_array();
-	json_array_foreach(json_object_get(doc, "pushes"), i, p) {
+	json_array_foreach(json_object_get(doc, "pushes"), i, p)
+	{
 		hist = json_object_get(p, "history");
-		json_array_foreach(hist, j, h) {
+		json_array_foreach(hist, j, h)
+		{
 			json_t *row = json_deep_copy(h);
 
 			json_object_set(row, "job_id",
@@ -576,8 +585,8 @@ static int cmd_queue(const struct ctl *ctl, int argc, char **argv)
 			return rv;
 		goto usage;
 	}
-	if ((argc == 2 || argc == 4) && (strcmp(argv[0], "show") == 0 ||
-					 strcmp(argv[0], "purge") == 0)) {
+	if ((argc == 2 || argc == 4) &&
+	    (strcmp(argv[0], "show") == 0 || strcmp(argv[0], "purge") == 0)) {
 		if (argc == 4) {
 			if (strcmp(argv[2], "--app") != 0)
 				goto usage;
@@ -630,10 +639,9 @@ usage:
 
 static int cmd_devices(const struct ctl *ctl, int argc, char **argv)
 {
-	static const char *const cols[] = {"device_id",	  "user",
-					   "platform",	  "environment",
-					   "push",	  "last_seen_at",
-					   NULL};
+	static const char *const cols[] = {
+	    "device_id", "user",	 "platform", "environment",
+	    "push",	 "last_seen_at", NULL};
 	char q[1200] = "", path[1600], seg[400];
 	const char *user = NULL, *app = NULL;
 	int i;
@@ -680,10 +688,10 @@ static int run(const struct ctl *ctl, int argc, char **argv)
 	static const struct {
 		const char *name, *path;
 	} simple[] = {
-		{"health", "/healthz"},
-		{"ready", "/readyz"},
-		{"version", "/v1/version"},
-		{"metrics", "/metrics"},
+	    {"health", "/healthz"},
+	    {"ready", "/readyz"},
+	    {"version", "/v1/version"},
+	    {"metrics", "/metrics"},
 	};
 	const char *cmd = argv[0];
 
@@ -709,12 +717,12 @@ static int run(const struct ctl *ctl, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"socket", required_argument, NULL, 's'},
-		{"url", required_argument, NULL, 'u'},
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"socket", required_argument, NULL, 's'},
+	    {"url", required_argument, NULL, 'u'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config = getenv("PUSHRELAY_CONFIG");
 	const char *key = getenv("PUSHRELAY_KEY");
@@ -729,24 +737,12 @@ int main(int argc, char **argv)
 		config = DEFAULT_CONFIG;
 	while ((opt = getopt_long(argc, argv, "+c:s:u:jh", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'c':
-			config = optarg;
-			break;
-		case 's':
-			sock = optarg;
-			break;
-		case 'u':
-			url = optarg;
-			break;
-		case 'j':
-			ctl.json = 1;
-			break;
-		case 'h':
-			usage(stdout);
-			return EXIT_OK;
-		default:
-			usage(stderr);
-			return EXIT_USAGE;
+		case 'c': config = optarg; break;
+		case 's': sock = optarg; break;
+		case 'u': url = optarg; break;
+		case 'j': ctl.json = 1; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
 		}
 	}
 	if (optind >= argc) {

@@ -28,17 +28,18 @@
 
 static void usage(FILE *fp)
 {
-	fprintf(fp,
-		"Usage: pushrelayd [-c FILE] [-t] [-V] [-h] [--print-config]\n"
-		"  -c, --config FILE   configuration file (default %s)\n"
-		"  -t, --test          check the configuration and exit 0 or 1\n"
-		"  -V, --version       print the version and linked libraries\n"
-		"  -h, --help          this help\n"
-		"      --print-config  print the example configuration with "
-		"every default\n"
-		"Signals: TERM/INT drain and stop, HUP reloads and reopens "
-		"the log.\n",
-		DEFAULT_CONFIG);
+	fprintf(
+	    fp,
+	    "Usage: pushrelayd [-c FILE] [-t] [-V] [-h] [--print-config]\n"
+	    "  -c, --config FILE   configuration file (default %s)\n"
+	    "  -t, --test          check the configuration and exit 0 or 1\n"
+	    "  -V, --version       print the version and linked libraries\n"
+	    "  -h, --help          this help\n"
+	    "      --print-config  print the example configuration with "
+	    "every default\n"
+	    "Signals: TERM/INT drain and stop, HUP reloads and reopens "
+	    "the log.\n",
+	    DEFAULT_CONFIG);
 }
 
 static void print_version(void)
@@ -49,7 +50,7 @@ static void print_version(void)
 
 	printf("pushrelayd %s\n", pr_version());
 	json_object_foreach(libs, k, v)
-		printf("  %-12s %s\n", k, json_string_value(v));
+	    printf("  %-12s %s\n", k, json_string_value(v));
 	json_decref(libs);
 }
 
@@ -84,12 +85,12 @@ static void notify_ready(void)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"test", no_argument, NULL, 't'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{"print-config", no_argument, NULL, 'P'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"test", no_argument, NULL, 't'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"print-config", no_argument, NULL, 'P'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *path = DEFAULT_CONFIG;
 	struct pr_config *cfg = NULL;
@@ -99,24 +100,12 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'c':
-			path = optarg;
-			break;
-		case 't':
-			test = 1;
-			break;
-		case 'V':
-			print_version();
-			return 0;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'P':
-			pr_config_write_example(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
+		case 'c': path = optarg; break;
+		case 't': test = 1; break;
+		case 'V': print_version(); return 0;
+		case 'h': usage(stdout); return 0;
+		case 'P': pr_config_write_example(stdout); return 0;
+		default: usage(stderr); return 2;
 		}
 	}
 	if (optind != argc) {
@@ -126,8 +115,8 @@ int main(int argc, char **argv)
 
 	rv = pr_config_load(path, &cfg, err, sizeof(err));
 	if (rv) {
-		fprintf(stderr, "pushrelayd: configuration invalid:\n%s%s",
-			err, err[0] && err[strlen(err) - 1] == '\n' ? "" : "\n");
+		fprintf(stderr, "pushrelayd: configuration invalid:\n%s%s", err,
+			err[0] && err[strlen(err) - 1] == '\n' ? "" : "\n");
 		return 1;
 	}
 	if (test) {

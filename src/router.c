@@ -34,9 +34,8 @@ void pr_router_free(struct pr_router *r)
 	free(r);
 }
 
-int pr_router_add(struct pr_router *r, const char *method,
-		  const char *pattern, pr_handler_fn *fn, void *arg,
-		  unsigned flags)
+int pr_router_add(struct pr_router *r, const char *method, const char *pattern,
+		  pr_handler_fn *fn, void *arg, unsigned flags)
 {
 	struct pr_route *rt;
 
@@ -86,8 +85,10 @@ static char *decode_segment(const char *s, size_t n)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '%') {
-			int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
-			int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+			int hi =
+			    i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
+			int lo =
+			    i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
 
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
 				free(out);

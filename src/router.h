@@ -32,9 +32,8 @@ struct pr_router *pr_router_new(void);
 void pr_router_free(struct pr_router *r);
 
 /* Register a route; the pattern is copied. 0 or PR_ERR_INVAL/NOMEM. */
-int pr_router_add(struct pr_router *r, const char *method,
-		  const char *pattern, pr_handler_fn *fn, void *arg,
-		  unsigned flags);
+int pr_router_add(struct pr_router *r, const char *method, const char *pattern,
+		  pr_handler_fn *fn, void *arg, unsigned flags);
 
 /*
  * Find the handler for req (on a listener of kind `listener_flags`) and

@@ -44,7 +44,7 @@ static void server_checkpoint_cb(struct ev_loop *loop, ev_timer *w,
 static void server_touch_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 #define TOUCH_INTERVAL 60.0
-#define TOUCH_MAX 256
+#define TOUCH_MAX      256
 
 /* A periodic job owned by the server: at most one of each in flight. */
 struct periodic {
@@ -60,9 +60,9 @@ static void periodic_done(struct pr_store_job *job, void *arg)
 
 	if (job->rv)
 		pr_log(PR_LOG_WARN, NULL, "store %s failed: %s",
-		       job->op == PR_STORE_SWEEP	 ? "sweep"
+		       job->op == PR_STORE_SWEEP	? "sweep"
 		       : job->op == PR_STORE_CHECKPOINT ? "checkpoint"
-							 : "key touch",
+							: "key touch",
 		       job->err);
 	else if (job->op == PR_STORE_SWEEP && job->result)
 		pr_log(PR_LOG_DEBUG, NULL, "retention sweep done");
@@ -104,8 +104,7 @@ static void server_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	submit_periodic(s, PR_STORE_SWEEP, p);
 }
 
-static void server_checkpoint_cb(struct ev_loop *loop, ev_timer *w,
-				 int revents)
+static void server_checkpoint_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct pr_server *s = w->data;
 	struct periodic *p = calloc(1, sizeof(*p));
@@ -213,8 +212,8 @@ struct pr_server *pr_server_new(struct ev_loop *loop, struct pr_config *cfg,
 	    (ssize_t)sizeof(s->id_salt))
 		s->id_salt = (uint32_t)getpid() ^ (uint32_t)time(NULL);
 	s->router = pr_router_new();
-	s->auth = pr_auth_new(cfg->max_api_keys > 0 ? (size_t)cfg->max_api_keys
-						     : 1);
+	s->auth =
+	    pr_auth_new(cfg->max_api_keys > 0 ? (size_t)cfg->max_api_keys : 1);
 	s->inbox = pr_inbox_new(s);
 	if (!s->router || !s->auth || !s->inbox || pr_ops_api_register(s) ||
 	    pr_api_ingest_register(s) || pr_api_devices_register(s) ||
@@ -235,8 +234,8 @@ struct pr_server *pr_server_new(struct ev_loop *loop, struct pr_config *cfg,
 				 "a tls listener needs tls_cert and tls_key");
 			goto fail;
 		}
-		s->tls = pr_tls_server_ctx(cfg->tls_cert, cfg->tls_key, err,
-					   errlen);
+		s->tls =
+		    pr_tls_server_ctx(cfg->tls_cert, cfg->tls_key, err, errlen);
 		if (!s->tls)
 			goto fail;
 	}
@@ -258,7 +257,7 @@ static int add_listeners(struct pr_server *s, const struct pr_listen_spec *v,
 {
 	for (size_t i = 0; i < n; i++) {
 		struct pr_listener *l =
-			pr_listener_new(s, &v[i], flags, mode, err, errlen);
+		    pr_listener_new(s, &v[i], flags, mode, err, errlen);
 
 		if (!l)
 			return PR_ERR_IO;
@@ -269,8 +268,8 @@ static int add_listeners(struct pr_server *s, const struct pr_listen_spec *v,
 			       v[i].text,
 			       flags & PR_ROUTE_ADMIN ? " [admin]" : "");
 		else
-			pr_log(PR_LOG_INFO, NULL, "listening on %s%s%s (port %d)",
-			       v[i].text,
+			pr_log(PR_LOG_INFO, NULL,
+			       "listening on %s%s%s (port %d)", v[i].text,
 			       flags & PR_ROUTE_ADMIN ? " [admin]" : "",
 			       v[i].tls ? " [tls]" : "", l->port);
 	}
@@ -385,8 +384,10 @@ int pr_server_reload(struct pr_server *s)
 		return PR_OK;
 	rv = pr_config_load(s->cfg->path, &fresh, err, sizeof(err));
 	if (rv) {
-		pr_log(PR_LOG_ERROR, NULL, "reload failed, keeping the "
-					   "running config:\n%s", err);
+		pr_log(PR_LOG_ERROR, NULL,
+		       "reload failed, keeping the "
+		       "running config:\n%s",
+		       err);
 		return rv;
 	}
 	if (pr_config_apply_reload(s->cfg, fresh, note, sizeof(note)) > 0)

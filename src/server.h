@@ -22,9 +22,9 @@ struct pr_server {
 	struct pr_store *store; /* opened by pr_server_start */
 	struct pr_auth *auth;
 	struct pr_dispatch *dispatch; /* made by pr_server_start */
-	struct pr_inbox *inbox;       /* waiting long polls and streams */
+	struct pr_inbox *inbox;	      /* waiting long polls and streams */
 	struct pr_webhook *webhook;   /* delivery receipts; made by start */
-	SSL_CTX *tls; /* NULL when no listener uses TLS */
+	SSL_CTX *tls;		      /* NULL when no listener uses TLS */
 
 	struct pr_listener *listeners;
 	struct pr_conn *conns; /* doubly linked */
@@ -46,7 +46,7 @@ struct pr_server {
 	uint64_t next_conn;
 	uint64_t next_req;
 	uint32_t id_salt; /* random per process: request ids never repeat */
-	int reserve_fd;   /* spare fd released to shed load under EMFILE */
+	int reserve_fd;	  /* spare fd released to shed load under EMFILE */
 };
 
 /*

@@ -49,17 +49,17 @@ enum pr_event_status {
 /* One validated event of an ingest request. Strings are owned by the
  * caller (the ingest handler) and outlive the job. */
 struct pr_event {
-	const char *id;      /* chat server's id: idempotency key per app */
-	const char *app;     /* resolved app name */
+	const char *id;	 /* chat server's id: idempotency key per app */
+	const char *app; /* resolved app name */
 	const char *user;
 	const char *const *devices; /* explicit targets, or NULL for all */
 	size_t n_devices;
 	const char *payload; /* compact JSON text, or NULL */
 	const char *push;    /* compact JSON text of the push hints, or NULL */
 	enum pr_push_mode push_mode;
-	int64_t created_at;  /* unix seconds */
-	int64_t expires_at;  /* unix seconds */
-	long push_delay;     /* seconds before the push may leave */
+	int64_t created_at; /* unix seconds */
+	int64_t expires_at; /* unix seconds */
+	long push_delay;    /* seconds before the push may leave */
 
 	/* Outputs. */
 	enum pr_event_status status;
@@ -67,27 +67,27 @@ struct pr_event {
 };
 
 enum pr_store_op {
-	PR_STORE_INGEST = 1,   /* in: events; out: per-event status */
-	PR_STORE_DEVICE_PUT,   /* in: device; out: result {created,moved_from} */
-	PR_STORE_DEVICE_DELETE,/* in: app, device_id; rv NOTFOUND if absent */
-	PR_STORE_DEVICE_LIST,  /* in: app, user; out: result [devices] */
+	PR_STORE_INGEST = 1, /* in: events; out: per-event status */
+	PR_STORE_DEVICE_PUT, /* in: device; out: result {created,moved_from} */
+	PR_STORE_DEVICE_DELETE,	 /* in: app, device_id; rv NOTFOUND if absent */
+	PR_STORE_DEVICE_LIST,	 /* in: app, user; out: result [devices] */
 	PR_STORE_INVALID_TOKENS, /* in: app, after, limit; out: result */
-	PR_STORE_KEY_CREATE,   /* in: key; out: key.id */
-	PR_STORE_KEY_LIST,     /* out: result [keys] (never the hash) */
-	PR_STORE_KEY_REVOKE,   /* in: key.id or key.name; rv NOTFOUND */
-	PR_STORE_KEY_LOAD,     /* out: result [{id,scope,hash(hex)}] live keys */
-	PR_STORE_KEY_TOUCH,    /* in: touch ids/times: last_used_at */
-	PR_STORE_SWEEP,        /* in: now, limit; out: result {counts} */
-	PR_STORE_CHECKPOINT,   /* WAL checkpoint */
-	PR_STORE_COUNT,        /* out: result {messages, deliveries, ...} */
+	PR_STORE_KEY_CREATE,	 /* in: key; out: key.id */
+	PR_STORE_KEY_LIST,	 /* out: result [keys] (never the hash) */
+	PR_STORE_KEY_REVOKE,	 /* in: key.id or key.name; rv NOTFOUND */
+	PR_STORE_KEY_LOAD,   /* out: result [{id,scope,hash(hex)}] live keys */
+	PR_STORE_KEY_TOUCH,  /* in: touch ids/times: last_used_at */
+	PR_STORE_SWEEP,	     /* in: now, limit; out: result {counts} */
+	PR_STORE_CHECKPOINT, /* WAL checkpoint */
+	PR_STORE_COUNT,	     /* out: result {messages, deliveries, ...} */
 	PR_STORE_PUSH_RECOVER, /* start-up: in_flight -> pending; {recovered} */
 	PR_STORE_PUSH_CLAIM,   /* in: now, limit, skip; out: result [pushes] */
 	PR_STORE_PUSH_RESULT,  /* in: results, now; out: result {counts} */
-	PR_STORE_ACK,          /* in: app, device_id, after (= up_to), now,
+	PR_STORE_ACK,	       /* in: app, device_id, after (= up_to), now,
 				  user (when set, the device must be his) */
 	PR_STORE_INBOX_FETCH,  /* in: app, device_id, user, after, limit;
 				  out: result {messages, next, more, push} */
-	PR_STORE_STATS,        /* out: result {queue, oldest_pending_age,
+	PR_STORE_STATS,	       /* out: result {queue, oldest_pending_age,
 				  messages, devices} */
 	PR_STORE_MSG_LIST,     /* in: user, state, platform, since, until,
 				  after (= before cursor), limit;
@@ -107,33 +107,34 @@ enum pr_store_op {
 struct pr_push_result {
 	int64_t job_id;
 	int outcome;
-	const char *provider;   /* "apns" | "fcm" */
-	const char *token;      /* the token the push went to */
-	long status;            /* HTTP status, 0 for a transport failure */
-	const char *reason;     /* provider reason or transport error, or "" */
+	const char *provider;	 /* "apns" | "fcm" */
+	const char *token;	 /* the token the push went to */
+	long status;		 /* HTTP status, 0 for a transport failure */
+	const char *reason;	 /* provider reason or transport error, or "" */
 	const char *provider_id; /* on success, or NULL */
 	const char *apns_id;
 	long latency_ms;
-	int64_t retry_at;       /* RETRY/REAUTH: earliest next attempt */
-	int64_t invalid_since;  /* APNs 410 timestamp (ms), 0 when absent */
+	int64_t retry_at;      /* RETRY/REAUTH: earliest next attempt */
+	int64_t invalid_since; /* APNs 410 timestamp (ms), 0 when absent */
 };
 
 struct pr_device {
 	const char *app;
 	const char *device_id;
 	const char *user;
-	const char *platform;    /* "apns" | "fcm" */
+	const char *platform; /* "apns" | "fcm" */
 	const char *token;
 	const char *environment; /* "production" | "sandbox" */
 	int64_t now;
 };
 
 struct pr_api_key {
-	int64_t id;            /* out for CREATE; in for REVOKE (0: by name) */
+	int64_t id; /* out for CREATE; in for REVOKE (0: by name) */
 	const char *name;
-	const char *scope;     /* "ingest" | "admin" */
-	unsigned char hash[32]; /* SHA-256 of the key; the key is never stored */
-	const char *prefix;    /* first characters of the key, for display */
+	const char *scope; /* "ingest" | "admin" */
+	unsigned char
+	    hash[32];	    /* SHA-256 of the key; the key is never stored */
+	const char *prefix; /* first characters of the key, for display */
 	int64_t now;
 };
 
@@ -163,20 +164,20 @@ struct pr_store_job {
 	size_t n_results;
 
 	/* Outputs. */
-	int rv;              /* 0, or a negative enum pr_error */
-	char err[160];       /* a reason when rv != 0 (no secrets) */
-	json_t *result;      /* owned by the job's submitter after done() */
+	int rv;		     /* 0, or a negative enum pr_error */
+	char err[160];	     /* a reason when rv != 0 (no secrets) */
+	json_t *result;	     /* owned by the job's submitter after done() */
 	double queued_at;    /* ev_time() at submit, for commit latency */
 	double committed_at; /* ev_time() when its transaction committed */
 
 	struct pr_store_job *next; /* private to the store */
 
 	/* Admin inputs (STATS .. MSG_PURGE). */
-	int64_t item_id;       /* PUSH_RETRY: the push job */
-	const char *item_ext;  /* MSG_SHOW / MSG_PURGE: the message's ext id */
-	const char *state;     /* MSG_LIST: push state filter, or NULL */
-	const char *platform;  /* MSG_LIST: provider filter, or NULL */
-	int64_t since, until;  /* MSG_LIST: created_at range, 0 = open */
+	int64_t item_id;      /* PUSH_RETRY: the push job */
+	const char *item_ext; /* MSG_SHOW / MSG_PURGE: the message's ext id */
+	const char *state;    /* MSG_LIST: push state filter, or NULL */
+	const char *platform; /* MSG_LIST: provider filter, or NULL */
+	int64_t since, until; /* MSG_LIST: created_at range, 0 = open */
 };
 
 /* A storage backend. Every function runs on the store thread. */
@@ -192,7 +193,7 @@ struct pr_store_backend {
 	/* Group commit: begin, one savepoint per job, commit. */
 	int (*begin)(void *be);
 	int (*savepoint)(void *be);
-	int (*release)(void *be);  /* keep the job's work */
+	int (*release)(void *be);     /* keep the job's work */
 	int (*rollback_to)(void *be); /* undo the job's work */
 	int (*commit)(void *be);
 	int (*rollback)(void *be);
@@ -232,10 +233,10 @@ int pr_store_health(const struct pr_store *st);
 
 /* Counters for /metrics (loop thread). */
 struct pr_store_stats {
-	uint64_t commits;       /* transactions committed */
+	uint64_t commits;	/* transactions committed */
 	uint64_t commit_errors; /* transactions that failed */
-	uint64_t jobs;          /* jobs finished */
-	double commit_seconds;  /* sum of submit-to-commit latency */
+	uint64_t jobs;		/* jobs finished */
+	double commit_seconds;	/* sum of submit-to-commit latency */
 	uint64_t commit_latency_buckets[12];
 };
 const struct pr_store_stats *pr_store_stats(const struct pr_store *st);

@@ -281,25 +281,24 @@ enum stmt {
 	CLAIM_ARM("pending")                                                   \
 	" UNION ALL " CLAIM_ARM("retry") " ORDER BY 2, 1 LIMIT ?2"
 
-#define MSG_LIST(idx, user) "SELECT m.id, m.ext_id, a.name, m.user_id, m.created_at,"\
-	" m.expires_at,"\
-	" (SELECT count(*) FROM deliveries d WHERE d.message_id = m.id),"\
-	" (SELECT state FROM push_jobs p WHERE p.message_id = m.id"\
-	"  ORDER BY p.id DESC LIMIT 1),"\
-	" (SELECT coalesce(sum(attempts), 0) FROM push_jobs p"\
-	"  WHERE p.message_id = m.id)"\
-	" FROM messages m " idx " CROSS JOIN apps a ON a.id = m.app_id"\
-	" WHERE m.id < ?1 " user \
-	" AND (?5 IS NULL OR m.created_at >= ?5)"\
-	" AND (?6 IS NULL OR m.created_at < ?6)"\
-	" AND ((?3 IS NULL AND ?4 IS NULL) OR EXISTS (SELECT 1"\
-	"  FROM push_jobs p JOIN devices v ON v.id = p.device_id"\
-	"  WHERE p.message_id = m.id AND (?3 IS NULL OR p.state = ?3)"\
-	"  AND (?4 IS NULL OR v.platform = ?4)))"\
+#define MSG_LIST(idx, user)                                                    \
+	"SELECT m.id, m.ext_id, a.name, m.user_id, m.created_at,"              \
+	" m.expires_at,"                                                       \
+	" (SELECT count(*) FROM deliveries d WHERE d.message_id = m.id),"      \
+	" (SELECT state FROM push_jobs p WHERE p.message_id = m.id"            \
+	"  ORDER BY p.id DESC LIMIT 1),"                                       \
+	" (SELECT coalesce(sum(attempts), 0) FROM push_jobs p"                 \
+	"  WHERE p.message_id = m.id)"                                         \
+	" FROM messages m " idx " CROSS JOIN apps a ON a.id = m.app_id"        \
+	" WHERE m.id < ?1 " user " AND (?5 IS NULL OR m.created_at >= ?5)"     \
+	" AND (?6 IS NULL OR m.created_at < ?6)"                               \
+	" AND ((?3 IS NULL AND ?4 IS NULL) OR EXISTS (SELECT 1"                \
+	"  FROM push_jobs p JOIN devices v ON v.id = p.device_id"              \
+	"  WHERE p.message_id = m.id AND (?3 IS NULL OR p.state = ?3)"         \
+	"  AND (?4 IS NULL OR v.platform = ?4)))"                              \
 	" ORDER BY m.id DESC LIMIT ?7"
-#define MSG_LIST_ALL MSG_LIST("", "")
-#define MSG_LIST_USER                                                          \
-	MSG_LIST("INDEXED BY messages_user", "AND m.user_id = ?2")
+#define MSG_LIST_ALL  MSG_LIST("", "")
+#define MSG_LIST_USER MSG_LIST("INDEXED BY messages_user", "AND m.user_id = ?2")
 
 static const char *const stmt_sql[N_STMT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -529,10 +528,11 @@ static const char *const stmt_sql[N_STMT] = {
 		   " FROM apps a CROSS JOIN messages m"
 		   " ON m.app_id = a.id AND m.ext_id = ?1"
 		   " WHERE ?2 IS NULL OR a.name = ?2 LIMIT 2",
-    [S_MSG_DELIVERIES] = "SELECT v.device_id, v.user_id, v.platform, d.seq,"
-			 " d.seq <= v.acked_seq"
-			 " FROM deliveries d JOIN devices v ON v.id = d.device_id"
-			 " WHERE d.message_id = ?1 ORDER BY v.device_id",
+    [S_MSG_DELIVERIES] =
+	"SELECT v.device_id, v.user_id, v.platform, d.seq,"
+	" d.seq <= v.acked_seq"
+	" FROM deliveries d JOIN devices v ON v.id = d.device_id"
+	" WHERE d.message_id = ?1 ORDER BY v.device_id",
     [S_MSG_PUSHES] = "SELECT p.id, v.device_id, v.platform, p.state,"
 		     " p.attempts, p.next_attempt_at, p.last_status,"
 		     " p.last_reason, p.apns_id, p.provider_id, p.created_at,"
@@ -544,13 +544,15 @@ static const char *const stmt_sql[N_STMT] = {
 		       " ORDER BY id",
     [S_RETRY_GET] = "SELECT p.state, v.token FROM push_jobs p"
 		    " JOIN devices v ON v.id = p.device_id WHERE p.id = ?1",
-    [S_RETRY_SET] = "UPDATE push_jobs SET state = 'pending', attempts = 0,"
-		    " next_attempt_at = ?2, last_reason = 'retried by an admin',"
-		    " updated_at = ?2 WHERE id = ?1",
-    [S_RETRY_DEAD] = "UPDATE push_jobs SET state = 'pending', attempts = 0,"
-		     " next_attempt_at = ?1, last_reason = 'retried by an admin',"
-		     " updated_at = ?1 WHERE id IN (SELECT id FROM push_jobs"
-		     " WHERE state = 'dead' ORDER BY next_attempt_at LIMIT ?2)",
+    [S_RETRY_SET] =
+	"UPDATE push_jobs SET state = 'pending', attempts = 0,"
+	" next_attempt_at = ?2, last_reason = 'retried by an admin',"
+	" updated_at = ?2 WHERE id = ?1",
+    [S_RETRY_DEAD] =
+	"UPDATE push_jobs SET state = 'pending', attempts = 0,"
+	" next_attempt_at = ?1, last_reason = 'retried by an admin',"
+	" updated_at = ?1 WHERE id IN (SELECT id FROM push_jobs"
+	" WHERE state = 'dead' ORDER BY next_attempt_at LIMIT ?2)",
     [S_PURGE_JOBS] = "DELETE FROM push_jobs WHERE message_id = ?1",
     [S_PURGE_MSG] = "DELETE FROM messages WHERE id = ?1",
 };
@@ -2096,7 +2098,7 @@ outcome:
 static int op_push_result(struct sq *q, struct pr_store_job *job)
 {
 	static const char *const names[R_N] = {
-	    "sent",     "retry",    "dead",      "invalid",
+	    "sent",	"retry",    "dead",	 "invalid",
 	    "rejected", "requeued", "cancelled",
 	};
 	int64_t now = now_or(job->now), counts[R_N] = {0};
@@ -2223,8 +2225,8 @@ static int inbox_entry(struct sq *q, sqlite3_stmt *s, json_t *list)
 	json_error_t jerr;
 
 	if (text) {
-		payload = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL,
-				     &jerr);
+		payload =
+		    json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 		if (!payload) {
 			/* Ingest stored it from parsed JSON: a damaged
 			 * database. (The payload stays out of the reason.) */
@@ -2270,8 +2272,8 @@ static int op_inbox_fetch(struct sq *q, struct pr_store_job *job)
 		return PR_ERR_INVAL;
 	}
 	if (limit < 1 || limit > MAX_LIST) {
-		snprintf(q->errbuf, sizeof(q->errbuf),
-			 "limit must be 1 to %d", MAX_LIST);
+		snprintf(q->errbuf, sizeof(q->errbuf), "limit must be 1 to %d",
+			 MAX_LIST);
 		return PR_ERR_INVAL;
 	}
 	rv = app_id(q, job->app, 0, &app);
@@ -2321,12 +2323,11 @@ static int op_inbox_fetch(struct sq *q, struct pr_store_job *job)
 		return rv;
 	}
 	/* The loop stopped on a row past the page: there is more. */
-	job->result = json_pack("{s:o, s:I, s:b, s:s, s:I, s:I}", "messages",
-				msgs, "next", (json_int_t)next, "more",
-				rc == SQLITE_ROW, "push",
-				invalid ? "invalid" : "ok",
-				"acked", (json_int_t)acked, "last",
-				(json_int_t)(next_seq - 1));
+	job->result =
+	    json_pack("{s:o, s:I, s:b, s:s, s:I, s:I}", "messages", msgs,
+		      "next", (json_int_t)next, "more", rc == SQLITE_ROW,
+		      "push", invalid ? "invalid" : "ok", "acked",
+		      (json_int_t)acked, "last", (json_int_t)(next_seq - 1));
 	return job->result ? PR_OK : PR_ERR_NOMEM;
 notfound:
 	snprintf(q->errbuf, sizeof(q->errbuf), "no such device");
@@ -2576,9 +2577,9 @@ static int op_msg_list(struct sq *q, struct pr_store_job *job)
 		json_decref(list);
 		return step_fail(q, rc);
 	}
-	job->result = json_pack("{s:o, s:o}", "messages", list, "next",
-				rc == SQLITE_ROW ? json_integer(last)
-						 : json_null());
+	job->result =
+	    json_pack("{s:o, s:o}", "messages", list, "next",
+		      rc == SQLITE_ROW ? json_integer(last) : json_null());
 	return job->result ? PR_OK : PR_ERR_NOMEM;
 }
 
@@ -2779,9 +2780,9 @@ static int op_push_retry(struct sq *q, struct pr_store_job *job)
 	rv = run(q, s);
 	if (rv)
 		return rv;
-	job->result = json_pack("{s:I, s:s, s:s}", "job_id",
-				(json_int_t)job->item_id, "from", state,
-				"state", "pending");
+	job->result =
+	    json_pack("{s:I, s:s, s:s}", "job_id", (json_int_t)job->item_id,
+		      "from", state, "state", "pending");
 	return job->result ? PR_OK : PR_ERR_NOMEM;
 }
 
@@ -2795,8 +2796,8 @@ static int op_retry_dead(struct sq *q, struct pr_store_job *job)
 	rv = run(q, s);
 	if (rv)
 		return rv;
-	job->result = json_pack("{s:I}", "retried",
-				(json_int_t)sqlite3_changes(q->db));
+	job->result =
+	    json_pack("{s:I}", "retried", (json_int_t)sqlite3_changes(q->db));
 	return job->result ? PR_OK : PR_ERR_NOMEM;
 }
 

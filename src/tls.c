@@ -72,13 +72,14 @@ SSL_CTX *pr_tls_server_ctx(const char *cert, const char *key, char *err,
 		return NULL;
 	ctx = SSL_CTX_new(TLS_server_method());
 	if (!ctx) {
-		ssl_reason(err, errlen, "cannot create a TLS context for", cert);
+		ssl_reason(err, errlen, "cannot create a TLS context for",
+			   cert);
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
-					 SSL_OP_NO_RENEGOTIATION |
-					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+				     SSL_OP_NO_RENEGOTIATION |
+				     SSL_OP_CIPHER_SERVER_PREFERENCE);
 	/* TLS 1.2: forward-secret AEAD suites only (TLS 1.3 suites are all
 	 * AEAD and stay at OpenSSL's defaults). */
 	if (!SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20")) {
@@ -86,8 +87,8 @@ SSL_CTX *pr_tls_server_ctx(const char *cert, const char *key, char *err,
 		goto fail;
 	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				      SSL_MODE_RELEASE_BUFFERS);
+				  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				  SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		ssl_reason(err, errlen, "cannot load certificate", cert);

@@ -29,10 +29,9 @@ json_t *pr_version_libraries(void)
 		 ev_version_minor());
 	snprintf(parser, sizeof(parser), "%lu.%lu.%lu", (hp >> 16) & 255,
 		 (hp >> 8) & 255, hp & 255);
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "libev", ev,
-			 "libcurl", cv->version, "nghttp2",
-			 nghttp2_version(0)->version_str, "openssl",
-			 OpenSSL_version(OPENSSL_VERSION), "sqlite",
-			 sqlite3_libversion(), "jansson", jansson_version_str(),
-			 "http-parser", parser);
+	return json_pack(
+	    "{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "libev", ev, "libcurl",
+	    cv->version, "nghttp2", nghttp2_version(0)->version_str, "openssl",
+	    OpenSSL_version(OPENSSL_VERSION), "sqlite", sqlite3_libversion(),
+	    "jansson", jansson_version_str(), "http-parser", parser);
 }

@@ -19,7 +19,8 @@
 
 #include "harness.h"
 
-#define APNS_TOKEN "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+#define APNS_TOKEN                                                             \
+	"a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
 #define SECRET "admin-test-secret-0123456789abcdef"
 
 static struct th_daemon d;
@@ -85,8 +86,7 @@ static long call(const char *method, const char *path, const char *body,
 
 static long admin(const char *method, const char *path, json_t **out)
 {
-	return call_as(akey, method, path, method[0] == 'P' ? "{}" : NULL,
-		       out);
+	return call_as(akey, method, path, method[0] == 'P' ? "{}" : NULL, out);
 }
 
 static void device(const char *id, const char *user)
@@ -184,9 +184,9 @@ START_TEST(test_admin_queue)
 
 	start();
 	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"" APNS_TOKEN "\","
-					     "\"status\":503,\"reason\":"
-					     "\"ServiceUnavailable\","
-					     "\"times\":1}"),
+					    "\"status\":503,\"reason\":"
+					    "\"ServiceUnavailable\","
+					    "\"times\":1}"),
 			 0);
 	device("phone-1", "alice");
 	event("m-1", "alice");
@@ -234,8 +234,8 @@ START_TEST(test_admin_queue)
 	ck_assert_str_eq(json_string_value(json_object_get(h, "provider")),
 			 "apns");
 	ck_assert(json_is_integer(json_object_get(h, "latency_ms")));
-	ck_assert_int_eq(strlen(json_string_value(json_object_get(h, "apns_id"))),
-			 36);
+	ck_assert_int_eq(
+	    strlen(json_string_value(json_object_get(h, "apns_id"))), 36);
 	ck_assert_int_eq(json_integer_value(json_object_get(p, "attempts")), 1);
 	json_decref(p);
 	ck_assert_int_eq(admin("GET", "/v1/admin/messages/nope", NULL), 404);
@@ -249,9 +249,8 @@ START_TEST(test_admin_queue)
 	ck_assert_int_eq(admin("POST", "/v1/admin/pushes/99999/retry", NULL),
 			 404);
 	ck_assert_int_eq(admin("POST", "/v1/admin/pushes/x/retry", NULL), 400);
-	ck_assert_int_eq(admin("POST", "/v1/admin/pushes/retry?state=dead",
-			       &doc),
-			 200);
+	ck_assert_int_eq(
+	    admin("POST", "/v1/admin/pushes/retry?state=dead", &doc), 200);
 	ck_assert_int_eq(json_integer_value(json_object_get(doc, "retried")),
 			 0);
 	json_decref(doc);
@@ -264,9 +263,9 @@ START_TEST(test_admin_queue)
 	ck_assert_int_eq(admin("GET", "/v1/admin/messages?limit=2", &doc), 200);
 	list = json_object_get(doc, "messages");
 	ck_assert_uint_eq(json_array_size(list), 2);
-	ck_assert_str_eq(json_string_value(json_object_get(
-			     json_array_get(list, 0), "id")),
-			 "m-3");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(list, 0), "id")),
+	    "m-3");
 	ck_assert(json_is_integer(json_object_get(doc, "next")));
 	snprintf(path, sizeof(path), "/v1/admin/messages?limit=2&before=%lld",
 		 (long long)json_integer_value(json_object_get(doc, "next")));
@@ -274,25 +273,25 @@ START_TEST(test_admin_queue)
 	ck_assert_int_eq(admin("GET", path, &doc), 200);
 	list = json_object_get(doc, "messages");
 	ck_assert_uint_eq(json_array_size(list), 1);
-	ck_assert_str_eq(json_string_value(json_object_get(
-			     json_array_get(list, 0), "id")),
-			 "m-1");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(list, 0), "id")),
+	    "m-1");
 	ck_assert(json_is_null(json_object_get(doc, "next")));
 	json_decref(doc);
 	ck_assert_int_eq(admin("GET", "/v1/admin/messages?user=bob", &doc),
 			 200);
 	ck_assert_uint_eq(json_array_size(json_object_get(doc, "messages")), 1);
 	json_decref(doc);
-	ck_assert_int_eq(
-	    admin("GET", "/v1/admin/messages?provider=fcm", &doc), 200);
+	ck_assert_int_eq(admin("GET", "/v1/admin/messages?provider=fcm", &doc),
+			 200);
 	ck_assert_uint_eq(json_array_size(json_object_get(doc, "messages")), 0);
 	json_decref(doc);
 	ck_assert_int_eq(admin("GET", "/v1/admin/messages?state=bogus", &doc),
 			 400);
-	ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(
-					 json_object_get(doc, "error"),
-					 "message")),
-				     "state"));
+	ck_assert_ptr_nonnull(
+	    strstr(json_string_value(json_object_get(
+		       json_object_get(doc, "error"), "message")),
+		   "state"));
 	json_decref(doc);
 	ck_assert_int_eq(admin("GET", "/v1/admin/messages?limit=0", NULL), 400);
 	ck_assert_int_eq(admin("GET", "/v1/admin/messages?before=x", NULL),
@@ -323,10 +322,10 @@ START_TEST(test_admin_queue)
 	ck_assert_ptr_nonnull(strstr(out, "attempts:"));
 	ck_assert_ptr_nonnull(strstr(out, "503"));
 	doc = ctl_json("queue show m-1 --json");
-	ck_assert_uint_eq(json_array_size(json_object_get(
-			      json_array_get(json_object_get(doc, "pushes"), 0),
-			      "history")),
-			  2);
+	ck_assert_uint_eq(
+	    json_array_size(json_object_get(
+		json_array_get(json_object_get(doc, "pushes"), 0), "history")),
+	    2);
 	json_decref(doc);
 	ck_assert_int_eq(ctl(out, 65536, "queue show nope 2>/dev/null"), 1);
 	ck_assert_int_eq(ctl(out, 65536, "queue retry 99999 2>/dev/null"), 1);
@@ -367,23 +366,19 @@ START_TEST(test_admin_devices)
 	device("phone-1", "alice");
 
 	/* Who may ask, and what is required. */
-	ck_assert_int_eq(call("GET", "/v1/admin/devices?user=alice", NULL,
-			      NULL),
-			 403);
-	ck_assert_int_eq(call("DELETE", "/v1/admin/devices/phone-1", NULL,
-			      NULL),
-			 403);
+	ck_assert_int_eq(
+	    call("GET", "/v1/admin/devices?user=alice", NULL, NULL), 403);
+	ck_assert_int_eq(
+	    call("DELETE", "/v1/admin/devices/phone-1", NULL, NULL), 403);
 	ck_assert_int_eq(admin("GET", "/v1/admin/devices", &doc), 400);
 	ck_assert_str_eq(json_string_value(json_object_get(
 			     json_object_get(doc, "error"), "field")),
 			 "user");
 	json_decref(doc);
-	ck_assert_int_eq(admin("GET", "/v1/admin/devices?user=alice&app=nope",
-			       NULL),
-			 400);
-	ck_assert_int_eq(admin("GET", "/v1/admin/devices?user=alice&app=chat",
-			       &doc),
-			 200);
+	ck_assert_int_eq(
+	    admin("GET", "/v1/admin/devices?user=alice&app=nope", NULL), 400);
+	ck_assert_int_eq(
+	    admin("GET", "/v1/admin/devices?user=alice&app=chat", &doc), 200);
 	ck_assert_uint_eq(json_array_size(json_object_get(doc, "devices")), 1);
 	json_decref(doc);
 

@@ -463,29 +463,29 @@ END_TEST
 START_TEST(test_full_config)
 {
 	struct pr_config *c =
-		load_ok("[server]\n"
-			"listen = 0.0.0.0:80\n"
-			"listen = [::]:443 tls\n"
-			"tls_cert = /etc/pushrelay/tls.crt\n"
-			"tls_key = /etc/pushrelay/tls.key\n"
-			"max_connections = 20000\n"
-			"max_header_bytes = 32k\n"
-			"max_headers = 64\n"
-			"max_body_bytes = 8m\n"
-			"max_streams = 250\n"
-			"output_buffer_bytes = 1m\n"
-			"header_timeout = 5\n"
-			"body_timeout = 15\n"
-			"idle_timeout = 120\n"
-			"drain_timeout = 30\n"
-			"[admin]\n"
-			"listen = unix:/run/pushrelay/admin.sock\n"
-			"listen = 127.0.0.1:9090\n"
-			"socket_mode = 0660\n"
-			"[log]\n"
-			"level = debug\n"
-			"target = syslog\n"
-			"access = yes\n");
+	    load_ok("[server]\n"
+		    "listen = 0.0.0.0:80\n"
+		    "listen = [::]:443 tls\n"
+		    "tls_cert = /etc/pushrelay/tls.crt\n"
+		    "tls_key = /etc/pushrelay/tls.key\n"
+		    "max_connections = 20000\n"
+		    "max_header_bytes = 32k\n"
+		    "max_headers = 64\n"
+		    "max_body_bytes = 8m\n"
+		    "max_streams = 250\n"
+		    "output_buffer_bytes = 1m\n"
+		    "header_timeout = 5\n"
+		    "body_timeout = 15\n"
+		    "idle_timeout = 120\n"
+		    "drain_timeout = 30\n"
+		    "[admin]\n"
+		    "listen = unix:/run/pushrelay/admin.sock\n"
+		    "listen = 127.0.0.1:9090\n"
+		    "socket_mode = 0660\n"
+		    "[log]\n"
+		    "level = debug\n"
+		    "target = syslog\n"
+		    "access = yes\n");
 
 	ck_assert_uint_eq(c->n_listen, 2);
 	ck_assert_int_eq(c->listen[0].port, 80);
@@ -625,8 +625,7 @@ START_TEST(test_apps)
 	/* Naming the default app sets it. */
 	c = load_ok("[app \"default\"]\npush_mode = alert\n");
 	ck_assert_uint_eq(c->n_apps, 1);
-	ck_assert_int_eq(pr_config_app(c, "default")->push_mode,
-			 PR_PUSH_ALERT);
+	ck_assert_int_eq(pr_config_app(c, "default")->push_mode, PR_PUSH_ALERT);
 	pr_config_free(c);
 }
 END_TEST
@@ -704,21 +703,21 @@ END_TEST
 START_TEST(test_app_token_auth)
 {
 	struct pr_config *c =
-		load_ok("[app \"chat\"]\n"
-			"apns_key_file = /etc/pushrelay/AuthKey_ABC123DEFG.p8\n"
-			"apns_key_id = ABC123DEFG\n"
-			"apns_team_id = DEF123GHIJ\n"
-			"apns_topic = com.example.chat\n"
-			"apns_url = https://127.0.0.1:2197\n"
-			"apns_sandbox_url = http://[::1]:8443\n"
-			"fcm_credentials = /etc/pushrelay/service-account.json\n"
-			"fcm_url = http://localhost:9000\n"
-			"fcm_token_url = https://oauth2.googleapis.com/token\n"
-			"ca_file = /etc/ssl/certs/ca-certificates.crt\n"
-			"[app \"fcm-only\"]\n"
-			"fcm_credentials = /etc/pushrelay/sa.json\n"
-			"[app \"none\"]\n"
-			"apns_topic = com.example.None-2\n");
+	    load_ok("[app \"chat\"]\n"
+		    "apns_key_file = /etc/pushrelay/AuthKey_ABC123DEFG.p8\n"
+		    "apns_key_id = ABC123DEFG\n"
+		    "apns_team_id = DEF123GHIJ\n"
+		    "apns_topic = com.example.chat\n"
+		    "apns_url = https://127.0.0.1:2197\n"
+		    "apns_sandbox_url = http://[::1]:8443\n"
+		    "fcm_credentials = /etc/pushrelay/service-account.json\n"
+		    "fcm_url = http://localhost:9000\n"
+		    "fcm_token_url = https://oauth2.googleapis.com/token\n"
+		    "ca_file = /etc/ssl/certs/ca-certificates.crt\n"
+		    "[app \"fcm-only\"]\n"
+		    "fcm_credentials = /etc/pushrelay/sa.json\n"
+		    "[app \"none\"]\n"
+		    "apns_topic = com.example.None-2\n");
 	const struct pr_app_config *a = pr_config_app(c, "chat");
 
 	ck_assert_ptr_nonnull(a);
@@ -749,14 +748,15 @@ END_TEST
 
 START_TEST(test_app_cert_auth)
 {
-	struct pr_config *c = load_ok("[app \"pem\"]\n"
-				      "apns_cert_file = /etc/pushrelay/apns.pem\n"
-				      "apns_cert_key_file = /etc/pushrelay/k.pem\n"
-				      "apns_topic = com.example.chat\n"
-				      "[app \"p12\"]\n"
-				      "apns_topic = com.example.chat.voip\n"
-				      "apns_cert_file = /etc/pushrelay/apns.p12\n"
-				      "apns_cert_password = pa ss#word!\n");
+	struct pr_config *c =
+	    load_ok("[app \"pem\"]\n"
+		    "apns_cert_file = /etc/pushrelay/apns.pem\n"
+		    "apns_cert_key_file = /etc/pushrelay/k.pem\n"
+		    "apns_topic = com.example.chat\n"
+		    "[app \"p12\"]\n"
+		    "apns_topic = com.example.chat.voip\n"
+		    "apns_cert_file = /etc/pushrelay/apns.p12\n"
+		    "apns_cert_password = pa ss#word!\n");
 	const struct pr_app_config *a = pr_config_app(c, "pem");
 
 	ck_assert_str_eq(a->apns_cert_file, "/etc/pushrelay/apns.pem");
@@ -860,16 +860,16 @@ END_TEST
 START_TEST(test_app_tokens_and_webhook)
 {
 	struct pr_config *c =
-		load_ok("[app \"chat\"]\n"
-			"client_token_secret = " SECRET32 "\n"
-			"webhook_url = https://chat.example.com:8443/"
-			"pushrelay/receipts?app=chat\n"
-			"webhook_secret = " SECRET16 "\n"
-			"[app \"other\"]\n"
-			"client_token_secret = " SECRET32 SECRET32 "\n"
-			"[app \"plain\"]\n"
-			"webhook_url = http://127.0.0.1:9000\n"
-			"webhook_secret = " SECRET32 "\n");
+	    load_ok("[app \"chat\"]\n"
+		    "client_token_secret = " SECRET32 "\n"
+		    "webhook_url = https://chat.example.com:8443/"
+		    "pushrelay/receipts?app=chat\n"
+		    "webhook_secret = " SECRET16 "\n"
+		    "[app \"other\"]\n"
+		    "client_token_secret = " SECRET32 SECRET32 "\n"
+		    "[app \"plain\"]\n"
+		    "webhook_url = http://127.0.0.1:9000\n"
+		    "webhook_secret = " SECRET32 "\n");
 	const struct pr_app_config *a = pr_config_app(c, "chat");
 
 	ck_assert_uint_eq(strlen(SECRET32), 32);
@@ -903,17 +903,17 @@ START_TEST(test_listen_parse_ok)
 	char err[256], path[200];
 
 	ck_assert_int_eq(
-		pr_config_parse_listen("127.0.0.1:8080", &s, err, sizeof(err)),
-		PR_OK);
+	    pr_config_parse_listen("127.0.0.1:8080", &s, err, sizeof(err)),
+	    PR_OK);
 	ck_assert_int_eq(s.family, AF_INET);
 	ck_assert_str_eq(s.host, "127.0.0.1");
 	ck_assert_int_eq(s.port, 8080);
 	ck_assert_int_eq(s.tls, 0);
 	free(s.text);
 
-	ck_assert_int_eq(pr_config_parse_listen("[::0]:65535  tls", &s, err,
-						sizeof(err)),
-			 PR_OK);
+	ck_assert_int_eq(
+	    pr_config_parse_listen("[::0]:65535  tls", &s, err, sizeof(err)),
+	    PR_OK);
 	ck_assert_int_eq(s.family, AF_INET6);
 	ck_assert_str_eq(s.host, "::"); /* canonical form */
 	ck_assert_int_eq(s.port, 65535);
@@ -940,8 +940,7 @@ START_TEST(test_listen_parse_ok)
 
 		snprintf(text, sizeof(text), "unix:%s", path);
 		ck_assert_int_eq(
-			pr_config_parse_listen(text, &s, err, sizeof(err)),
-			PR_OK);
+		    pr_config_parse_listen(text, &s, err, sizeof(err)), PR_OK);
 		ck_assert_str_eq(s.path, path);
 		free(s.text);
 	}
@@ -1205,9 +1204,9 @@ START_TEST(test_err_missing_file)
 	struct pr_config *c = (struct pr_config *)&c;
 	char err[ERRLEN];
 
-	ck_assert_int_eq(pr_config_load("/nonexistent/pushrelay.conf", &c, err,
-					sizeof(err)),
-			 PR_ERR_IO);
+	ck_assert_int_eq(
+	    pr_config_load("/nonexistent/pushrelay.conf", &c, err, sizeof(err)),
+	    PR_ERR_IO);
 	ck_assert_ptr_null(c);
 	ck_assert_str_eq(err, "/nonexistent/pushrelay.conf: cannot open: No "
 			      "such file or directory");
@@ -1269,11 +1268,11 @@ START_TEST(test_err_several)
 	struct pr_config *c = NULL;
 	const char *p;
 	static const char *const expected[] = {
-		":2: [server] max_connections: out of range 1..1000000",
-		":3: [server] bogus: unknown key",
-		":5: [log] level: unknown level 'loud'",
-		":6: [log] access: not a boolean 'maybe'",
-		": [server] tls_cert: required by the tls listener",
+	    ":2: [server] max_connections: out of range 1..1000000",
+	    ":3: [server] bogus: unknown key",
+	    ":5: [log] level: unknown level 'loud'",
+	    ":6: [log] access: not a boolean 'maybe'",
+	    ": [server] tls_cert: required by the tls listener",
 	};
 
 	ck_assert_int_eq(load_text("[server]\n"
@@ -1604,34 +1603,35 @@ END_TEST
 START_TEST(test_err_app_strings)
 {
 	static const char *const bad_ids[] = {
-		"ABC123DEF",   /* 9 */
-		"ABC123DEFGH", /* 11 */
-		"abc123defg",  /* lower case */
-		"ABC-123DEF",  "ABC123DEF\xC3\x89",
+	    "ABC123DEF",   /* 9 */
+	    "ABC123DEFGH", /* 11 */
+	    "abc123defg",  /* lower case */
+	    "ABC-123DEF",  "ABC123DEF\xC3\x89",
 	};
 	static const char *const bad_urls[] = {
-		"api.push.apple.com",
-		"ftp://api.push.apple.com",
-		"https://",
-		"https:///3/device",
-		"https://api.push.apple.com/",
-		"https://api.push.apple.com/v1",
-		"https://api.push.apple.com?x=1",
-		"https://user:pw@api.push.apple.com",
-		"https://api.push.apple.com:0",
-		"https://api.push.apple.com:65536",
-		"https://api.push.apple.com:443443",
-		"https://api.push.apple.com:",
-		"https://api.push.apple.com:http",
-		"https://-api.push.apple.com",
-		"https://[::1",
-		"https://[]:443",
-		"https://api push.apple.com",
+	    "api.push.apple.com",
+	    "ftp://api.push.apple.com",
+	    "https://",
+	    "https:///3/device",
+	    "https://api.push.apple.com/",
+	    "https://api.push.apple.com/v1",
+	    "https://api.push.apple.com?x=1",
+	    "https://user:pw@api.push.apple.com",
+	    "https://api.push.apple.com:0",
+	    "https://api.push.apple.com:65536",
+	    "https://api.push.apple.com:443443",
+	    "https://api.push.apple.com:",
+	    "https://api.push.apple.com:http",
+	    "https://-api.push.apple.com",
+	    "https://[::1",
+	    "https://[]:443",
+	    "https://api push.apple.com",
 	};
 	char text[512];
 
 	for (size_t i = 0; i < PR_ARRAY_SIZE(bad_ids); i++) {
-		snprintf(text, sizeof(text), "[app \"chat\"]\napns_key_id = %s\n"
+		snprintf(text, sizeof(text),
+			 "[app \"chat\"]\napns_key_id = %s\n"
 			 "apns_team_id = %s\n",
 			 bad_ids[i], bad_ids[i]);
 		expect_error(text, ":2: [app \"chat\"] apns_key_id: must be 10 "
@@ -1650,7 +1650,8 @@ START_TEST(test_err_app_strings)
 		     ":2: [app \"chat\"] apns_topic: must be a bundle id");
 
 	for (size_t i = 0; i < PR_ARRAY_SIZE(bad_urls); i++) {
-		snprintf(text, sizeof(text), "[app \"chat\"]\napns_url = %s\n"
+		snprintf(text, sizeof(text),
+			 "[app \"chat\"]\napns_url = %s\n"
 			 "apns_sandbox_url = %s\nfcm_url = %s\n",
 			 bad_urls[i], bad_urls[i], bad_urls[i]);
 		expect_error(text, ":2: [app \"chat\"] apns_url: must be an "
@@ -1695,11 +1696,12 @@ START_TEST(test_err_app_auth)
 				      "required with apns_key_file (token "
 				      "auth)"),
 			 1);
-	ck_assert_int_eq(expect_error("[app \"chat\"]\n"
-				      "apns_key_file = /k.p8\n",
-				      ":2: [app \"chat\"] apns_key_id: required "
-				      "with apns_key_file (token auth)"),
-			 3);
+	ck_assert_int_eq(
+	    expect_error("[app \"chat\"]\n"
+			 "apns_key_file = /k.p8\n",
+			 ":2: [app \"chat\"] apns_key_id: required "
+			 "with apns_key_file (token auth)"),
+	    3);
 	expect_error("[app \"chat\"]\napns_key_file = /k.p8\n",
 		     ":2: [app \"chat\"] apns_topic: required with "
 		     "apns_key_file (token auth)");
@@ -1735,9 +1737,10 @@ START_TEST(test_err_app_auth)
 			 2);
 	expect_error("[app \"chat\"]\napns_team_id = DEF123GHIJ\n",
 		     ":2: [app \"chat\"] apns_team_id: needs apns_key_file");
-	expect_error("[app \"chat\"]\napns_cert_file = /c.pem\n"
-		     "apns_topic = com.example.chat\napns_key_id = ABC123DEFG\n",
-		     ":4: [app \"chat\"] apns_key_id: needs apns_key_file");
+	expect_error(
+	    "[app \"chat\"]\napns_cert_file = /c.pem\n"
+	    "apns_topic = com.example.chat\napns_key_id = ABC123DEFG\n",
+	    ":4: [app \"chat\"] apns_key_id: needs apns_key_file");
 	expect_error("[app \"chat\"]\napns_cert_key_file = /k.pem\n",
 		     ":2: [app \"chat\"] apns_cert_key_file: needs "
 		     "apns_cert_file");
@@ -1763,13 +1766,13 @@ END_TEST
 START_TEST(test_err_password_hidden)
 {
 	static const char *const texts[] = {
-		"[app \"chat\"]\napns_cert_password = Sekr1t-pw\n",
-		"[app \"chat\"]\napns_cert_password = Sekr1t-pw\n"
-		"apns_cert_password = Sekr1t-pw2\n",
-		"[server]\napns_cert_password = Sekr1t-pw\n",
-		"[app \"chat\"]\napns_cert_file = /c.p12\n"
-		"apns_key_file = /k.p8\napns_cert_password = Sekr1t-pw\n",
-		"apns_cert_password = Sekr1t-pw\n",
+	    "[app \"chat\"]\napns_cert_password = Sekr1t-pw\n",
+	    "[app \"chat\"]\napns_cert_password = Sekr1t-pw\n"
+	    "apns_cert_password = Sekr1t-pw2\n",
+	    "[server]\napns_cert_password = Sekr1t-pw\n",
+	    "[app \"chat\"]\napns_cert_file = /c.p12\n"
+	    "apns_key_file = /k.p8\napns_cert_password = Sekr1t-pw\n",
+	    "apns_cert_password = Sekr1t-pw\n",
 	};
 	char err[ERRLEN], path[PATH_MAX];
 	struct pr_config *c;
@@ -1779,10 +1782,10 @@ START_TEST(test_err_password_hidden)
 		ck_assert_int_eq(load_text(texts[i], &c, err, path),
 				 PR_ERR_CONFIG);
 		ck_assert_msg(strstr(err, "apns_cert_password") ||
-				      strstr(err, "apns_key_file"),
+				  strstr(err, "apns_key_file"),
 			      "%s", err);
-		ck_assert_msg(strstr(err, "Sekr1t") == NULL,
-			      "password in:\n%s", err);
+		ck_assert_msg(strstr(err, "Sekr1t") == NULL, "password in:\n%s",
+			      err);
 	}
 }
 END_TEST
@@ -1878,22 +1881,24 @@ END_TEST
 START_TEST(test_err_app_secrets)
 {
 	/* One byte short of each minimum. */
-	ck_assert_int_eq(expect_error("[app \"chat\"]\n"
-				      "client_token_secret = Sekr1t-"
-				      "0123456789abcdef01234567\n",
-				      ":2: [app \"chat\"] client_token_secret: "
-				      "must be at least 32 bytes (HS256 wants a "
-				      "key as long as its hash)"),
-			 1);
+	ck_assert_int_eq(
+	    expect_error("[app \"chat\"]\n"
+			 "client_token_secret = Sekr1t-"
+			 "0123456789abcdef01234567\n",
+			 ":2: [app \"chat\"] client_token_secret: "
+			 "must be at least 32 bytes (HS256 wants a "
+			 "key as long as its hash)"),
+	    1);
 	expect_error("[app \"chat\"]\nclient_token_secret = x\n",
 		     ":2: [app \"chat\"] client_token_secret: must be at "
 		     "least 32 bytes");
-	ck_assert_int_eq(expect_error("[app \"chat\"]\n"
-				      "webhook_url = https://chat.example.com/r\n"
-				      "webhook_secret = Sekr1t-01234567\n",
-				      ":3: [app \"chat\"] webhook_secret: must "
-				      "be at least 16 bytes"),
-			 2); /* and so no secret for the url */
+	ck_assert_int_eq(
+	    expect_error("[app \"chat\"]\n"
+			 "webhook_url = https://chat.example.com/r\n"
+			 "webhook_secret = Sekr1t-01234567\n",
+			 ":3: [app \"chat\"] webhook_secret: must "
+			 "be at least 16 bytes"),
+	    2); /* and so no secret for the url */
 
 	/* A webhook_url needs its secret, named at the url's line ... */
 	ck_assert_int_eq(expect_error("[app \"chat\"]\npush_delay = 1\n"
@@ -1941,17 +1946,17 @@ END_TEST
 START_TEST(test_err_secrets_hidden)
 {
 	static const char *const texts[] = {
-		"[app \"chat\"]\nclient_token_secret = Sekr1t-short\n",
-		"[app \"chat\"]\nclient_token_secret = " SECRET32 "\n"
-		"client_token_secret = " SECRET32 "\n",
-		"[server]\nclient_token_secret = " SECRET32 "\n",
-		"client_token_secret = " SECRET32 "\n",
-		"[app \"chat\"]\nwebhook_secret = Sekr1t-short\n",
-		"[app \"chat\"]\nwebhook_secret = " SECRET16 "\n",
-		"[app \"chat\"]\nwebhook_url = https://x/r\n"
-		"webhook_secret = Sekr1t\n",
-		"[app \"chat\"]\nwebhook_secret = " SECRET16 "\n"
-		"webhook_secret = " SECRET16 "\n",
+	    "[app \"chat\"]\nclient_token_secret = Sekr1t-short\n",
+	    "[app \"chat\"]\nclient_token_secret = " SECRET32 "\n"
+	    "client_token_secret = " SECRET32 "\n",
+	    "[server]\nclient_token_secret = " SECRET32 "\n",
+	    "client_token_secret = " SECRET32 "\n",
+	    "[app \"chat\"]\nwebhook_secret = Sekr1t-short\n",
+	    "[app \"chat\"]\nwebhook_secret = " SECRET16 "\n",
+	    "[app \"chat\"]\nwebhook_url = https://x/r\n"
+	    "webhook_secret = Sekr1t\n",
+	    "[app \"chat\"]\nwebhook_secret = " SECRET16 "\n"
+	    "webhook_secret = " SECRET16 "\n",
 	};
 	char err[ERRLEN], path[PATH_MAX];
 	struct pr_config *c;
@@ -1961,10 +1966,10 @@ START_TEST(test_err_secrets_hidden)
 		ck_assert_int_eq(load_text(texts[i], &c, err, path),
 				 PR_ERR_CONFIG);
 		ck_assert_msg(strstr(err, "client_token_secret") ||
-				      strstr(err, "webhook_secret"),
+				  strstr(err, "webhook_secret"),
 			      "%s", err);
-		ck_assert_msg(strstr(err, "Sekr1t") == NULL,
-			      "secret in:\n%s", err);
+		ck_assert_msg(strstr(err, "Sekr1t") == NULL, "secret in:\n%s",
+			      err);
 	}
 }
 END_TEST
@@ -2018,9 +2023,9 @@ START_TEST(test_apply_reload)
 
 	/* Nothing differs now but the restart-only settings. */
 	ck_assert_int_eq(
-		pr_config_apply_reload(live, fresh, note, sizeof(note)), 4);
+	    pr_config_apply_reload(live, fresh, note, sizeof(note)), 4);
 	ck_assert_int_eq(
-		pr_config_apply_reload(fresh, fresh, note, sizeof(note)), 0);
+	    pr_config_apply_reload(fresh, fresh, note, sizeof(note)), 0);
 	ck_assert_str_eq(note, "");
 	pr_config_free(fresh);
 	pr_config_free(live);
@@ -2075,7 +2080,7 @@ START_TEST(test_reload_storage_ingest_apps)
 	fresh = load_ok("[app \"chat\"]\npush_delay = 0\n[app \"old\"]\n"
 			"push_delay = 1m\n");
 	ck_assert_int_eq(
-		pr_config_apply_reload(live, fresh, note, sizeof(note)), 0);
+	    pr_config_apply_reload(live, fresh, note, sizeof(note)), 0);
 	ck_assert_str_eq(note, "");
 	ck_assert_int_eq(pr_config_app(live, "chat")->push_delay, 0);
 	ck_assert_int_eq(pr_config_app(live, "old")->push_delay, 60);
@@ -2113,7 +2118,7 @@ START_TEST(test_reload_storage_ingest_apps)
 	live = pr_config_new();
 	fresh = load_ok("[app \"chat\"]\n");
 	ck_assert_int_eq(
-		pr_config_apply_reload(live, fresh, note, sizeof(note)), 2);
+	    pr_config_apply_reload(live, fresh, note, sizeof(note)), 2);
 	ck_assert_ptr_nonnull(strstr(note, "[app \"default\"]: removed"));
 	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"]: added"));
 	pr_config_free(fresh);
@@ -2148,8 +2153,9 @@ START_TEST(test_reload_inbox_and_secrets)
 	/* The app's credentials need a restart, named without a value ... */
 	n = pr_config_apply_reload(live, fresh, note, sizeof(note));
 	ck_assert_msg(n == 3, "%d notes:\n%s", n, note);
-	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"] client_token_secret: "
-					   "changed; restart to apply"));
+	ck_assert_ptr_nonnull(strstr(note,
+				     "[app \"chat\"] client_token_secret: "
+				     "changed; restart to apply"));
 	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"] webhook_url: "
 					   "changed; restart to apply"));
 	ck_assert_ptr_nonnull(strstr(note, "[app \"chat\"] webhook_secret: "
@@ -2201,7 +2207,7 @@ START_TEST(test_reload_webhook)
 			"backoff_max = 1m\nmax_attempts = 3\ntimeout = 30\n");
 	/* Every [webhook] setting applies at once, silently. */
 	ck_assert_int_eq(
-		pr_config_apply_reload(live, fresh, note, sizeof(note)), 0);
+	    pr_config_apply_reload(live, fresh, note, sizeof(note)), 0);
 	ck_assert_str_eq(note, "");
 	ck_assert_int_eq(live->webhook_flush_interval, 5);
 	ck_assert_int_eq(live->webhook_max_batch, 10);
@@ -2246,15 +2252,14 @@ START_TEST(test_directive_table)
 		if (strcmp(d->section, "push") == 0) {
 			pushes++;
 			ck_assert_msg(d->reloadable ==
-					      (strcmp(d->name, "connections") &&
-					       strcmp(d->name, "max_streams")),
+					  (strcmp(d->name, "connections") &&
+					   strcmp(d->name, "max_streams")),
 				      "[push] %s", d->name);
 		}
 		if (strcmp(d->section, "app") == 0) {
 			apps++;
 			ck_assert_msg(d->reloadable ==
-					      (strcmp(d->name, "push_delay") ==
-					       0),
+					  (strcmp(d->name, "push_delay") == 0),
 				      "[app] %s", d->name);
 		}
 	}
@@ -2367,7 +2372,7 @@ START_TEST(test_man_page_in_sync)
 			snprintf(want, sizeof(want), "Default: \\fB%s\\fR",
 				 d->def);
 			ck_assert_msg(strstr(entry, want) &&
-					      strstr(entry, want) < end,
+					  strstr(entry, want) < end,
 				      "[%s] %s: man page lacks '%s'",
 				      d->section, d->name, want);
 		}

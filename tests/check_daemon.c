@@ -44,30 +44,31 @@ static json_t *body_json(const struct th_resp *r)
 static const char *error_code(json_t *doc)
 {
 	return json_string_value(
-		json_object_get(json_object_get(doc, "error"), "code"));
+	    json_object_get(json_object_get(doc, "error"), "code"));
 }
 
 START_TEST(test_healthz_all_protocols)
 {
 	static const enum th_mode modes[] = {TH_H1, TH_H2C, TH_H2TLS, TH_H1TLS};
-	static const long want[] = {CURL_HTTP_VERSION_1_1, CURL_HTTP_VERSION_2_0,
-				    CURL_HTTP_VERSION_2_0, CURL_HTTP_VERSION_1_1};
+	static const long want[] = {
+	    CURL_HTTP_VERSION_1_1, CURL_HTTP_VERSION_2_0, CURL_HTTP_VERSION_2_0,
+	    CURL_HTTP_VERSION_1_1};
 	struct th_resp r;
 
 	start(NULL, NULL);
 	for (size_t i = 0; i < 4; i++) {
 		json_t *doc;
 
-		ck_assert_int_eq(th_request(&d, modes[i], "GET", "/healthz",
-					    NULL, NULL, &r),
-				 0);
+		ck_assert_int_eq(
+		    th_request(&d, modes[i], "GET", "/healthz", NULL, NULL, &r),
+		    0);
 		ck_assert_int_eq(r.status, 200);
 		ck_assert_msg(r.version == want[i], "mode %zu: version %ld", i,
 			      r.version);
 		ck_assert_ptr_nonnull(strcasestr(r.headers, "x-request-id: "));
 		doc = body_json(&r);
-		ck_assert_str_eq(json_string_value(json_object_get(doc, "status")),
-				 "ok");
+		ck_assert_str_eq(
+		    json_string_value(json_object_get(doc, "status")), "ok");
 		json_decref(doc);
 		th_resp_free(&r);
 	}
@@ -112,9 +113,8 @@ START_TEST(test_errors_are_json)
 	json_decref(doc);
 	th_resp_free(&r);
 
-	ck_assert_int_eq(th_request(&d, TH_H1, "DELETE", "/healthz", NULL,
-				    NULL, &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "DELETE", "/healthz", NULL, NULL, &r), 0);
 	ck_assert_int_eq(r.status, 405);
 	ck_assert_ptr_nonnull(strcasestr(r.headers, "allow: GET"));
 	doc = body_json(&r);
@@ -130,27 +130,25 @@ START_TEST(test_metrics_and_version)
 	json_t *doc;
 
 	start(NULL, NULL);
-	ck_assert_int_eq(th_request(&d, TH_H1, "GET", "/v1/version", NULL,
-				    NULL, &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "GET", "/v1/version", NULL, NULL, &r), 0);
 	ck_assert_int_eq(r.status, 200);
 	doc = body_json(&r);
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "version")),
 			 PACKAGE_VERSION);
-	ck_assert_ptr_nonnull(json_object_get(json_object_get(doc, "libraries"),
-					      "nghttp2"));
+	ck_assert_ptr_nonnull(
+	    json_object_get(json_object_get(doc, "libraries"), "nghttp2"));
 	json_decref(doc);
 	th_resp_free(&r);
 
-	ck_assert_int_eq(th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL, &r), 0);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(strstr(r.body, "\npushrelay_connections 1\n"));
 	/* The readiness probe of the harness hit /healthz at least once. */
-	ck_assert_ptr_nonnull(strstr(
-		r.body, "pushrelay_http_requests_total{route=\"/healthz\","
-			"method=\"GET\",status=\"200\"} "));
+	ck_assert_ptr_nonnull(
+	    strstr(r.body, "pushrelay_http_requests_total{route=\"/healthz\","
+			   "method=\"GET\",status=\"200\"} "));
 	ck_assert_ptr_nonnull(strstr(r.body, "pushrelay_http_requests_total{"
 					     "route=\"/v1/version\",method="
 					     "\"GET\",status=\"200\"} 1\n"));
@@ -169,40 +167,35 @@ START_TEST(test_limits_header_and_body)
 
 	start("max_header_bytes = 2k\nmax_body_bytes = 1k\n", NULL);
 	snprintf(big, sizeof(big), "X-Big: %03000d", 7);
-	ck_assert_int_eq(th_request(&d, TH_H1, "GET", "/healthz", NULL, hdrs,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "GET", "/healthz", NULL, hdrs, &r), 0);
 	ck_assert_int_eq(r.status, 431);
 	doc = body_json(&r);
 	ck_assert_str_eq(error_code(doc), "headers_too_large");
 	json_decref(doc);
 	th_resp_free(&r);
 
-	ck_assert_int_eq(th_request(&d, TH_H2C, "GET", "/healthz", NULL, hdrs,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H2C, "GET", "/healthz", NULL, hdrs, &r), 0);
 	ck_assert_int_eq(r.status, 431);
 	th_resp_free(&r);
 
 	body = malloc(5000);
 	memset(body, 'b', 4999);
 	body[4999] = '\0';
-	ck_assert_int_eq(th_request(&d, TH_H1, "POST", "/healthz", body, NULL,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "POST", "/healthz", body, NULL, &r), 0);
 	ck_assert_int_eq(r.status, 413);
 	th_resp_free(&r);
-	ck_assert_int_eq(th_request(&d, TH_H2C, "POST", "/healthz", body, NULL,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H2C, "POST", "/healthz", body, NULL, &r), 0);
 	ck_assert_int_eq(r.status, 413);
 	th_resp_free(&r);
 	free(body);
 
 	/* Still serving. */
-	ck_assert_int_eq(th_request(&d, TH_H1, "GET", "/healthz", NULL, NULL,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "GET", "/healthz", NULL, NULL, &r), 0);
 	ck_assert_int_eq(r.status, 200);
 	th_resp_free(&r);
 }
@@ -217,18 +210,19 @@ START_TEST(test_chunked_and_pipelined_over_socket)
 	fd = th_connect(d.port);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(
-		th_send(fd,
-			"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
-			"POST /healthz HTTP/1.1\r\nHost: a\r\n"
-			"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-			"GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-			strlen("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
-			       "POST /healthz HTTP/1.1\r\nHost: a\r\n"
-			       "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
-			       "0\r\n\r\n"
-			       "GET /readyz HTTP/1.1\r\nHost: a\r\n"
-			       "Connection: close\r\n\r\n")),
-		0);
+	    th_send(
+		fd,
+		"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+		"POST /healthz HTTP/1.1\r\nHost: a\r\n"
+		"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+		"GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+		strlen("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+		       "POST /healthz HTTP/1.1\r\nHost: a\r\n"
+		       "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+		       "0\r\n\r\n"
+		       "GET /readyz HTTP/1.1\r\nHost: a\r\n"
+		       "Connection: close\r\n\r\n")),
+	    0);
 	th_recv_all(fd, buf, sizeof(buf), 5.0, &eof);
 	close(fd);
 	ck_assert_int_eq(eof, 1);
@@ -246,10 +240,12 @@ START_TEST(test_expect_continue_over_socket)
 	start(NULL, NULL);
 	fd = th_connect(d.port);
 	ck_assert_int_ge(fd, 0);
-	th_send(fd, "POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
-		    "Expect: 100-continue\r\n\r\n",
-		strlen("POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
-		       "Expect: 100-continue\r\n\r\n"));
+	th_send(
+	    fd,
+	    "POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+	    "Expect: 100-continue\r\n\r\n",
+	    strlen("POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+		   "Expect: 100-continue\r\n\r\n"));
 	th_recv_until(fd, buf, sizeof(buf), "\r\n\r\n", 5.0);
 	ck_assert_str_eq(buf, "HTTP/1.1 100 Continue\r\n\r\n");
 	th_send(fd, "data", 4);
@@ -321,12 +317,11 @@ START_TEST(test_connection_limit_503)
 	for (int i = 0; i < 4; i++)
 		close(fds[i]);
 	usleep(200000);
-	ck_assert_int_eq(th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL, &r), 0);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(
-		strstr(r.body, "pushrelay_connections_rejected_total 1\n"));
+	    strstr(r.body, "pushrelay_connections_rejected_total 1\n"));
 	th_resp_free(&r);
 }
 END_TEST
@@ -340,8 +335,9 @@ START_TEST(test_graceful_stop_finishes_in_flight)
 	fd = th_connect(d.port);
 	ck_assert_int_ge(fd, 0);
 	/* A request in flight: headers and half the body. */
-	th_send(fd, "POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n"
-		    "\r\n12345",
+	th_send(fd,
+		"POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n"
+		"\r\n12345",
 		strlen("POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: "
 		       "10\r\n\r\n12345"));
 	usleep(100000);
@@ -367,7 +363,8 @@ START_TEST(test_drain_timeout_bounds_stop)
 
 	start("drain_timeout = 1\nbody_timeout = 60\n", NULL);
 	fd = th_connect(d.port);
-	th_send(fd, "POST /healthz HTTP/1.1\r\nContent-Length: 10\r\n\r\n1", 47);
+	th_send(fd, "POST /healthz HTTP/1.1\r\nContent-Length: 10\r\n\r\n1",
+		47);
 	usleep(100000);
 	st = th_daemon_stop(&d, SIGTERM, 5.0);
 	ck_assert_int_eq(st, 0);
@@ -381,9 +378,8 @@ START_TEST(test_h2_graceful_stop)
 	int st;
 
 	start(NULL, NULL);
-	ck_assert_int_eq(th_request(&d, TH_H2C, "GET", "/readyz", NULL, NULL,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H2C, "GET", "/readyz", NULL, NULL, &r), 0);
 	ck_assert_int_eq(r.status, 200);
 	th_resp_free(&r);
 	st = th_daemon_stop(&d, SIGINT, 5.0);
@@ -425,9 +421,8 @@ START_TEST(test_reload_changes_log_level)
 	kill(d.pid, SIGHUP);
 	usleep(300000);
 	ck_assert(th_alive(d.pid));
-	ck_assert_int_eq(th_request(&d, TH_H1, "GET", "/healthz", NULL, NULL,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "GET", "/healthz", NULL, NULL, &r), 0);
 	ck_assert_int_eq(r.status, 200);
 	th_resp_free(&r);
 	log = th_read_file(d.log);
@@ -520,8 +515,9 @@ static void send_bad(int port, int kind, int i)
 		n += 18000;
 		break;
 	case 2: /* truncated request, then close */
-		n = (size_t)snprintf(buf, sizeof(buf), "POST /healthz HTTP/1.1\r\n"
-						       "Content-Length: 100\r\n\r\nab");
+		n = (size_t)snprintf(buf, sizeof(buf),
+				     "POST /healthz HTTP/1.1\r\n"
+				     "Content-Length: 100\r\n\r\nab");
 		break;
 	case 3: /* invalid HTTP/2 frames after the preface */
 		memcpy(buf, h2_preface, sizeof(h2_preface) - 1);
@@ -533,9 +529,10 @@ static void send_bad(int port, int kind, int i)
 			buf[n++] = (char)k;
 		break;
 	case 4: /* a bad chunk size */
-		n = (size_t)snprintf(buf, sizeof(buf),
-				     "POST /healthz HTTP/1.1\r\nTransfer-Encoding: "
-				     "chunked\r\n\r\nzz\r\n");
+		n = (size_t)snprintf(
+		    buf, sizeof(buf),
+		    "POST /healthz HTTP/1.1\r\nTransfer-Encoding: "
+		    "chunked\r\n\r\nzz\r\n");
 		break;
 	}
 	th_send(fd, buf, n);
@@ -565,14 +562,12 @@ START_TEST(test_malformed_barrage_memory_flat)
 	for (int i = 0; i < 8; i++)
 		close(slow[i]);
 	ck_assert(th_alive(d.pid));
-	ck_assert_int_eq(th_request(&d, TH_H1, "GET", "/healthz", NULL, NULL,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "GET", "/healthz", NULL, NULL, &r), 0);
 	ck_assert_int_eq(r.status, 200);
 	th_resp_free(&r);
-	ck_assert_int_eq(th_request(&d, TH_H2C, "GET", "/healthz", NULL, NULL,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H2C, "GET", "/healthz", NULL, NULL, &r), 0);
 	ck_assert_int_eq(r.status, 200);
 	th_resp_free(&r);
 	rss_end = th_rss_kb(d.pid);

@@ -23,7 +23,8 @@
 
 #include "harness.h"
 
-#define APNS_TOKEN "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+#define APNS_TOKEN                                                             \
+	"a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
 #define FCM_TOKEN "fcm-token-0001:APA91bExample"
 
 static struct th_daemon d;
@@ -116,7 +117,8 @@ static json_t *nth(const char *kind, int n)
 	int k = 0;
 
 	reqs = json_object_get(doc, "requests");
-	json_array_foreach(reqs, i, r) {
+	json_array_foreach(reqs, i, r)
+	{
 		const char *kd = json_string_value(json_object_get(r, "kind"));
 
 		if (kd && strcmp(kd, kind) == 0 && k++ == n) {
@@ -131,7 +133,7 @@ static json_t *nth(const char *kind, int n)
 static const char *hdr(json_t *r, const char *name)
 {
 	return json_string_value(
-		json_object_get(json_object_get(r, "headers"), name));
+	    json_object_get(json_object_get(r, "headers"), name));
 }
 
 static const char *metric_line(const char *body, const char *prefix)
@@ -165,29 +167,27 @@ START_TEST(test_apns_success_headers_and_payload)
 	expiration = atol(hdr(r, "apns-expiration"));
 	ck_assert_int_ge(expiration, now + 3600 - 5);
 	ck_assert_int_le(expiration, now + 3600 + 60);
-	payload = json_loads(json_string_value(json_object_get(r, "body")), 0,
-			     NULL);
+	payload =
+	    json_loads(json_string_value(json_object_get(r, "body")), 0, NULL);
 	ck_assert_ptr_nonnull(payload);
 	aps = json_object_get(payload, "aps");
 	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_object_get(aps, "alert"), "title")),
+			     json_object_get(aps, "alert"), "title")),
 			 "Bob");
 	ck_assert_int_eq(json_integer_value(json_object_get(aps, "badge")), 1);
-	ck_assert_str_eq(json_string_value(
-				 json_object_get(payload, "message_id")),
-			 "m-1");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(payload, "message_id")), "m-1");
 	ck_assert_int_eq(json_integer_value(json_object_get(payload, "seq")),
 			 1);
 	json_decref(payload);
 	json_decref(r);
 	/* Counted in the metrics. */
 	usleep(300000);
-	ck_assert_int_eq(th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL,
-				    &mr),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL, &mr), 0);
 	ck_assert_ptr_nonnull(metric_line(
-		mr.body, "pushrelay_pushes_total{provider=\"apns\",app=\"chat\","
-			 "outcome=\"sent\"} 1\n"));
+	    mr.body, "pushrelay_pushes_total{provider=\"apns\",app=\"chat\","
+		     "outcome=\"sent\"} 1\n"));
 	th_resp_free(&mr);
 }
 END_TEST
@@ -207,14 +207,14 @@ START_TEST(test_fcm_success_and_token_reuse)
 	r = nth("fcm", 1);
 	ck_assert_int_eq(json_integer_value(json_object_get(r, "status")), 200);
 	ck_assert_int_eq(strncmp(hdr(r, "authorization"), "Bearer ", 7), 0);
-	msg = json_loads(json_string_value(json_object_get(r, "body")), 0,
-			 NULL);
+	msg =
+	    json_loads(json_string_value(json_object_get(r, "body")), 0, NULL);
 	ck_assert_ptr_nonnull(msg);
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_object_get(json_object_get(msg, "message"),
-						 "data"),
-				 "message_id")),
-			 "f-2");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(
+		json_object_get(json_object_get(msg, "message"), "data"),
+		"message_id")),
+	    "f-2");
 	json_decref(msg);
 	json_decref(r);
 }
@@ -232,9 +232,8 @@ static void expect_invalid(const char *platform, const char *token,
 	ck_assert_int_eq(th_mock_wait(&m, platform, 1, 10), 1);
 	/* The feed shows it; the device lost its token; no retry. */
 	for (i = 0; i < 50; i++) {
-		ck_assert_int_eq(call("GET", "/v1/invalid-tokens?after=0", NULL,
-				      &doc),
-				 200);
+		ck_assert_int_eq(
+		    call("GET", "/v1/invalid-tokens?after=0", NULL, &doc), 200);
 		t = json_array_get(json_object_get(doc, "tokens"), 0);
 		if (t)
 			break;
@@ -242,18 +241,16 @@ static void expect_invalid(const char *platform, const char *token,
 		usleep(100000);
 	}
 	ck_assert_ptr_nonnull(t);
-	ck_assert_str_eq(json_string_value(json_object_get(t, "token")),
-			 token);
+	ck_assert_str_eq(json_string_value(json_object_get(t, "token")), token);
 	ck_assert_str_eq(json_string_value(json_object_get(t, "device_id")),
 			 "dev-x");
 	json_decref(doc);
 	ck_assert_int_eq(call("GET", "/v1/users/alice/devices", NULL, &doc),
 			 200);
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_array_get(json_object_get(doc, "devices"),
-						0),
-				 "push")),
-			 "invalid");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(
+		json_array_get(json_object_get(doc, "devices"), 0), "push")),
+	    "invalid");
 	json_decref(doc);
 	event("dead-2", "y");
 	sleep(2);
@@ -293,9 +290,9 @@ START_TEST(test_5xx_retried_with_backoff_then_sent)
 
 	start(NULL, NULL);
 	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"" APNS_TOKEN "\","
-					     "\"status\":503,\"reason\":"
-					     "\"ServiceUnavailable\","
-					     "\"times\":2}"),
+					    "\"status\":503,\"reason\":"
+					    "\"ServiceUnavailable\","
+					    "\"times\":2}"),
 			 0);
 	device("phone-1", "apns", APNS_TOKEN);
 	event("r-1", "x");
@@ -307,7 +304,7 @@ START_TEST(test_5xx_retried_with_backoff_then_sent)
 	/* Backoff: the second try came at least half of backoff_base later,
 	 * and every try carries the same apns-id. */
 	ck_assert_int_ge(json_integer_value(json_object_get(b, "at")) -
-				 json_integer_value(json_object_get(a, "at")),
+			     json_integer_value(json_object_get(a, "at")),
 			 500);
 	ck_assert_str_eq(hdr(a, "apns-id"), hdr(c, "apns-id"));
 	json_decref(a);
@@ -322,9 +319,9 @@ START_TEST(test_429_retry_after_honoured)
 
 	start(NULL, NULL);
 	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"" APNS_TOKEN "\","
-					     "\"status\":429,\"reason\":"
-					     "\"TooManyRequests\","
-					     "\"retry_after\":3,\"times\":1}"),
+					    "\"status\":429,\"reason\":"
+					    "\"TooManyRequests\","
+					    "\"retry_after\":3,\"times\":1}"),
 			 0);
 	device("phone-1", "apns", APNS_TOKEN);
 	event("ra-1", "x");
@@ -332,7 +329,7 @@ START_TEST(test_429_retry_after_honoured)
 	a = nth("apns", 0);
 	b = nth("apns", 1);
 	ck_assert_int_ge(json_integer_value(json_object_get(b, "at")) -
-				 json_integer_value(json_object_get(a, "at")),
+			     json_integer_value(json_object_get(a, "at")),
 			 2900);
 	json_decref(a);
 	json_decref(b);
@@ -345,23 +342,22 @@ START_TEST(test_credential_error_pauses_provider)
 
 	start(NULL, NULL);
 	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"" APNS_TOKEN "\","
-					     "\"status\":403,\"reason\":"
-					     "\"InvalidProviderToken\"}"),
+					    "\"status\":403,\"reason\":"
+					    "\"InvalidProviderToken\"}"),
 			 0);
 	device("phone-1", "apns", APNS_TOKEN);
 	device("pixel-1", "fcm", FCM_TOKEN);
 	event("p-1", "x");
 	ck_assert_int_eq(th_mock_wait(&m, "apns", 1, 10), 1);
 	usleep(500000);
-	ck_assert_int_eq(th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL,
-				    &r),
-			 0);
-	ck_assert_ptr_nonnull(metric_line(
-		r.body, "pushrelay_provider_paused{provider=\"apns\","
-			"app=\"chat\"} 1\n"));
-	ck_assert_ptr_nonnull(metric_line(
-		r.body, "pushrelay_provider_paused{provider=\"fcm\","
-			"app=\"chat\"} 0\n"));
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL, &r), 0);
+	ck_assert_ptr_nonnull(
+	    metric_line(r.body, "pushrelay_provider_paused{provider=\"apns\","
+				"app=\"chat\"} 1\n"));
+	ck_assert_ptr_nonnull(
+	    metric_line(r.body, "pushrelay_provider_paused{provider=\"fcm\","
+				"app=\"chat\"} 0\n"));
 	th_resp_free(&r);
 	/* No burning through the queue: more events, no more APNs sends. */
 	event("p-2", "y");
@@ -385,7 +381,7 @@ START_TEST(test_restart_in_flight_same_apns_id)
 
 	start(NULL, NULL);
 	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"" APNS_TOKEN "\","
-					     "\"delay_ms\":5000,\"times\":1}"),
+					    "\"delay_ms\":5000,\"times\":1}"),
 			 0);
 	device("phone-1", "apns", APNS_TOKEN);
 	event("k-1", "x");
@@ -421,15 +417,15 @@ START_TEST(test_coalescing_with_push_delay)
 	/* One push, carrying the newest message and the unread count. */
 	ck_assert_int_eq(th_mock_wait(&m, "apns", 2, 0.2), 1);
 	r = nth("apns", 0);
-	payload = json_loads(json_string_value(json_object_get(r, "body")), 0,
-			     NULL);
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_object_get(json_object_get(payload, "aps"),
-						 "alert"),
-				 "title")),
-			 "third");
+	payload =
+	    json_loads(json_string_value(json_object_get(r, "body")), 0, NULL);
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(
+		json_object_get(json_object_get(payload, "aps"), "alert"),
+		"title")),
+	    "third");
 	ck_assert_int_eq(json_integer_value(json_object_get(
-				 json_object_get(payload, "aps"), "badge")),
+			     json_object_get(payload, "aps"), "badge")),
 			 3);
 	json_decref(payload);
 	json_decref(r);
@@ -442,8 +438,8 @@ START_TEST(test_goaway_is_retried_on_a_new_connection)
 
 	start(NULL, NULL);
 	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"" APNS_TOKEN "\","
-					     "\"action\":\"goaway\","
-					     "\"times\":1}"),
+					    "\"action\":\"goaway\","
+					    "\"times\":1}"),
 			 0);
 	device("phone-1", "apns", APNS_TOKEN);
 	event("g-1", "x");
@@ -472,7 +468,7 @@ START_TEST(test_slow_provider_bounded_in_flight)
 
 	start("max_in_flight = 8\n", NULL);
 	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"*\","
-					     "\"delay_ms\":1500}"),
+					    "\"delay_ms\":1500}"),
 			 0);
 	for (i = 0; i < 40; i++) {
 		char id[32], tok[80];
@@ -496,9 +492,8 @@ START_TEST(test_slow_provider_bounded_in_flight)
 		ck_assert_int_eq(call("POST", "/v1/events", body, NULL), 202);
 	}
 	usleep(700000);
-	ck_assert_int_eq(th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL, &r), 0);
 	p = strstr(r.body, "\npushrelay_pushes_in_flight ");
 	ck_assert_ptr_nonnull(p);
 	in_flight = atol(p + strlen("\npushrelay_pushes_in_flight "));
@@ -507,7 +502,7 @@ START_TEST(test_slow_provider_bounded_in_flight)
 	ck_assert_int_gt(in_flight, 0);
 	/* The provider is fast again: everything drains. */
 	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"*\","
-					     "\"status\":200}"),
+					    "\"status\":200}"),
 			 0);
 	ck_assert_int_ge(th_mock_wait(&m, "apns", 40, 30), 40);
 }
@@ -620,7 +615,7 @@ START_TEST(test_stop_while_waiting_for_token)
 
 	start(NULL, NULL);
 	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"*\",\"kind\":"
-					     "\"oauth\",\"delay_ms\":20000}"),
+					    "\"oauth\",\"delay_ms\":20000}"),
 			 0);
 	for (int i = 0; i < 20; i++) {
 		char id[32], tok[64];

@@ -23,8 +23,8 @@
 
 #include "harness.h"
 
-#define CLIENTS 4
-#define CYCLES 3
+#define CLIENTS	   4
+#define CYCLES	   3
 #define MAX_EVENTS 6000 /* over all cycles */
 
 static struct th_daemon d;
@@ -118,8 +118,7 @@ static void put_device(const char *id, const char *token)
 	snprintf(body, sizeof(body),
 		 "{\"user\":\"dur\",\"platform\":\"fcm\",\"token\":\"%s\"}",
 		 token);
-	ck_assert_int_eq(th_request(&d, TH_H1, "PUT", path, body, hdrs, &r),
-			 0);
+	ck_assert_int_eq(th_request(&d, TH_H1, "PUT", path, body, hdrs, &r), 0);
 	ck_assert_int_eq(r.status, 201);
 	th_resp_free(&r);
 }
@@ -135,8 +134,8 @@ static void verify_db(void)
 	int rv;
 
 	snprintf(path, sizeof(path), "%s/pushrelay.db", d.dir);
-	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL),
-			 SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
 	rv = sqlite3_prepare_v2(db,
 				"SELECT count(*), "
 				"(SELECT count(*) FROM deliveries dl "
@@ -205,7 +204,8 @@ START_TEST(test_kill9_loses_nothing_acked)
 		stop = 1;
 		for (int i = 0; i < CLIENTS; i++)
 			pthread_join(th[i], NULL);
-		ck_assert_msg(n_acked > before, "cycle %d acked nothing", cycle);
+		ck_assert_msg(n_acked > before, "cycle %d acked nothing",
+			      cycle);
 		verify_db();
 		printf("cycle %d: killed with %zu events acked so far, all "
 		       "present once\n",

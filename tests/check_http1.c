@@ -435,8 +435,9 @@ START_TEST(test_first_byte_alone_does_not_stall)
 
 	ck_assert_int_eq(pr_conn_feed(c2, "P", 1), 0);
 	ck_assert_ptr_null(c2->proto);
-	ck_assert_int_eq(pr_conn_feed(c2, "OST /echo HTTP/1.1\r\n"
-					  "Content-Length: 2\r\n\r\nhi",
+	ck_assert_int_eq(pr_conn_feed(c2,
+				      "OST /echo HTTP/1.1\r\n"
+				      "Content-Length: 2\r\n\r\nhi",
 				      strlen("OST /echo HTTP/1.1\r\nContent-"
 					     "Length: 2\r\n\r\nhi")),
 			 0);
@@ -499,7 +500,8 @@ START_TEST(test_head_flag_not_stale)
 
 	feed("HEAD /healthz HTTP/1.1\r\n\r\n");
 	free(th_take_output(conn));
-	feed("\x01" "bad\r\n\r\n");
+	feed("\x01"
+	     "bad\r\n\r\n");
 	out = th_take_output(conn);
 	ck_assert_msg(strncmp(out, "HTTP/1.1 400 ", 13) == 0, "%s", out);
 	ck_assert_ptr_nonnull(strstr(out, "\r\n\r\n{\"error\""));

@@ -122,7 +122,7 @@ static json_t *inbox(const char *tok, const char *query, long *status)
 static json_int_t seq_at(json_t *doc, size_t i)
 {
 	return json_integer_value(json_object_get(
-		json_array_get(json_object_get(doc, "messages"), i), "seq"));
+	    json_array_get(json_object_get(doc, "messages"), i), "seq"));
 }
 
 /* ---- tests ------------------------------------------------------------- */
@@ -166,10 +166,10 @@ START_TEST(test_token_forgery_refused)
 	client_token(tok, sizeof(tok), "alice", "phone-1", -120);
 	doc = inbox(tok, "", &st);
 	ck_assert_int_eq(st, 401);
-	ck_assert_ptr_nonnull(strstr(
-		json_string_value(json_object_get(
-			json_object_get(doc, "error"), "message")),
-		"expired"));
+	ck_assert_ptr_nonnull(
+	    strstr(json_string_value(json_object_get(
+		       json_object_get(doc, "error"), "message")),
+		   "expired"));
 	json_decref(doc);
 	token(tok, sizeof(tok), "{\"alg\":\"HS256\"}",
 	      "{\"sub\":\"alice\",\"device\":\"phone-1\"}", SECRET);
@@ -224,14 +224,13 @@ START_TEST(test_order_no_gaps_ack)
 	ck_assert_int_eq(seq_at(doc, 1), 2);
 	ck_assert(json_is_true(json_object_get(doc, "more")));
 	ck_assert_int_eq(json_integer_value(json_object_get(doc, "next")), 2);
-	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_object_get(json_array_get(
-							 json_object_get(
-								 doc, "messages"),
-							 0),
-						 "payload"),
-				 "text")),
-			 "m-1");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(
+		json_object_get(
+		    json_array_get(json_object_get(doc, "messages"), 0),
+		    "payload"),
+		"text")),
+	    "m-1");
 	json_decref(doc);
 	/* The next page. */
 	doc = inbox(tok, "?after=2&limit=2", &st);
@@ -239,12 +238,10 @@ START_TEST(test_order_no_gaps_ack)
 	json_decref(doc);
 	/* Acknowledge 2, reconnect from scratch: 3, 4, 5 with no gap;
 	 * nothing unacknowledged was skipped by reading ahead. */
-	ck_assert_int_eq(call("POST", "/v1/inbox/ack", tok, "{\"up_to\":2}",
-			      NULL),
-			 200);
-	ck_assert_int_eq(call("POST", "/v1/inbox/ack", tok, "{\"up_to\":2}",
-			      NULL),
-			 200);
+	ck_assert_int_eq(
+	    call("POST", "/v1/inbox/ack", tok, "{\"up_to\":2}", NULL), 200);
+	ck_assert_int_eq(
+	    call("POST", "/v1/inbox/ack", tok, "{\"up_to\":2}", NULL), 200);
 	doc = inbox(tok, "?after=0", &st);
 	ck_assert_int_eq(json_array_size(json_object_get(doc, "messages")), 3);
 	ck_assert_int_eq(seq_at(doc, 0), 3);
@@ -253,16 +250,13 @@ START_TEST(test_order_no_gaps_ack)
 	json_decref(doc);
 	/* Past what was delivered: 400. */
 	doc = NULL;
-	ck_assert_int_eq(call("POST", "/v1/inbox/ack", tok, "{\"up_to\":99}",
-			      &doc),
-			 400);
+	ck_assert_int_eq(
+	    call("POST", "/v1/inbox/ack", tok, "{\"up_to\":99}", &doc), 400);
 	json_decref(doc);
-	ck_assert_int_eq(call("POST", "/v1/inbox/ack", tok, "{\"upto\":1}",
-			      NULL),
-			 400);
-	ck_assert_int_eq(call("POST", "/v1/inbox/ack", tok, "{\"up_to\":5}",
-			      NULL),
-			 200);
+	ck_assert_int_eq(
+	    call("POST", "/v1/inbox/ack", tok, "{\"upto\":1}", NULL), 400);
+	ck_assert_int_eq(
+	    call("POST", "/v1/inbox/ack", tok, "{\"up_to\":5}", NULL), 200);
 	doc = inbox(tok, "", &st);
 	ck_assert_int_eq(json_array_size(json_object_get(doc, "messages")), 0);
 	ck_assert_int_eq(json_integer_value(json_object_get(doc, "next")), 5);
@@ -283,9 +277,8 @@ START_TEST(test_two_devices_each_get_all)
 	event("x-2", "alice");
 	client_token(t1, sizeof(t1), "alice", "phone-1", 600);
 	client_token(t2, sizeof(t2), "alice", "tablet-1", 600);
-	ck_assert_int_eq(call("POST", "/v1/inbox/ack", t1, "{\"up_to\":2}",
-			      NULL),
-			 200);
+	ck_assert_int_eq(
+	    call("POST", "/v1/inbox/ack", t1, "{\"up_to\":2}", NULL), 200);
 	a = inbox(t1, "", &st);
 	b = inbox(t2, "", &st);
 	/* phone-1 acknowledged; tablet-1 still has both. */
@@ -343,9 +336,8 @@ START_TEST(test_long_poll_wakes_on_commit)
 	ck_assert_int_eq(p.messages, 1);
 	ck_assert_msg(p.took < 3.0, "the poll took %.2fs", p.took);
 	/* With nothing coming, it answers empty after wait. */
-	ck_assert_int_eq(call("POST", "/v1/inbox/ack", tok, "{\"up_to\":1}",
-			      NULL),
-			 200);
+	ck_assert_int_eq(
+	    call("POST", "/v1/inbox/ack", tok, "{\"up_to\":1}", NULL), 200);
 	doc = inbox(tok, "?wait=1", &st);
 	ck_assert_int_eq(st, 200);
 	ck_assert_int_eq(json_array_size(json_object_get(doc, "messages")), 0);
@@ -411,8 +403,8 @@ START_TEST(test_thousand_long_polls)
 				 202);
 	}
 	for (int i = 0; i < N; i++) {
-		size_t n = th_recv_until(fds[i], buf, sizeof(buf),
-					 "\"more\"", 10.0);
+		size_t n =
+		    th_recv_until(fds[i], buf, sizeof(buf), "\"more\"", 10.0);
 
 		if (n && strncmp(buf, "HTTP/1.1 200", 12) == 0 &&
 		    strstr(buf, "\"seq\":1"))
@@ -501,8 +493,7 @@ START_TEST(test_websocket_stream)
 	th_send(fd, req, (size_t)n);
 	read_head(fd, buf, sizeof(buf));
 	ck_assert_msg(strncmp(buf, "HTTP/1.1 101", 12) == 0, "%s", buf);
-	ck_assert_ptr_nonnull(
-		strstr(buf, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+	ck_assert_ptr_nonnull(strstr(buf, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
 	/* The backlog, in order. */
 	ck_assert_int_gt(ws_recv(fd, buf, sizeof(buf), 5), 0);
 	doc = json_loads(buf, 0, NULL);
@@ -529,7 +520,7 @@ START_TEST(test_websocket_stream)
 
 		doc = inbox(tok, "", &st);
 		ck_assert_int_eq(
-			json_array_size(json_object_get(doc, "messages")), 0);
+		    json_array_size(json_object_get(doc, "messages")), 0);
 		json_decref(doc);
 	}
 	/* Without a token: no upgrade. */

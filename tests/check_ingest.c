@@ -78,9 +78,9 @@ static json_t *req(enum th_mode mode, const char *method, const char *path,
 
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
 		 key ? key : "");
-	ck_assert_int_eq(th_request(&d, mode, method, path, body,
-				    key ? hdrs : hdrs + 1, &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, mode, method, path, body, key ? hdrs : hdrs + 1, &r),
+	    0);
 	*status = r.status;
 	doc = json_loadb(r.body, r.len, 0, NULL);
 	th_resp_free(&r);
@@ -90,13 +90,13 @@ static json_t *req(enum th_mode mode, const char *method, const char *path,
 static const char *err_code(json_t *doc)
 {
 	return json_string_value(
-		json_object_get(json_object_get(doc, "error"), "code"));
+	    json_object_get(json_object_get(doc, "error"), "code"));
 }
 
 static const char *err_field(json_t *doc)
 {
 	return json_string_value(
-		json_object_get(json_object_get(doc, "error"), "field"));
+	    json_object_get(json_object_get(doc, "error"), "field"));
 }
 
 static void put_device(const char *id, const char *user, const char *token,
@@ -167,7 +167,7 @@ START_TEST(test_keys_cli_list_and_revoke)
 		 d.conf);
 	ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
 	ck_assert_msg(strstr(out, "NAME") && strstr(out, "chat") &&
-			      strstr(out, "ops") && strstr(out, "ingest"),
+			  strstr(out, "ops") && strstr(out, "ingest"),
 		      "%s", out);
 	ck_assert_ptr_null(strstr(out, ingest_key + 12));
 	snprintf(cmd, sizeof(cmd), "%s -c %s keys revoke chat",
@@ -250,7 +250,7 @@ START_TEST(test_batch_atomic)
 	ck_assert_str_eq(err_code(doc), "invalid_event");
 	ck_assert_str_eq(err_field(doc), "push.ttl");
 	ck_assert_int_eq(json_integer_value(json_object_get(
-				 json_object_get(doc, "error"), "index")),
+			     json_object_get(doc, "error"), "index")),
 			 2);
 	json_decref(doc);
 	/* Nothing of the failed batch was stored: all three are new. */
@@ -262,9 +262,8 @@ START_TEST(test_batch_atomic)
 	ck_assert_int_eq(st, 202);
 	res = json_object_get(doc, "results");
 	ck_assert_int_eq(json_array_size(res), 3);
-	json_array_foreach(res, i, r)
-		ck_assert_str_eq(json_string_value(json_object_get(r, "status")),
-				 "queued");
+	json_array_foreach(res, i, r) ck_assert_str_eq(
+	    json_string_value(json_object_get(r, "status")), "queued");
 	json_decref(doc);
 }
 END_TEST
@@ -276,53 +275,51 @@ static const struct {
 	const char *code;
 	const char *field;
 } matrix[] = {
-	{"[1,2]", 400, "invalid_json", NULL},
-	{"{\"id\":", 400, "invalid_json", NULL},
-	{"{\"user\":\"a\"}", 400, "invalid_event", "id"},
-	{"{\"id\":\"\",\"user\":\"a\"}", 400, "invalid_event", "id"},
-	{"{\"id\":7,\"user\":\"a\"}", 400, "invalid_event", "id"},
-	{"{\"id\":\"x\"}", 400, "invalid_event", "user"},
-	{"{\"id\":\"x\",\"user\":\"a\\u0001b\"}", 400, "invalid_event", "user"},
-	{"{\"id\":\"x\",\"user\":\"a\\u0000b\"}", 400, "invalid_json", NULL},
-	{"{\"id\":\"x\",\"user\":\"a\",\"extra\":1}", 400, "invalid_event",
-	 "extra"},
-	{"{\"id\":\"x\",\"user\":\"a\",\"app\":\"nope\"}", 400, "invalid_event",
-	 "app"},
-	{"{\"id\":\"x\",\"user\":\"a\",\"devices\":[]}", 400, "invalid_event",
-	 "devices"},
-	{"{\"id\":\"x\",\"user\":\"a\",\"devices\":[\"ok\",3]}", 400,
-	 "invalid_event", "devices[1]"},
-	{"{\"id\":\"x\",\"user\":\"a\",\"push\":[]}", 400, "invalid_event",
-	 "push"},
-	{"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"mode\":\"loud\"}}", 400,
-	 "invalid_event", "push.mode"},
-	{"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"mode\":\"alert\"}}", 400,
-	 "invalid_event", "push.body"},
-	{"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"ttl\":1e300}}", 400,
-	 "invalid_event", "push.ttl"},
-	{"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"ttl\":99999999999}}", 400,
-	 "invalid_event", "push.ttl"},
-	{"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"ttl\":"
-	 "999999999999999999999999}}",
-	 400, "invalid_json", NULL},
-	{"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"badge\":-1}}", 400,
-	 "invalid_event", "push.badge"},
-	{"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"collapse_id\":"
-	 "\"0123456789012345678901234567890123456789012345678901234567890123"
-	 "4\"}}",
-	 400, "invalid_event", "push.collapse_id"},
-	{"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"priority\":\"max\"}}", 400,
-	 "invalid_event", "push.priority"},
-	{"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"title\":5}}", 400,
-	 "invalid_event", "push.title"},
-	{"{\"events\":[]}", 400, "invalid_event", "events"},
-	{"{\"events\":{}}", 400, "invalid_event", "events"},
-	{"{\"id\":\"\xff\",\"user\":\"a\"}", 400, "invalid_json", NULL},
-	{"{\"id\":\"x\",\"id\":\"y\",\"user\":\"a\"}", 400, "invalid_json",
-	 NULL},
-	{"{\"id\":\"héllo-✓\",\"user\":\"ünïcode\",\"push\":{\"mode\":"
-	 "\"alert\",\"body\":\"日本語 ✓\"}}",
-	 202, NULL, NULL},
+    {"[1,2]", 400, "invalid_json", NULL},
+    {"{\"id\":", 400, "invalid_json", NULL},
+    {"{\"user\":\"a\"}", 400, "invalid_event", "id"},
+    {"{\"id\":\"\",\"user\":\"a\"}", 400, "invalid_event", "id"},
+    {"{\"id\":7,\"user\":\"a\"}", 400, "invalid_event", "id"},
+    {"{\"id\":\"x\"}", 400, "invalid_event", "user"},
+    {"{\"id\":\"x\",\"user\":\"a\\u0001b\"}", 400, "invalid_event", "user"},
+    {"{\"id\":\"x\",\"user\":\"a\\u0000b\"}", 400, "invalid_json", NULL},
+    {"{\"id\":\"x\",\"user\":\"a\",\"extra\":1}", 400, "invalid_event",
+     "extra"},
+    {"{\"id\":\"x\",\"user\":\"a\",\"app\":\"nope\"}", 400, "invalid_event",
+     "app"},
+    {"{\"id\":\"x\",\"user\":\"a\",\"devices\":[]}", 400, "invalid_event",
+     "devices"},
+    {"{\"id\":\"x\",\"user\":\"a\",\"devices\":[\"ok\",3]}", 400,
+     "invalid_event", "devices[1]"},
+    {"{\"id\":\"x\",\"user\":\"a\",\"push\":[]}", 400, "invalid_event", "push"},
+    {"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"mode\":\"loud\"}}", 400,
+     "invalid_event", "push.mode"},
+    {"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"mode\":\"alert\"}}", 400,
+     "invalid_event", "push.body"},
+    {"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"ttl\":1e300}}", 400,
+     "invalid_event", "push.ttl"},
+    {"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"ttl\":99999999999}}", 400,
+     "invalid_event", "push.ttl"},
+    {"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"ttl\":"
+     "999999999999999999999999}}",
+     400, "invalid_json", NULL},
+    {"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"badge\":-1}}", 400,
+     "invalid_event", "push.badge"},
+    {"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"collapse_id\":"
+     "\"0123456789012345678901234567890123456789012345678901234567890123"
+     "4\"}}",
+     400, "invalid_event", "push.collapse_id"},
+    {"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"priority\":\"max\"}}", 400,
+     "invalid_event", "push.priority"},
+    {"{\"id\":\"x\",\"user\":\"a\",\"push\":{\"title\":5}}", 400,
+     "invalid_event", "push.title"},
+    {"{\"events\":[]}", 400, "invalid_event", "events"},
+    {"{\"events\":{}}", 400, "invalid_event", "events"},
+    {"{\"id\":\"\xff\",\"user\":\"a\"}", 400, "invalid_json", NULL},
+    {"{\"id\":\"x\",\"id\":\"y\",\"user\":\"a\"}", 400, "invalid_json", NULL},
+    {"{\"id\":\"héllo-✓\",\"user\":\"ünïcode\",\"push\":{\"mode\":"
+     "\"alert\",\"body\":\"日本語 ✓\"}}",
+     202, NULL, NULL},
 };
 
 START_TEST(test_validation_matrix)
@@ -341,16 +338,16 @@ START_TEST(test_validation_matrix)
 			ck_assert_str_eq(err_code(doc), matrix[i].code);
 			if (matrix[i].field)
 				ck_assert_msg(err_field(doc) &&
-						      strcmp(err_field(doc),
-							     matrix[i].field) ==
-							      0,
+						  strcmp(err_field(doc),
+							 matrix[i].field) == 0,
 					      "case %zu: field %s", i,
 					      err_field(doc));
 		}
 		json_decref(doc);
 	}
 	/* Deep nesting. */
-	snprintf(deep, sizeof(deep), "{\"id\":\"d\",\"user\":\"a\",\"payload\":");
+	snprintf(deep, sizeof(deep),
+		 "{\"id\":\"d\",\"user\":\"a\",\"payload\":");
 	for (int i = 0; i < 100; i++)
 		strncat(deep, "[", sizeof(deep) - strlen(deep) - 1);
 	for (int i = 0; i < 100; i++)
@@ -361,7 +358,8 @@ START_TEST(test_validation_matrix)
 	ck_assert_str_eq(err_code(doc), "invalid_json");
 	json_decref(doc);
 	/* A payload over max_payload_bytes: 413 naming the field. */
-	snprintf(big, sizeof(big), "{\"id\":\"p\",\"user\":\"a\",\"payload\":\"");
+	snprintf(big, sizeof(big),
+		 "{\"id\":\"p\",\"user\":\"a\",\"payload\":\"");
 	memset(big + strlen(big), 'x', 2000);
 	big[strlen(big) + 0] = '\0';
 	strncat(big, "\"}", sizeof(big) - strlen(big) - 1);
@@ -397,19 +395,19 @@ START_TEST(test_device_move_and_list)
 		  "\"environment\":\"sandbox\"}",
 		  &st);
 	ck_assert_int_eq(st, 201);
-	ck_assert_str_eq(json_string_value(
-				 json_object_get(doc, "moved_from_device")),
-			 "phone-1");
-	ck_assert_str_eq(json_string_value(
-				 json_object_get(doc, "moved_from_user")),
-			 "alice");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(doc, "moved_from_device")),
+	    "phone-1");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(doc, "moved_from_user")),
+	    "alice");
 	json_decref(doc);
 	doc = req(TH_H1, "GET", "/v1/users/bob/devices", ingest_key, NULL, &st);
 	ck_assert_int_eq(st, 200);
 	list = json_object_get(doc, "devices");
 	ck_assert_int_eq(json_array_size(list), 1);
 	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_array_get(list, 0), "environment")),
+			     json_array_get(list, 0), "environment")),
 			 "sandbox");
 	json_decref(doc);
 	/* Bad device input. */
@@ -425,12 +423,12 @@ START_TEST(test_device_move_and_list)
 	ck_assert_int_eq(st, 400);
 	ck_assert_str_eq(err_field(doc), "platform");
 	json_decref(doc);
-	doc = req(TH_H1, "DELETE", "/v1/devices/phone-2", ingest_key, NULL,
-		  &st);
+	doc =
+	    req(TH_H1, "DELETE", "/v1/devices/phone-2", ingest_key, NULL, &st);
 	ck_assert_int_eq(st, 200);
 	json_decref(doc);
-	doc = req(TH_H1, "DELETE", "/v1/devices/phone-2", ingest_key, NULL,
-		  &st);
+	doc =
+	    req(TH_H1, "DELETE", "/v1/devices/phone-2", ingest_key, NULL, &st);
 	ck_assert_int_eq(st, 404);
 	json_decref(doc);
 	doc = req(TH_H1, "GET", "/v1/invalid-tokens?after=0", ingest_key, NULL,
@@ -438,8 +436,8 @@ START_TEST(test_device_move_and_list)
 	ck_assert_int_eq(st, 200);
 	ck_assert_int_eq(json_array_size(json_object_get(doc, "tokens")), 0);
 	json_decref(doc);
-	doc = req(TH_H1, "GET", "/v1/invalid-tokens?after=-1", ingest_key,
-		  NULL, &st);
+	doc = req(TH_H1, "GET", "/v1/invalid-tokens?after=-1", ingest_key, NULL,
+		  &st);
 	ck_assert_int_eq(st, 400);
 	json_decref(doc);
 }
@@ -479,9 +477,9 @@ START_TEST(test_disk_full_503_and_recovery)
 
 	start(NULL, "[storage]\nmax_size = 128k\n");
 	for (i = 0; i < 400; i++) {
-		int n = snprintf(body, sizeof(body),
-				 "{\"id\":\"f%d\",\"user\":\"u\",\"payload\":\"",
-				 i);
+		int n = snprintf(
+		    body, sizeof(body),
+		    "{\"id\":\"f%d\",\"user\":\"u\",\"payload\":\"", i);
 
 		memset(body + n, 'z', 4000);
 		snprintf(body + n + 4000, sizeof(body) - (size_t)n - 4000,
@@ -547,13 +545,14 @@ START_TEST(test_admin_tcp_during_drain)
 	start(NULL, NULL);
 	th_daemon_stop(&d, SIGTERM, 10);
 	{
-		char *conf = th_read_file(d.conf), *p = strstr(conf, "[admin]\n");
+		char *conf = th_read_file(d.conf),
+		     *p = strstr(conf, "[admin]\n");
 		char fixed[8192];
 
 		ck_assert_ptr_nonnull(p);
 		p += strlen("[admin]\n");
-		snprintf(fixed, sizeof(fixed), "%.*s%s%s", (int)(p - conf), conf,
-			 extra, p);
+		snprintf(fixed, sizeof(fixed), "%.*s%s%s", (int)(p - conf),
+			 conf, extra, p);
 		th_write_file(d.conf, fixed);
 		free(conf);
 	}

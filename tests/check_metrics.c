@@ -19,7 +19,8 @@
 
 #include "harness.h"
 
-#define APNS_TOKEN "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+#define APNS_TOKEN                                                             \
+	"a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
 
 static struct th_daemon d;
 static struct th_mock m;
@@ -288,8 +289,7 @@ static void series_key(const struct sample *s, char *out, size_t cap)
 /* Parse the whole text into x; fails the test on any violation. Calls
  * cb for every sample. */
 static void parse_expo(const char *text, struct expo *x,
-		       void (*cb)(const struct sample *s, void *arg),
-		       void *arg)
+		       void (*cb)(const struct sample *s, void *arg), void *arg)
 {
 	const char *p = text;
 	int lineno = 0;
@@ -340,23 +340,23 @@ static void parse_expo(const char *text, struct expo *x,
 					if (*e == '\\') {
 						e++;
 						ck_assert_msg(
-							*e == '\\' || *e == 'n',
-							"line %d: bad HELP "
-							"escape",
-							lineno);
+						    *e == '\\' || *e == 'n',
+						    "line %d: bad HELP "
+						    "escape",
+						    lineno);
 					}
 				continue;
 			}
 			ck_assert_msg(*q == ' ', "line %d: %s", lineno, line);
 			q++;
-			ck_assert_msg(!strcmp(q, "counter") ||
-					      !strcmp(q, "gauge") ||
-					      !strcmp(q, "histogram") ||
-					      !strcmp(q, "summary") ||
-					      !strcmp(q, "untyped"),
-				      "line %d: bad type: %s", lineno, line);
-			ck_assert_msg(!f->type[0], "line %d: second TYPE for %s",
-				      lineno, name);
+			ck_assert_msg(
+			    !strcmp(q, "counter") || !strcmp(q, "gauge") ||
+				!strcmp(q, "histogram") ||
+				!strcmp(q, "summary") || !strcmp(q, "untyped"),
+			    "line %d: bad type: %s", lineno, line);
+			ck_assert_msg(!f->type[0],
+				      "line %d: second TYPE for %s", lineno,
+				      name);
 			ck_assert_msg(f->samples == 0,
 				      "line %d: TYPE of %s after its samples",
 				      lineno, name);
@@ -396,15 +396,14 @@ static void parse_expo(const char *text, struct expo *x,
 				    strcmp(key_, cur_series) != 0) {
 					/* A new series starts with buckets. */
 					ck_assert_msg(
-						cur_hist == NULL ||
-							cur_hist->have_count,
-						"line %d: histogram %s ended "
-						"without _count",
-						lineno, cur_hist->name);
+					    cur_hist == NULL ||
+						cur_hist->have_count,
+					    "line %d: histogram %s ended "
+					    "without _count",
+					    lineno, cur_hist->name);
 					cur_hist = f;
-					snprintf(cur_series,
-						 sizeof(cur_series), "%s",
-						 key_);
+					snprintf(cur_series, sizeof(cur_series),
+						 "%s", key_);
 					f->last_bucket = 0;
 					f->have_inf = 0;
 					f->have_count = 0;
@@ -418,9 +417,9 @@ static void parse_expo(const char *text, struct expo *x,
 						      "without le",
 						      lineno);
 					ck_assert_msg(
-						parse_value(le, le + strlen(le),
-							    &b),
-						"line %d: bad le", lineno);
+					    parse_value(le, le + strlen(le),
+							&b),
+					    "line %d: bad le", lineno);
 					ck_assert_msg(!f->have_inf,
 						      "line %d: bucket after "
 						      "+Inf",
@@ -573,9 +572,8 @@ static char *scrape(void)
 	struct th_resp r;
 	char *text;
 
-	ck_assert_int_eq(th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL,
-				    &r),
-			 0);
+	ck_assert_int_eq(
+	    th_request(&d, TH_H1, "GET", "/metrics", NULL, NULL, &r), 0);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_msg(strstr(r.headers, "text/plain; version=0.0.4") != NULL,
 		      "content type: %s", r.headers);
@@ -599,20 +597,19 @@ static void expect_family(struct expo *x, const char *name, const char *type)
 START_TEST(test_parser_rejects_nothing_valid)
 {
 	/* The parser itself, on a hand-written exposition. */
-	static const char text[] =
-		"# HELP a_total A \\\\ counter.\n"
-		"# TYPE a_total counter\n"
-		"a_total{x=\"q\\\"\\\\\\n\",y=\"\"} 3\n"
-		"\n"
-		"# TYPE h histogram\n"
-		"h_bucket{le=\"0.5\"} 1\n"
-		"h_bucket{le=\"+Inf\"} 2\n"
-		"h_sum 0.7\n"
-		"h_count 2\n"
-		"# TYPE g gauge\n"
-		"g NaN\n"
-		"g{a=\"1\"} +Inf 1700000000000\n"
-		"g{a=\"2\"} -1.5e-3\n";
+	static const char text[] = "# HELP a_total A \\\\ counter.\n"
+				   "# TYPE a_total counter\n"
+				   "a_total{x=\"q\\\"\\\\\\n\",y=\"\"} 3\n"
+				   "\n"
+				   "# TYPE h histogram\n"
+				   "h_bucket{le=\"0.5\"} 1\n"
+				   "h_bucket{le=\"+Inf\"} 2\n"
+				   "h_sum 0.7\n"
+				   "h_count 2\n"
+				   "# TYPE g gauge\n"
+				   "g NaN\n"
+				   "g{a=\"1\"} +Inf 1700000000000\n"
+				   "g{a=\"2\"} -1.5e-3\n";
 	struct expo x;
 	struct sample s;
 	char why[128];
@@ -643,8 +640,8 @@ START_TEST(test_metrics_complete_and_valid)
 	ck_assert_ptr_nonnull(x);
 	start();
 	ck_assert_int_eq(th_mock_script(&m, "{\"token\":\"" APNS_TOKEN "\","
-					     "\"status\":410,\"reason\":"
-					     "\"Unregistered\"}"),
+					    "\"status\":410,\"reason\":"
+					    "\"Unregistered\"}"),
 			 0);
 	ck_assert_int_eq(call("PUT", "/v1/devices/phone-1",
 			      "{\"user\":\"alice\",\"platform\":\"apns\","
@@ -680,8 +677,7 @@ START_TEST(test_metrics_complete_and_valid)
 	expect_family(x, "pushrelay_push_queue_depth", "gauge");
 	expect_family(x, "pushrelay_push_queue_depth_age_seconds", "gauge");
 	expect_family(x, "pushrelay_oldest_pending_age_seconds", "gauge");
-	expect_family(x, "pushrelay_store_commit_latency_seconds",
-		      "histogram");
+	expect_family(x, "pushrelay_store_commit_latency_seconds", "histogram");
 	expect_family(x, "pushrelay_http_requests_total", "counter");
 	expect_family(x, "pushrelay_http_request_duration_seconds",
 		      "histogram");

@@ -45,8 +45,8 @@ static void setup(void)
 		      PR_ROUTE_PUBLIC);
 	pr_router_add(srv->router, "DELETE", "/v1/devices/{id}", echo_param,
 		      NULL, PR_ROUTE_PUBLIC);
-	pr_router_add(srv->router, "GET", "/v1/admin/test-only", echo_param, NULL,
-		      PR_ROUTE_ADMIN);
+	pr_router_add(srv->router, "GET", "/v1/admin/test-only", echo_param,
+		      NULL, PR_ROUTE_ADMIN);
 	conn = pr_conn_new_mem(srv, PR_ROUTE_PUBLIC, NULL);
 	answered = 0;
 }
@@ -64,10 +64,8 @@ static struct pr_request *go(const char *method, const char *target,
 	struct pr_request *req = calloc(1, sizeof(*req));
 
 	pr_request_init(req, conn, PR_PROTO_HTTP1, &ops, NULL);
-	ck_assert_int_eq(pr_request_set_method(req, method, strlen(method)),
-			 0);
-	ck_assert_int_eq(pr_request_set_target(req, target, strlen(target)),
-			 0);
+	ck_assert_int_eq(pr_request_set_method(req, method, strlen(method)), 0);
+	ck_assert_int_eq(pr_request_set_target(req, target, strlen(target)), 0);
 	pr_router_dispatch(srv->router, req, flags);
 	return req;
 }
@@ -80,9 +78,8 @@ static void done(struct pr_request *req)
 
 START_TEST(test_params_decoded)
 {
-	struct pr_request *req =
-		go("GET", "/v1/users/al%20ice/devices/phone-1?x=1",
-		   PR_ROUTE_PUBLIC);
+	struct pr_request *req = go(
+	    "GET", "/v1/users/al%20ice/devices/phone-1?x=1", PR_ROUTE_PUBLIC);
 
 	ck_assert_int_eq(req->status, 200);
 	ck_assert_uint_eq(req->n_params, 2);
@@ -102,7 +99,7 @@ START_TEST(test_not_found)
 	doc = json_loadb(req->resp_body, req->resp_len, 0, NULL);
 	ck_assert_ptr_nonnull(doc);
 	ck_assert_str_eq(json_string_value(json_object_get(
-				 json_object_get(doc, "error"), "code")),
+			     json_object_get(doc, "error"), "code")),
 			 "not_found");
 	json_decref(doc);
 	done(req);
@@ -139,7 +136,8 @@ END_TEST
 
 START_TEST(test_admin_route_hidden_from_public)
 {
-	struct pr_request *req = go("GET", "/v1/admin/test-only", PR_ROUTE_PUBLIC);
+	struct pr_request *req =
+	    go("GET", "/v1/admin/test-only", PR_ROUTE_PUBLIC);
 
 	ck_assert_int_eq(req->status, 404);
 	done(req);
@@ -163,8 +161,8 @@ END_TEST
 
 START_TEST(test_query_lookup)
 {
-	struct pr_request *req = go("GET", "/healthz?after=12&u=a%2Bb+c&e",
-				    PR_ROUTE_PUBLIC);
+	struct pr_request *req =
+	    go("GET", "/healthz?after=12&u=a%2Bb+c&e", PR_ROUTE_PUBLIC);
 	char v[16];
 
 	ck_assert_int_eq(pr_request_query(req, "after", v, sizeof(v)), 2);
@@ -196,10 +194,9 @@ START_TEST(test_metrics_overflow_by_class)
 	pr_metrics_request(m, 0, 503, 0.001);
 	pr_buf_init(&out, 1 << 20);
 	ck_assert_int_eq(pr_metrics_render(m, &out, metric_route, NULL), 0);
-	ck_assert_ptr_nonnull(strstr(pr_buf_peek(&out),
-				     "status=\"4xx\"} 10\n"));
-	ck_assert_ptr_nonnull(strstr(pr_buf_peek(&out),
-				     "status=\"5xx\"} 1\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(pr_buf_peek(&out), "status=\"4xx\"} 10\n"));
+	ck_assert_ptr_nonnull(strstr(pr_buf_peek(&out), "status=\"5xx\"} 1\n"));
 	pr_buf_cleanup(&out);
 	pr_metrics_free(m);
 }

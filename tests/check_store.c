@@ -2123,8 +2123,8 @@ static json_t *fetch(struct pr_store *st, const char *device, const char *user,
 {
 	char err[160];
 	int rv;
-	json_t *r = fetch_at(st, "default", device, user, after, limit, now,
-			     &rv, err);
+	json_t *r =
+	    fetch_at(st, "default", device, user, after, limit, now, &rv, err);
 
 	ck_assert_msg(rv == PR_OK, "fetch: %s", err);
 	ck_assert(json_is_object(r));
@@ -2138,10 +2138,10 @@ static void page(json_t *r, char *out, size_t outlen)
 	size_t i, len = 0;
 
 	out[0] = '\0';
-	json_array_foreach(json_object_get(r, "messages"), i, m)
-		len += (size_t)snprintf(
-		    out + len, outlen - len, "%s%lld", i ? "," : "",
-		    (long long)json_integer_value(json_object_get(m, "seq")));
+	json_array_foreach(json_object_get(r, "messages"), i, m) len +=
+	    (size_t)snprintf(
+		out + len, outlen - len, "%s%lld", i ? "," : "",
+		(long long)json_integer_value(json_object_get(m, "seq")));
 	v = json_object_get(r, "more");
 	ck_assert(json_is_boolean(v));
 	snprintf(out + len, outlen - len,
@@ -2322,10 +2322,10 @@ START_TEST(test_inbox_fetch)
 	ck_assert_int_eq(rv, PR_OK);
 	page(r, err, sizeof(err));
 	ck_assert_str_eq(err, "7 next=7 more=0 acked=5 last=8 push=ok");
-	ck_assert_int_eq(json_integer_value(json_object_get(
-			     json_array_get(json_object_get(r, "messages"), 0),
-			     "payload")),
-			 7);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(
+		json_array_get(json_object_get(r, "messages"), 0), "payload")),
+	    7);
 	json_decref(r);
 	r = fetch_at(st, "default", "phone", "alice", 5, 1, now + 10, &rv,
 		     NULL);
@@ -2430,15 +2430,15 @@ START_TEST(test_push_cancelled)
 
 	job_state(id, text, sizeof(text));
 	ck_assert_str_eq(text, "cancelled");
-	qs(text, sizeof(text), "SELECT last_reason FROM push_jobs WHERE id = %lld",
-	   (long long)id);
+	qs(text, sizeof(text),
+	   "SELECT last_reason FROM push_jobs WHERE id = %lld", (long long)id);
 	ck_assert_str_eq(text, "delivered on the stream");
 	ck_assert_int_eq(q1("SELECT updated_at FROM push_jobs WHERE id = %lld",
 			    (long long)id),
 			 now + 1);
-	ck_assert_int_eq(q1("SELECT attempts FROM push_jobs WHERE id = %lld",
-			    (long long)id),
-			 0);
+	ck_assert_int_eq(
+	    q1("SELECT attempts FROM push_jobs WHERE id = %lld", (long long)id),
+	    0);
 	ck_assert_int_eq(q1("SELECT last_status FROM push_jobs WHERE id = %lld",
 			    (long long)id),
 			 -2); /* NULL: nothing was sent */
@@ -2490,8 +2490,7 @@ START_TEST(test_admin_ops)
 			 2); /* coalesced: one per device */
 	ck_assert_int_eq(
 	    json_integer_value(json_object_get(r, "oldest_pending_age")), 10);
-	ck_assert_int_eq(json_integer_value(json_object_get(r, "messages")),
-			 5);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "messages")), 5);
 	ck_assert_int_eq(json_integer_value(json_object_get(r, "devices")), 2);
 	json_decref(r);
 	r = claim(st, now, 100);
@@ -2520,9 +2519,9 @@ START_TEST(test_admin_ops)
 	r = admin_job(st, &job, PR_OK);
 	m = json_object_get(r, "messages");
 	ck_assert_uint_eq(json_array_size(m), 2);
-	ck_assert_str_eq(json_string_value(json_object_get(
-			     json_array_get(m, 0), "id")),
-			 "m-4");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(m, 0), "id")),
+	    "m-4");
 	ck_assert(json_is_integer(json_object_get(r, "next")));
 	job = (struct pr_store_job){.op = PR_STORE_MSG_LIST};
 	job.limit = 10;
@@ -2531,9 +2530,9 @@ START_TEST(test_admin_ops)
 	r = admin_job(st, &job, PR_OK);
 	m = json_object_get(r, "messages");
 	ck_assert_uint_eq(json_array_size(m), 3);
-	ck_assert_str_eq(json_string_value(json_object_get(
-			     json_array_get(m, 0), "id")),
-			 "m-2");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(m, 0), "id")),
+	    "m-2");
 	ck_assert(json_is_null(json_object_get(r, "next")));
 	json_decref(r);
 	job = (struct pr_store_job){.op = PR_STORE_MSG_LIST};
@@ -2548,8 +2547,8 @@ START_TEST(test_admin_ops)
 	ck_assert_uint_eq(json_array_size(m), 1);
 	cur = json_string_value(json_object_get(json_array_get(m, 0), "id"));
 	ck_assert_str_eq(cur, "m-4");
-	ck_assert_str_eq(json_string_value(json_object_get(
-			     json_array_get(m, 0), "push_state")),
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(m, 0),
+							   "push_state")),
 			 "dead");
 	json_decref(r);
 	job = (struct pr_store_job){.op = PR_STORE_MSG_LIST};
@@ -2569,15 +2568,13 @@ START_TEST(test_admin_ops)
 	r = admin_job(st, &job, PR_OK);
 	ck_assert_str_eq(json_string_value(json_object_get(r, "user")),
 			 "alice");
-	ck_assert_uint_eq(json_array_size(json_object_get(r, "deliveries")),
-			  1);
+	ck_assert_uint_eq(json_array_size(json_object_get(r, "deliveries")), 1);
 	p = json_array_get(json_object_get(r, "pushes"), 0);
 	ck_assert_int_eq(json_integer_value(json_object_get(p, "job_id")), a);
 	ck_assert_str_eq(json_string_value(json_object_get(p, "state")),
 			 "dead");
 	m = json_array_get(json_object_get(p, "history"), 0);
-	ck_assert_int_eq(json_integer_value(json_object_get(m, "status")),
-			 503);
+	ck_assert_int_eq(json_integer_value(json_object_get(m, "status")), 503);
 	ck_assert_int_eq(json_integer_value(json_object_get(m, "latency_ms")),
 			 42);
 	ck_assert_str_eq(json_string_value(json_object_get(m, "provider")),
@@ -2676,7 +2673,8 @@ START_TEST(test_inbox_fetch_rate)
 		r = fetch(st, "phone", "alice", after, PAGE);
 		/* (No ck_assert in the timed loop: each one is a write to
 		 * the runner.) */
-		json_array_foreach(json_object_get(r, "messages"), i, m) {
+		json_array_foreach(json_object_get(r, "messages"), i, m)
+		{
 			if (json_integer_value(json_object_get(m, "seq")) !=
 			    expect)
 				in_order = 0;

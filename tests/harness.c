@@ -163,7 +163,7 @@ static int wait_healthy(struct th_daemon *d, double timeout)
 		if (!th_alive(d->pid))
 			return -1;
 		if (th_request(d, TH_H1, "GET", "/healthz", NULL, NULL, &r) ==
-			    0 &&
+			0 &&
 		    r.status == 200) {
 			th_resp_free(&r);
 			return 0;
@@ -187,8 +187,7 @@ int th_daemon_start(struct th_daemon *d, const char *extra_server,
 	snprintf(d->log, sizeof(d->log), "%s/pushrelayd.log", d->dir);
 	snprintf(d->cert, sizeof(d->cert), "%s/tls.crt", d->dir);
 	snprintf(d->key, sizeof(d->key), "%s/tls.key", d->dir);
-	snprintf(d->admin_sock, sizeof(d->admin_sock), "%s/admin.sock",
-		 d->dir);
+	snprintf(d->admin_sock, sizeof(d->admin_sock), "%s/admin.sock", d->dir);
 	if (th_make_cert(d->cert, d->key))
 		return -1;
 	d->port = th_free_port(0);
@@ -352,9 +351,9 @@ static int perform(CURL *h, struct th_resp *r)
 	return rc == CURLE_OK ? 0 : -1;
 }
 
-int th_request(const struct th_daemon *d, enum th_mode mode,
-	       const char *method, const char *path, const char *body,
-	       const char *const *headers, struct th_resp *r)
+int th_request(const struct th_daemon *d, enum th_mode mode, const char *method,
+	       const char *path, const char *body, const char *const *headers,
+	       struct th_resp *r)
 {
 	struct curl_slist *list = NULL;
 	char url[512];
@@ -693,9 +692,10 @@ int th_mock_wait(const struct th_mock *m, const char *kind, int n,
 
 		count = 0;
 		reqs = json_object_get(doc, "requests");
-		json_array_foreach(reqs, i, r) {
-			const char *k = json_string_value(
-				json_object_get(r, "kind"));
+		json_array_foreach(reqs, i, r)
+		{
+			const char *k =
+			    json_string_value(json_object_get(r, "kind"));
 
 			if (k && strcmp(k, kind) == 0)
 				count++;
@@ -733,8 +733,9 @@ void th_mock_app_conf(const struct th_mock *m, char *out, size_t outlen)
 
 static void b64url_enc(const unsigned char *in, size_t n, char *out)
 {
-	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
-				"wxyz0123456789-_";
+	static const char a[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+	    "wxyz0123456789-_";
 	size_t o = 0;
 	unsigned v = 0;
 	int bits = 0;
@@ -768,21 +769,20 @@ void th_jwt_hs256(char *out, size_t outlen, const char *header,
 	snprintf(out, outlen, "%s.%s", input, secret[0] ? s : "");
 }
 
-
 void th_client_token(char *out, size_t outlen, const char *secret,
 		     const char *user, const char *device, long exp_in)
 {
 	char claims[512];
 
 	snprintf(claims, sizeof(claims),
-		 "{\"sub\":\"%s\",\"device\":\"%s\",\"exp\":%ld}", user,
-		 device, (long)time(NULL) + exp_in);
+		 "{\"sub\":\"%s\",\"device\":\"%s\",\"exp\":%ld}", user, device,
+		 (long)time(NULL) + exp_in);
 	th_jwt_hs256(out, outlen, "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims,
 		     secret);
 }
 
-int th_make_key(const struct th_daemon *d, const char *name,
-		const char *scope, char *out, size_t outlen)
+int th_make_key(const struct th_daemon *d, const char *name, const char *scope,
+		char *out, size_t outlen)
 {
 	char cmd[1024], text[4096];
 	const char *ctl = getenv("PUSHRELAYCTL"), *k;

@@ -12,10 +12,10 @@
 
 struct th_daemon {
 	pid_t pid;
-	int port;       /* plain HTTP/1.1 + h2c on 127.0.0.1 */
-	int tls_port;   /* TLS (h2 + http/1.1 by ALPN) on 127.0.0.1 */
-	int port6;      /* plain on [::1], 0 when IPv6 is unavailable */
-	char dir[256];  /* temporary directory, removed by th_daemon_cleanup */
+	int port;      /* plain HTTP/1.1 + h2c on 127.0.0.1 */
+	int tls_port;  /* TLS (h2 + http/1.1 by ALPN) on 127.0.0.1 */
+	int port6;     /* plain on [::1], 0 when IPv6 is unavailable */
+	char dir[256]; /* temporary directory, removed by th_daemon_cleanup */
 	char conf[300];
 	char log[300];
 	char cert[300];
@@ -55,9 +55,9 @@ int th_alive(pid_t pid);
 
 /* Result of a libcurl request. */
 struct th_resp {
-	long status;   /* 0 when the transfer failed */
-	long version;  /* CURL_HTTP_VERSION_1_1 / _2_0 as curl reports it */
-	char *body;    /* malloc'd, NUL-terminated */
+	long status;  /* 0 when the transfer failed */
+	long version; /* CURL_HTTP_VERSION_1_1 / _2_0 as curl reports it */
+	char *body;   /* malloc'd, NUL-terminated */
 	size_t len;
 	char *headers; /* malloc'd raw response headers */
 };
@@ -69,16 +69,16 @@ enum th_mode { TH_H1 = 1, TH_H2C = 2, TH_H2TLS = 3, TH_H1TLS = 4 };
  * picked from mode. method "GET"/"POST"/...; body may be NULL. unix_sock
  * non-NULL sends over that socket. Returns 0 when a response arrived.
  */
-int th_request(const struct th_daemon *d, enum th_mode mode,
-	       const char *method, const char *path, const char *body,
-	       const char *const *headers, struct th_resp *r);
+int th_request(const struct th_daemon *d, enum th_mode mode, const char *method,
+	       const char *path, const char *body, const char *const *headers,
+	       struct th_resp *r);
 void th_resp_free(struct th_resp *r);
 int th_request_unix(const char *sock, const char *path, struct th_resp *r);
 
 /* Make an API key with pushrelayctl over the daemon's admin socket;
  * copies the key into out. 0 on success. */
-int th_make_key(const struct th_daemon *d, const char *name,
-		const char *scope, char *out, size_t outlen);
+int th_make_key(const struct th_daemon *d, const char *name, const char *scope,
+		char *out, size_t outlen);
 
 /* Raw sockets: connect to 127.0.0.1:port (blocking, with timeouts). */
 int th_connect(int port);
@@ -92,8 +92,6 @@ size_t th_recv_until(int fd, char *buf, size_t cap, const char *needle,
 /* Count occurrences of needle in haystack. */
 int th_count(const char *haystack, const char *needle);
 
-
-
 struct pr_config;
 struct pr_server;
 struct pr_conn;
@@ -103,7 +101,6 @@ struct pr_proto;
 struct pr_server *th_mem_server(struct pr_config *cfg);
 /* Everything c->out holds, as a string (then consumed). Caller frees. */
 char *th_take_output(struct pr_conn *c);
-
 
 /* An HS256 JWT of header and claims (JSON text) signed with secret; an
  * empty secret leaves the signature empty (for forgery tests). */
@@ -117,7 +114,8 @@ void th_client_token(char *out, size_t outlen, const char *secret,
 struct th_mock {
 	pid_t pid;
 	int port;
-	char dir[256];  /* credentials: tls.crt, AuthKey_*.p8, service-account.json */
+	char dir[256]; /* credentials: tls.crt, AuthKey_*.p8,
+			  service-account.json */
 	char cert[300];
 	char p8[300];
 	char sa[300];
