@@ -2136,6 +2136,53 @@ static int op_push_result(struct sq *q, struct pr_store_job *job)
 	return PR_OK;
 }
 
+/* A device's inbox position, for ACK and INBOX_FETCH. */
+struct inbox_dev {
+	int64_t id, next_seq, acked;
+	int invalid; /* its push token was found dead */
+};
+
+/*
+ * Find (app, device_id); with user set it must be that user's device.
+ * PR_ERR_NOTFOUND (with "no such device") for an unknown app or device
+ * or another user's device alike, so nothing is revealed.
+ */
+static int find_inbox_dev(struct sq *q, const char *app_name,
+			  const char *device_id, const char *user,
+			  struct inbox_dev *d)
+{
+	int64_t app;
+	sqlite3_stmt *s;
+	int rc, rv, mine = 0;
+
+	memset(d, 0, sizeof(*d));
+	rv = app_id(q, app_name, 0, &app);
+	if (rv == PR_ERR_NOTFOUND)
+		goto notfound;
+	if (rv)
+		return rv;
+	s = stmt(q, S_ACK_DEV);
+	bi(q, s, 1, app);
+	bt(q, s, 2, device_id);
+	rc = step(q, s);
+	if (rc == SQLITE_ROW) {
+		d->id = sqlite3_column_int64(s, 0);
+		d->next_seq = sqlite3_column_int64(s, 1);
+		d->acked = sqlite3_column_int64(s, 2);
+		mine = !user || same_text(s, 3, user);
+		d->invalid = same_text(s, 4, "invalid");
+	}
+	finish(s);
+	if (rc == SQLITE_DONE || (rc == SQLITE_ROW && !mine))
+		goto notfound;
+	if (rc != SQLITE_ROW)
+		return step_fail(q, rc);
+	return PR_OK;
+notfound:
+	snprintf(q->errbuf, sizeof(q->errbuf), "no such device");
+	return PR_ERR_NOTFOUND;
+}
+
 /*
  * A device read its inbox up to seq up_to (job->after): acked_seq moves
  * there (never back: an older ack is a no-op), the deliveries up to it
@@ -2146,31 +2193,18 @@ static int op_push_result(struct sq *q, struct pr_store_job *job)
  */
 static int op_ack(struct sq *q, struct pr_store_job *job)
 {
-	int64_t app, dev = 0, next_seq = 0, acked = 0, up = job->after;
+	int64_t dev, next_seq, acked, up = job->after;
 	int64_t now = now_or(job->now), cancelled = 0, remaining = 0;
+	struct inbox_dev d;
 	sqlite3_stmt *s;
-	int rc, rv, mine = 0;
+	int rc, rv;
 
-	rv = app_id(q, job->app, 0, &app);
-	if (rv == PR_ERR_NOTFOUND)
-		goto notfound;
+	rv = find_inbox_dev(q, job->app, job->device_id, job->user, &d);
 	if (rv)
 		return rv;
-	s = stmt(q, S_ACK_DEV);
-	bi(q, s, 1, app);
-	bt(q, s, 2, job->device_id);
-	rc = step(q, s);
-	if (rc == SQLITE_ROW) {
-		dev = sqlite3_column_int64(s, 0);
-		next_seq = sqlite3_column_int64(s, 1);
-		acked = sqlite3_column_int64(s, 2);
-		mine = !job->user || same_text(s, 3, job->user);
-	}
-	finish(s);
-	if (rc == SQLITE_DONE || (rc == SQLITE_ROW && !mine))
-		goto notfound;
-	if (rc != SQLITE_ROW)
-		return step_fail(q, rc);
+	dev = d.id;
+	next_seq = d.next_seq;
+	acked = d.acked;
 	if (up < 0 || up > next_seq - 1) {
 		snprintf(q->errbuf, sizeof(q->errbuf),
 			 "seq %lld was never delivered", (long long)up);
@@ -2210,9 +2244,6 @@ static int op_ack(struct sq *q, struct pr_store_job *job)
 				"cancelled", (json_int_t)cancelled, "remaining",
 				(json_int_t)remaining);
 	return job->result ? PR_OK : PR_ERR_NOMEM;
-notfound:
-	snprintf(q->errbuf, sizeof(q->errbuf), "no such device");
-	return PR_ERR_NOTFOUND;
 }
 
 /* One inbox entry from an S_INBOX_PAGE row: {seq, id, payload,
@@ -2255,12 +2286,13 @@ static int inbox_entry(struct sq *q, sqlite3_stmt *s, json_t *list)
  */
 static int op_inbox_fetch(struct sq *q, struct pr_store_job *job)
 {
-	int64_t app, dev = 0, next_seq = 0, acked = 0, from, next;
+	int64_t dev, next_seq, acked, from, next;
 	int64_t now = now_or(job->now);
 	long limit = job->limit, n = 0;
+	struct inbox_dev d;
 	json_t *msgs;
 	sqlite3_stmt *s;
-	int rc, rv = PR_OK, mine = 0, invalid = 0;
+	int rc, rv = PR_OK, invalid;
 
 	if (!job->user || !*job->user) {
 		snprintf(q->errbuf, sizeof(q->errbuf), "no user named");
@@ -2276,27 +2308,13 @@ static int op_inbox_fetch(struct sq *q, struct pr_store_job *job)
 			 MAX_LIST);
 		return PR_ERR_INVAL;
 	}
-	rv = app_id(q, job->app, 0, &app);
-	if (rv == PR_ERR_NOTFOUND)
-		goto notfound;
+	rv = find_inbox_dev(q, job->app, job->device_id, job->user, &d);
 	if (rv)
 		return rv;
-	s = stmt(q, S_ACK_DEV);
-	bi(q, s, 1, app);
-	bt(q, s, 2, job->device_id);
-	rc = step(q, s);
-	if (rc == SQLITE_ROW) {
-		dev = sqlite3_column_int64(s, 0);
-		next_seq = sqlite3_column_int64(s, 1);
-		acked = sqlite3_column_int64(s, 2);
-		mine = same_text(s, 3, job->user);
-		invalid = same_text(s, 4, "invalid");
-	}
-	finish(s);
-	if (rc == SQLITE_DONE || (rc == SQLITE_ROW && !mine))
-		goto notfound;
-	if (rc != SQLITE_ROW)
-		return step_fail(q, rc);
+	dev = d.id;
+	next_seq = d.next_seq;
+	acked = d.acked;
+	invalid = d.invalid;
 
 	from = job->after > acked ? job->after : acked;
 	next = from;
@@ -2329,9 +2347,6 @@ static int op_inbox_fetch(struct sq *q, struct pr_store_job *job)
 		      "push", invalid ? "invalid" : "ok", "acked",
 		      (json_int_t)acked, "last", (json_int_t)(next_seq - 1));
 	return job->result ? PR_OK : PR_ERR_NOMEM;
-notfound:
-	snprintf(q->errbuf, sizeof(q->errbuf), "no such device");
-	return PR_ERR_NOTFOUND;
 }
 
 /* ---- maintenance --------------------------------------------------------- */
