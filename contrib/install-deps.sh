@@ -9,6 +9,8 @@ BUILD="build-essential autoconf automake libtool pkg-config
 # Tools the test suite and benchmarks drive: curl (HTTP/1.1, h2c, h2),
 # openssl (test certificates), wrk and h2load (benchmarks), python3 (test helpers).
 TOOLS="curl openssl wrk nghttp2-client python3 procps"
+# make fuzz: libFuzzer comes with clang's runtime.
+FUZZ="clang libclang-rt-14-dev"
 # The dashboard test: Debian's Chromium, driven from node by playwright-core
 # (contrib/test.sh installs that from npm; it never downloads a browser).
 BROWSER="chromium nodejs"
@@ -22,7 +24,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -q --no-install-recommends $BUILD $TOOLS $BROWSER
+$SUDO apt-get install -y -q --no-install-recommends $BUILD $TOOLS $FUZZ $BROWSER
 # npm: Debian's package, unless node came with its own (NodeSource's nodejs
 # bundles npm and conflicts with Debian's npm package).
 if ! command -v npm >/dev/null 2>&1; then
