@@ -280,10 +280,35 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
 	return remove(path);
 }
 
+/*
+ * Keep a copy of the daemon's log in $PR_LOG_COLLECT (make check sets it)
+ * so that tests/check_logs.sh can search every log of the suite for
+ * secrets once all tests ran.
+ */
+static void collect_log(const struct th_daemon *d)
+{
+	static int seq;
+	const char *dir = getenv("PR_LOG_COLLECT");
+	char path[512];
+	char *text;
+
+	if (!dir || !*dir || !d->log[0])
+		return;
+	text = th_read_file(d->log);
+	if (!text)
+		return;
+	mkdir(dir, 0700);
+	snprintf(path, sizeof(path), "%s/%ld-%d.log", dir, (long)getpid(),
+		 ++seq);
+	th_write_file(path, text);
+	free(text);
+}
+
 void th_daemon_cleanup(struct th_daemon *d)
 {
 	if (d->pid > 0)
 		th_daemon_stop(d, SIGKILL, 5);
+	collect_log(d);
 	if (d->dir[0] && getenv("TH_KEEP")) {
 		fprintf(stderr, "kept %s\n", d->dir);
 		return;
