@@ -20,7 +20,7 @@
 
 /* A server with the built-in routes and no listeners, like th_mem_server.
  * cfg is taken. Exits on failure: the harness itself is broken then. */
-static struct pr_server *fz_server(struct pr_config *cfg)
+static inline struct pr_server *fz_server(struct pr_config *cfg)
 {
 	char err[512];
 	struct pr_server *s;
@@ -42,15 +42,15 @@ static struct pr_server *fz_server(struct pr_config *cfg)
 }
 
 /* Throw away what the connection wrote. */
-static void fz_drain(struct pr_conn *c)
+static inline void fz_drain(struct pr_conn *c)
 {
 	pr_buf_consume(&c->out, pr_buf_avail(&c->out));
 }
 
 /* Feed data to c in pieces whose sizes come from `split` (0 = at once),
  * discarding output as it goes. */
-static void fz_feed(struct pr_conn *c, const uint8_t *data, size_t len,
-		    unsigned split)
+static inline void fz_feed(struct pr_conn *c, const uint8_t *data, size_t len,
+			   unsigned split)
 {
 	size_t off = 0, step;
 
@@ -67,7 +67,7 @@ static void fz_feed(struct pr_conn *c, const uint8_t *data, size_t len,
 }
 
 /* A private temporary directory (under /dev/shm when it exists). */
-static void fz_tmpdir(char *out, size_t outlen)
+static inline void fz_tmpdir(char *out, size_t outlen)
 {
 	const char *base = getenv("TMPDIR");
 

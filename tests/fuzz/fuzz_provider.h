@@ -23,7 +23,7 @@
 
 #include "provider.h"
 
-static void fzp_write_private(const char *path, const char *text)
+static inline void fzp_write_private(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	size_t len = strlen(text);
@@ -36,7 +36,7 @@ static void fzp_write_private(const char *path, const char *text)
 }
 
 /* The key as PKCS#8 PEM, malloc'd. */
-static char *fzp_pem(EVP_PKEY *key)
+static inline char *fzp_pem(EVP_PKEY *key)
 {
 	BIO *bio = BIO_new(BIO_s_mem());
 	char *data, *out;
@@ -54,13 +54,14 @@ static char *fzp_pem(EVP_PKEY *key)
 	return out;
 }
 
-static void fzp_push(struct pr_push *p, const char *platform)
+static inline void fzp_push(struct pr_push *p, const char *platform)
 {
 	memset(p, 0, sizeof(*p));
 	p->job_id = 7;
 	p->app = "chat";
 	p->platform = platform;
-	p->token = "aa01bb02cc03dd04ee05ff06aa01bb02cc03dd04ee05ff06aa01bb02cc03dd04";
+	p->token =
+	    "aa01bb02cc03dd04ee05ff06aa01bb02cc03dd04ee05ff06aa01bb02cc03dd04";
 	p->environment = "production";
 	p->message_id = "m-1";
 	p->seq = 1;
@@ -72,8 +73,8 @@ static void fzp_push(struct pr_push *p, const char *platform)
 /* Fill r from the input; returns 0 when it is too short. The body is a
  * malloc'd copy (exactly body_len bytes, no NUL) so ASan sees overreads;
  * free *copy after. */
-static int fzp_response(const uint8_t *data, size_t size,
-			struct pr_http_response *r, char **copy)
+static inline int fzp_response(const uint8_t *data, size_t size,
+			       struct pr_http_response *r, char **copy)
 {
 	if (size < 4)
 		return 0;
