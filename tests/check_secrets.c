@@ -4,13 +4,16 @@
  * through it: API keys, a client token (also as ?access_token=), the app's
  * client_token_secret, the APNs .p8 key and the JWTs made from it, the FCM
  * service-account key and the OAuth access token the mock issues. Then
- * the whole daemon log is searched for each of them.
+ * the whole daemon log is searched for each of them. API keys are kept
+ * as SHA-256 digests only.
  */
 #include "autoconf.h"
 
 #include <check.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +200,86 @@ START_TEST(test_no_secret_in_logs)
 }
 END_TEST
 
+/* Does the file at path contain needle anywhere (binary-safe)? */
+static int file_contains(const char *path, const char *needle)
+{
+	size_t n = strlen(needle), len = 0, cap = 0;
+	char *data = NULL, chunk[65536];
+	int found = 0;
+	size_t got;
+	FILE *fp = fopen(path, "rb");
+
+	if (!fp)
+		return 0;
+	while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
+		if (len + got > cap) {
+			cap = (len + got) * 2;
+			data = realloc(data, cap);
+			ck_assert_ptr_nonnull(data);
+		}
+		memcpy(data + len, chunk, got);
+		len += got;
+	}
+	fclose(fp);
+	for (size_t i = 0; !found && len >= n && i <= len - n; i++)
+		found = memcmp(data + i, needle, n) == 0;
+	free(data);
+	return found;
+}
+
+/* API keys are stored as SHA-256 digests: the database holds the digest
+ * and a short display prefix, and no byte sequence of the key itself, in
+ * the main file or the WAL. */
+START_TEST(test_api_keys_stored_hashed)
+{
+	char key[128], db[400], wal[420];
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned dlen = 0;
+	sqlite3 *conn;
+	sqlite3_stmt *st;
+	int rows = 0;
+
+	ck_assert_int_eq(th_daemon_start(&d, NULL, NULL), 0);
+	ck_assert_int_eq(th_make_key(&d, "hashed", "ingest", key, sizeof(key)),
+			 0);
+	ck_assert_int_eq(call("GET", "/v1/users/nobody/devices", key, NULL),
+			 200);
+	snprintf(db, sizeof(db), "%s/pushrelay.db", d.dir);
+	snprintf(wal, sizeof(wal), "%s-wal", db);
+	/* While it runs (the key may sit in the WAL) and after a stop. */
+	ck_assert_msg(!file_contains(db, key), "key text in the database");
+	ck_assert_msg(!file_contains(wal, key), "key text in the WAL");
+	ck_assert_int_eq(th_daemon_stop(&d, SIGTERM, 10), 0);
+	ck_assert_msg(!file_contains(db, key), "key text in the database");
+	ck_assert_msg(!file_contains(wal, key), "key text in the WAL");
+
+	ck_assert(
+	    EVP_Digest(key, strlen(key), digest, &dlen, EVP_sha256(), NULL));
+	ck_assert_int_eq(sqlite3_open_v2(db, &conn, SQLITE_OPEN_READONLY, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(conn,
+					    "SELECT hash, prefix FROM api_keys "
+					    "WHERE name = 'hashed'",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *prefix = (const char *)sqlite3_column_text(st, 1);
+
+		rows++;
+		ck_assert_int_eq(sqlite3_column_bytes(st, 0), (int)dlen);
+		ck_assert(memcmp(sqlite3_column_blob(st, 0), digest, dlen) ==
+			  0);
+		/* The prefix identifies the key to a human, no more. */
+		ck_assert_ptr_nonnull(prefix);
+		ck_assert_int_le(strlen(prefix), 12);
+		ck_assert(strncmp(key, prefix, strlen(prefix)) == 0);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(conn);
+	ck_assert_int_eq(rows, 1);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("secrets");
@@ -208,6 +291,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_no_secret_in_logs);
+	tcase_add_test(tc, test_api_keys_stored_hashed);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
