@@ -6,6 +6,7 @@
 #   contrib/test.sh            everything
 #   SKIP_INSTALL=1 contrib/test.sh   when the packages are already there
 #   SKIP_DISTCHECK=1 contrib/test.sh skip the distcheck pass
+#   SKIP_FUZZ=1 contrib/test.sh      skip the fuzzing (FUZZ_SECONDS=60 each)
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -71,6 +72,12 @@ if [ "$status" -ne 0 ]; then
 fi
 echo "checks: $passed passed, $failed failed"
 [ "$status" -eq 0 ] || exit "$status"
+
+# Fuzz every libFuzzer target for FUZZ_SECONDS (clang; tests/fuzz/README.md).
+# A crash fails the run and leaves its reproducer in tests/fuzz/.
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+	make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+fi
 
 if [ "${SKIP_DISTCHECK:-0}" != 1 ]; then
 	make -j"$jobs" distcheck DISTCHECK_CONFIGURE_FLAGS="$flags"

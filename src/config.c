@@ -122,6 +122,13 @@ static const struct choice sync_choices[] = {
     {NULL, 0},
 };
 
+static const struct choice startup_check_choices[] = {
+    {"quick", 1},
+    {"full", 2},
+    {"none", 0},
+    {NULL, 0},
+};
+
 static const struct choice push_mode_choices[] = {
     {"wakeup", PR_PUSH_WAKEUP},
     {"alert", PR_PUSH_ALERT},
@@ -277,6 +284,10 @@ static const struct directive directives[] = {
 	   0,
 	   "normal is faster, but a power loss may undo the last "
 	   "commits."),
+    CHOICE("storage", "startup_check", storage_startup_check,
+	   startup_check_choices, "quick", 0,
+	   "Check the database at start-up; a damaged one stops the "
+	   "daemon."),
     DIRECTIVE("storage", "busy_timeout", INT, storage_busy_timeout, 0, 60000,
 	      "5000", 0, "Time to wait for a database lock, in milliseconds."),
     DIRECTIVE("storage", "commit_batch", INT, storage_commit_batch, 1, 100000,

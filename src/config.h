@@ -85,6 +85,7 @@ struct pr_config {
 	/* [storage] */
 	char *storage_path;
 	int storage_synchronous;       /* 1 = NORMAL, 2 = FULL */
+	int storage_startup_check;     /* 0 none, 1 quick_check, 2 integrity */
 	long storage_busy_timeout;     /* milliseconds */
 	long storage_commit_batch;     /* jobs per group-commit transaction */
 	long storage_max_pending_jobs; /* jobs waiting for the store thread */

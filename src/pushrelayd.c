@@ -32,7 +32,7 @@ static void usage(FILE *fp)
 	    fp,
 	    "Usage: pushrelayd [-c FILE] [-t] [-V] [-h] [--print-config]\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
-	    "  -t, --test          check the configuration and exit 0 or 1\n"
+	    "  -t, --test          check the configuration and the key files it names\n"
 	    "  -V, --version       print the version and linked libraries\n"
 	    "  -h, --help          this help\n"
 	    "      --print-config  print the example configuration with "
@@ -120,6 +120,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (test) {
+		/* Like nginx -t: also load the files the config names. */
+		if (pr_server_check_files(cfg, err, sizeof(err))) {
+			fprintf(stderr, "pushrelayd: %s: %s\n", path, err);
+			pr_config_free(cfg);
+			return 1;
+		}
 		printf("%s: configuration OK\n", path);
 		pr_config_free(cfg);
 		return 0;

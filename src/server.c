@@ -30,6 +30,7 @@
 #include "inbox.h"
 #include "ops_api.h"
 #include "store.h"
+#include "provider.h"
 #include "pushrelay.h"
 #include "router.h"
 #include "server.h"
@@ -192,6 +193,53 @@ static int needs_tls(const struct pr_config *cfg)
 		if (cfg->admin_listen[i].tls)
 			return 1;
 	return 0;
+}
+
+int pr_server_check_files(const struct pr_config *cfg, char *err,
+			  size_t errlen)
+{
+	static const char *const platforms[] = {"apns", "fcm"};
+	struct pr_provider_env env = {.jwt_refresh = cfg->push_jwt_refresh,
+				      .oauth_margin = 300};
+
+	if (needs_tls(cfg)) {
+		SSL_CTX *ctx;
+
+		if (!cfg->tls_cert || !*cfg->tls_cert || !cfg->tls_key ||
+		    !*cfg->tls_key) {
+			snprintf(err, errlen,
+				 "a tls listener needs tls_cert and tls_key");
+			return PR_ERR_CONFIG;
+		}
+		ctx = pr_tls_server_ctx(cfg->tls_cert, cfg->tls_key, err,
+					errlen);
+		if (!ctx)
+			return PR_ERR_CONFIG;
+		SSL_CTX_free(ctx);
+	}
+	for (size_t a = 0; a < cfg->n_apps; a++) {
+		for (size_t k = 0; k < PR_ARRAY_SIZE(platforms); k++) {
+			const struct pr_provider_ops *ops =
+			    pr_provider_find(platforms[k]);
+			char why[512] = "";
+			void *p = NULL;
+			int rv;
+
+			if (!ops)
+				continue;
+			rv = ops->create(&p, &cfg->apps[a], &env, why,
+					 sizeof(why));
+			if (rv == PR_ERR_NOTFOUND)
+				continue;
+			if (rv) {
+				snprintf(err, errlen, "[app \"%s\"] %s: %s",
+					 cfg->apps[a].name, platforms[k], why);
+				return rv;
+			}
+			ops->destroy(p);
+		}
+	}
+	return PR_OK;
 }
 
 struct pr_server *pr_server_new(struct ev_loop *loop, struct pr_config *cfg,

@@ -50,6 +50,13 @@ struct pr_server {
 };
 
 /*
+ * What `pushrelayd -t` checks beyond the syntax: the TLS certificate and
+ * key load (and the key is private), and every app's provider credentials
+ * load and are private. 0, or an error with a message naming the file.
+ */
+int pr_server_check_files(const struct pr_config *cfg, char *err,
+			  size_t errlen);
+/*
  * Make a server from a loaded config (ownership of cfg passes to the
  * server, also on failure). Registers the built-in routes. Listens on
  * nothing yet. Returns NULL and a reason in err on failure.

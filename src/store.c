@@ -12,12 +12,14 @@
  */
 #include "autoconf.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "log.h"
@@ -181,41 +183,85 @@ static int run_batch(struct pr_store *st, struct pr_store_job *first,
 	return PR_OK;
 }
 
-/* Storage failures are logged at most every LOG_EVERY seconds (with the
- * number of failed batches since the last line), not once per job or
- * batch; after a logged failure one line says when batches succeed
- * again. Store thread only. */
-#define LOG_EVERY 10.0
+/* Storage failures are logged when they start, then at most every
+ * LOG_EVERY seconds (with the number of failed transactions since the
+ * last line), not once per job or batch; one line says when writes commit
+ * again. While storage fails, a write is tried every PROBE_EVERY seconds
+ * when no job comes, so health returns by itself. Store thread only. */
+#define LOG_EVERY   10.0
+#define PROBE_EVERY 1.0
 
 struct fail_log {
-	double last;	 /* when a failure was last logged */
-	unsigned long n; /* failed batches since then */
-	int failing;	 /* a failure was logged, no recovery yet */
+	double since;	     /* when storage began to fail; 0 while it works */
+	double last;	     /* when a failure was last logged */
+	unsigned long n;     /* failed transactions since then */
+	unsigned long total; /* failed transactions since `since` */
 };
 
-static void note_health(struct fail_log *fl, const struct pr_store_job *batch,
-			int health, double t)
+static double mono_now(void)
 {
-	const struct pr_store_job *j;
+	struct timespec ts;
 
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The reason a batch failed: its first job with a storage error. */
+static const char *batch_reason(const struct pr_store_job *batch, int health)
+{
+	for (const struct pr_store_job *j = batch; j; j = j->next)
+		if ((j->rv == PR_ERR_STORE || j->rv == PR_ERR_NOMEM) &&
+		    j->err[0])
+			return j->err;
+	return pr_strerror(health);
+}
+
+static void note_health(struct fail_log *fl, int health, const char *why,
+			double t)
+{
 	if (!health) {
-		if (fl->failing)
-			pr_info("store: transactions commit again");
-		fl->failing = 0;
+		if (fl->since > 0)
+			pr_info("store: transactions commit again, after %lu "
+				"failed in %.1f s",
+				fl->total, t - fl->since);
+		fl->since = 0;
 		return;
 	}
+	if (fl->since == 0) {
+		fl->since = t;
+		fl->n = fl->total = 0;
+	}
 	fl->n++;
-	if (fl->last > 0 && t - fl->last < LOG_EVERY)
+	fl->total++;
+	if (fl->total > 1 && t - fl->last < LOG_EVERY)
 		return;
-	for (j = batch; j; j = j->next)
-		if (j->rv == PR_ERR_STORE || j->rv == PR_ERR_NOMEM)
-			break;
-	pr_err("store: %lu failed transaction%s: %s", fl->n,
-	       fl->n == 1 ? "" : "s",
-	       j && j->err[0] ? j->err : pr_strerror(health));
+	if (fl->total == 1)
+		pr_err("store: a transaction failed: %s; requests that write "
+		       "are answered 503 until storage recovers",
+		       why);
+	else
+		pr_err("store: still failing, %lu more failed transaction%s "
+		       "in %.0f s: %s",
+		       fl->n, fl->n == 1 ? "" : "s", t - fl->last, why);
 	fl->last = t;
 	fl->n = 0;
-	fl->failing = 1;
+}
+
+/*
+ * A batch committed while storage was failing: it may only have read
+ * (which works on a read-only disk), so ask the backend for a write
+ * before calling storage healthy again.
+ */
+static int probe(struct pr_store *st, const char **why)
+{
+	int rv;
+
+	if (!st->ops->probe)
+		return PR_OK;
+	rv = st->ops->probe(st->be);
+	if (rv)
+		*why = be_reason(st, rv);
+	return rv ? PR_ERR_STORE : PR_OK;
 }
 
 static void *store_thread(void *arg)
@@ -225,13 +271,35 @@ static void *store_thread(void *arg)
 	uint64_t commits, errors;
 	size_t n;
 	struct fail_log fl = {0};
+	const char *why;
+	struct timespec until;
 	int health;
 	double t;
 
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
-		while (!st->q_head && !st->stopping)
-			pthread_cond_wait(&st->cv, &st->mu);
+		while (!st->q_head && !st->stopping) {
+			if (!fl.since) {
+				pthread_cond_wait(&st->cv, &st->mu);
+				continue;
+			}
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_sec += (time_t)PROBE_EVERY;
+			if (pthread_cond_timedwait(&st->cv, &st->mu, &until) !=
+				ETIMEDOUT ||
+			    st->q_head || st->stopping)
+				continue;
+			/* Idle while failing: try a write. */
+			pthread_mutex_unlock(&st->mu);
+			why = NULL;
+			health = probe(st, &why);
+			note_health(&fl, health, why, mono_now());
+			pthread_mutex_lock(&st->mu);
+			if (!health) {
+				st->d_health = health;
+				ev_async_send(st->loop, &st->done_w);
+			}
+		}
 		if (!st->q_head)
 			break; /* stopping, and every job has run */
 		/* A reload's new bounds reach the backend between batches. */
@@ -259,7 +327,10 @@ static void *store_thread(void *arg)
 		t = ev_time();
 		for (j = batch; j; j = j->next)
 			j->committed_at = t;
-		note_health(&fl, batch, health, t);
+		why = batch_reason(batch, health);
+		if (!health && fl.since)
+			health = probe(st, &why);
+		note_health(&fl, health, why, mono_now());
 
 		pthread_mutex_lock(&st->mu);
 		if (st->d_tail)
@@ -298,17 +369,14 @@ static void observe(struct pr_store *st, const struct pr_store_job *job)
 static void finish_jobs(struct pr_store *st)
 {
 	struct pr_store_job *list, *next;
-	int have;
 
 	pthread_mutex_lock(&st->mu);
 	list = st->d_head;
 	st->d_head = st->d_tail = NULL;
 	st->stats.commits += st->d_commits;
 	st->stats.commit_errors += st->d_commit_errors;
-	have = st->d_commits || st->d_commit_errors || list;
 	st->d_commits = st->d_commit_errors = 0;
-	if (have)
-		st->health = st->d_health;
+	st->health = st->d_health;
 	pthread_mutex_unlock(&st->mu);
 
 	for (; list; list = next) {
@@ -352,6 +420,7 @@ struct pr_store *pr_store_new(struct ev_loop *loop, const struct pr_config *cfg,
 			      char *err, size_t errlen)
 {
 	struct pr_store *st;
+	pthread_condattr_t ca;
 	sigset_t all, old;
 	int rv;
 
@@ -381,7 +450,12 @@ struct pr_store *pr_store_new(struct ev_loop *loop, const struct pr_config *cfg,
 		return NULL;
 	}
 	pthread_mutex_init(&st->mu, NULL);
-	pthread_cond_init(&st->cv, NULL);
+	/* The thread's timed waits (probes while storage fails) use the
+	 * monotonic clock. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	ev_async_init(&st->done_w, store_done_cb);
 	st->done_w.data = st;
 	ev_async_start(loop, &st->done_w);

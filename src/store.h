@@ -200,9 +200,15 @@ struct pr_store_backend {
 	/* Carry out one job (inside the savepoint). Sets job->rv / err /
 	 * result. */
 	void (*exec)(void *be, struct pr_store_job *job);
-	/* Why the last begin/savepoint/release/rollback_to/commit failed: a
-	 * backend-owned string, valid until the next call, never holding
-	 * secrets or payloads. May be NULL (pr_strerror() is used then). */
+	/* A small write transaction that changes nothing anyone reads, to
+	 * learn whether storage that failed takes writes again (a batch that
+	 * only read commits even on a read-only disk). 0 when it committed;
+	 * the reason is then in errmsg. */
+	int (*probe)(void *be);
+	/* Why the last begin/savepoint/release/rollback_to/commit/probe
+	 * failed: a backend-owned string, valid until the next call, never
+	 * holding secrets or payloads. May be NULL (pr_strerror() is used
+	 * then). */
 	const char *(*errmsg)(void *be);
 };
 
@@ -227,8 +233,10 @@ int pr_store_submit(struct pr_store *st, struct pr_store_job *job);
 
 /* Jobs submitted and not yet done. */
 size_t pr_store_pending(const struct pr_store *st);
-/* 0 while the last transaction committed; the error of the last failed
- * commit otherwise (for /readyz). */
+/* 0 while storage takes writes; PR_ERR_STORE from a failed transaction
+ * until a transaction that writes commits again (for /readyz). While it
+ * fails, the store thread tries a small write every second, so health
+ * comes back without traffic once the fault is gone. */
 int pr_store_health(const struct pr_store *st);
 
 /* Counters for /metrics (loop thread). */

@@ -622,29 +622,50 @@ static int rc_error(int rc)
 	}
 }
 
-/* Note why a statement failed, while SQLite's message is fresh. Storage
- * failures get SQLite's generic text ("database or disk is full"); the
- * others its message, which names no values. */
-static void db_error(struct sq *q, int rc)
+/* Why a call failed, while SQLite's message (and errno) is fresh.
+ * Storage failures get SQLite's generic text ("database or disk is
+ * full"), I/O errors with the system's reason; the others its message,
+ * which names no values. */
+static void describe(sqlite3 *db, int rc, char *buf, size_t len)
 {
+	int sys = errno;
 	const char *why;
 
 	switch (rc & 0xff) {
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+		/* "disk I/O error" alone does not tell a read-only file
+		 * system from a failing disk: add the system's errno. SQLite
+		 * 3.40 records it (sqlite3_system_errno) on few paths, so
+		 * callers clear errno before the call that failed, and
+		 * what the failed system call left in it is used. */
+		if (sqlite3_system_errno(db) > 0)
+			sys = sqlite3_system_errno(db);
+		if (sys > 0) {
+			snprintf(buf, len, "%s (%s)", sqlite3_errstr(rc),
+				 strerror(sys));
+			return;
+		}
+		why = sqlite3_errstr(rc);
+		break;
 	case SQLITE_NOMEM:
 	case SQLITE_FULL:
-	case SQLITE_IOERR:
 	case SQLITE_CORRUPT:
 	case SQLITE_NOTADB:
 	case SQLITE_READONLY:
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
-	case SQLITE_CANTOPEN:
 	case SQLITE_PROTOCOL:
 	case SQLITE_TOOBIG:
 	case SQLITE_RANGE: why = sqlite3_errstr(rc); break;
-	default: why = sqlite3_errmsg(q->db); break;
+	default: why = sqlite3_errmsg(db); break;
 	}
-	snprintf(q->errbuf, sizeof(q->errbuf), "%s", why);
+	snprintf(buf, len, "%s", why);
+}
+
+static void db_error(struct sq *q, int rc)
+{
+	describe(q->db, rc, q->errbuf, sizeof(q->errbuf));
 }
 
 static sqlite3_stmt *stmt(struct sq *q, enum stmt id)
@@ -682,6 +703,7 @@ static int step(struct sq *q, sqlite3_stmt *s)
 		db_error(q, rc);
 		return rc;
 	}
+	errno = 0;
 	rc = sqlite3_step(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		db_error(q, rc);
@@ -818,6 +840,7 @@ static int apply_max_size(struct sq *q)
 		pages = 1;
 	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld",
 		 (long long)pages);
+	errno = 0;
 	rc = pragma_text(q->db, sql, text, sizeof(text));
 	if (rc != SQLITE_OK) {
 		db_error(q, rc);
@@ -1752,6 +1775,15 @@ static int claim_row(struct sq *q, sqlite3_stmt *s, int64_t now,
 		c->why = "message expired";
 		return PR_OK;
 	}
+	if (sqlite3_column_int64(s, C_SEQ) == 0) {
+		/* The device has no delivery of it left: it acknowledged the
+		 * message while this push was in flight (an ack cancels only
+		 * waiting pushes), and the push came back after a crash or a
+		 * retry. Nothing is left to announce. */
+		c->end = "cancelled";
+		c->why = "acknowledged";
+		return PR_OK;
+	}
 	if (max_attempts > 0 && attempts >= max_attempts) {
 		c->end = "dead";
 		c->why = "max attempts";
@@ -2423,14 +2455,18 @@ static int op_checkpoint(struct sq *q, struct pr_store_job *job)
 
 static void checkpoint_now(struct sq *q)
 {
+	char why[160] = "";
 	int log = -1, done = -1, rc;
 	json_t *r;
 
 	/* TRUNCATE would wait busy_timeout for readers; the store thread
 	 * has commits to make, so a busy checkpoint is reported instead. */
 	sqlite3_busy_timeout(q->db, 0);
+	errno = 0;
 	rc = sqlite3_wal_checkpoint_v2(q->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
 				       &log, &done);
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		describe(q->db, rc, why, sizeof(why));
 	sqlite3_busy_timeout(q->db, q->busy_timeout);
 	for (size_t i = 0; i < q->n_ckpt; i++) {
 		if (rc == SQLITE_OK || rc == SQLITE_BUSY)
@@ -2438,12 +2474,11 @@ static void checkpoint_now(struct sq *q)
 				      rc == SQLITE_BUSY, "wal_frames", log,
 				      "checkpointed", done);
 		else
-			r = json_pack("{s:b, s:s}", "busy", 0, "error",
-				      sqlite3_errstr(rc));
+			r = json_pack("{s:b, s:s}", "busy", 0, "error", why);
 		q->ckpt[i]->result = r;
 	}
 	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-		pr_warn("store: checkpoint: %s", sqlite3_errstr(rc));
+		pr_warn("store: checkpoint: %s", why);
 	q->n_ckpt = 0;
 }
 
@@ -2992,6 +3027,44 @@ static int sq_rollback(void *be)
 	return rv;
 }
 
+/* A write nobody reads: user_version set to what it is. It still makes
+ * SQLite write (and sync) a frame, which is what the probe is for. It
+ * rewrites a page and adds none, so a database at [storage] max_size with
+ * no free page is reported full first. */
+static int sq_probe(void *be)
+{
+	struct sq *q = be;
+	int64_t pages = 0, max = 0, free_pages = 0;
+	char sql[96];
+	int rc;
+
+	q->errbuf[0] = '\0';
+	if (apply_max_size(q))
+		return PR_ERR_STORE;
+	if (q->max_size > 0 &&
+	    pragma_int(q->db, "PRAGMA page_count", &pages) == SQLITE_OK &&
+	    pragma_int(q->db, "PRAGMA max_page_count", &max) == SQLITE_OK &&
+	    pragma_int(q->db, "PRAGMA freelist_count", &free_pages) ==
+		SQLITE_OK &&
+	    pages >= max && free_pages == 0) {
+		snprintf(q->errbuf, sizeof(q->errbuf),
+			 "%s ([storage] max_size)",
+			 sqlite3_errstr(SQLITE_FULL));
+		return PR_ERR_STORE;
+	}
+	snprintf(sql, sizeof(sql),
+		 "BEGIN IMMEDIATE; PRAGMA user_version = %d; COMMIT",
+		 SCHEMA_VERSION);
+	errno = 0;
+	rc = sqlite3_exec(q->db, sql, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		return PR_OK;
+	db_error(q, rc);
+	if (!sqlite3_get_autocommit(q->db))
+		sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+	return PR_ERR_STORE;
+}
+
 static const char *sq_errmsg(void *be)
 {
 	const struct sq *q = be;
@@ -3044,7 +3117,26 @@ static int prepare_file(const char *path, char *err, size_t errlen)
 			 dir);
 		return PR_ERR_IO;
 	}
+	/* SQLite would open a file it cannot write read-only, and fail
+	 * later with a vaguer reason; and it keeps -wal and -shm beside
+	 * the file. Say now, with the system's reason (a read-only mount,
+	 * permissions). */
+	if (access(dir, W_OK) != 0) {
+		snprintf(err, errlen,
+			 "[storage] path %s: directory %s is not writable: %s",
+			 path, dir, strerror(errno));
+		return PR_ERR_IO;
+	}
 	if (stat(path, &sb) == 0) {
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0) {
+			snprintf(err, errlen,
+				 "[storage] path %s: cannot open for writing: "
+				 "%s",
+				 path, strerror(errno));
+			return PR_ERR_IO;
+		}
+		close(fd);
 		if (sb.st_mode & 0077)
 			pr_warn("store: %s is readable by other users (mode "
 				"%03o); chmod 600 it",
@@ -3065,6 +3157,212 @@ static int prepare_file(const char *path, char *err, size_t errlen)
 	if (fd >= 0)
 		close(fd);
 	return PR_OK;
+}
+
+/* ---- the WAL at start-up ------------------------------------------------- */
+
+/*
+ * SQLite recovers a WAL left by a crash by itself: it keeps the frames up
+ * to the last commit whose checksums hold and silently drops the rest. A
+ * crash only drops a transaction that was never acknowledged; damage (a
+ * flipped bit, a cut file, a garbage header) drops acknowledged ones too.
+ * So before SQLite opens the database, read the WAL the way its recovery
+ * does, say in the log what is going to be dropped, and keep a copy of a
+ * damaged WAL beside it (the next commits overwrite the dropped frames).
+ */
+#define WAL_HDR	      32
+#define WAL_FRAME_HDR 24
+#define WAL_MAGIC     0x377f0682u
+
+struct wal_scan {
+	long long bytes;      /* size of the -wal file */
+	int header_ok;	      /* magic, version, page size, checksum */
+	long kept;	      /* frames recovered: to the last valid commit */
+	long dropped;	      /* frames of this WAL generation after them */
+	long dropped_commits; /* commit frames among the dropped */
+	int partial;	      /* the file ends inside a frame */
+};
+
+static uint32_t get32(const unsigned char *p, int big)
+{
+	if (big)
+		return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+		       (uint32_t)p[2] << 8 | p[3];
+	return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[1] << 8 | p[0];
+}
+
+/* SQLite's WAL checksum (walChecksumBytes) over n bytes, n % 8 == 0. */
+static void wal_cksum(const unsigned char *p, size_t n, int big, uint32_t s[2])
+{
+	for (size_t i = 0; i + 8 <= n; i += 8) {
+		s[0] += get32(p + i, big) + s[1];
+		s[1] += get32(p + i + 4, big) + s[0];
+	}
+}
+
+static int read_full(int fd, unsigned char *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, buf + got, n - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+/*
+ * Read the WAL as SQLite's recovery (walIndexRecover) does: frames count
+ * while their salts match the header's and their checksums chain; the
+ * last commit frame among them ends what is kept. 0 and the scan, or -1
+ * when there is no WAL (or it cannot be read: SQLite will say).
+ */
+static int wal_scan(const char *wal, struct wal_scan *w)
+{
+	unsigned char hdr[WAL_HDR], *frame = NULL;
+	uint32_t magic, page, sum[2] = {0, 0};
+	struct stat sb;
+	long n = 0, chain = 0;
+	int fd, big, broken = 0;
+
+	memset(w, 0, sizeof(*w));
+	fd = open(wal, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &sb) != 0 || sb.st_size == 0) {
+		close(fd);
+		return -1;
+	}
+	w->bytes = (long long)sb.st_size;
+	if (read_full(fd, hdr, sizeof(hdr)) != 0)
+		goto out;
+	magic = get32(hdr, 1);
+	page = get32(hdr + 8, 1);
+	big = (int)(magic & 1);
+	if ((magic & ~1u) != WAL_MAGIC || get32(hdr + 4, 1) != 3007000 ||
+	    page < 512 || page > 65536 || (page & (page - 1)))
+		goto out;
+	wal_cksum(hdr, 24, big, sum);
+	if (sum[0] != get32(hdr + 24, 1) || sum[1] != get32(hdr + 28, 1))
+		goto out;
+	w->header_ok = 1;
+	frame = malloc(WAL_FRAME_HDR + (size_t)page);
+	if (!frame)
+		goto out;
+	while (read_full(fd, frame, WAL_FRAME_HDR + page) == 0) {
+		int same = memcmp(frame + 8, hdr + 16, 8) == 0;
+		int commit = get32(frame + 4, 1) != 0;
+
+		n++;
+		if (!broken && same && get32(frame, 1) != 0) {
+			uint32_t run[2] = {sum[0], sum[1]};
+
+			wal_cksum(frame, 8, big, run);
+			wal_cksum(frame + WAL_FRAME_HDR, page, big, run);
+			if (run[0] == get32(frame + 16, 1) &&
+			    run[1] == get32(frame + 20, 1)) {
+				sum[0] = run[0];
+				sum[1] = run[1];
+				chain = n;
+				if (commit)
+					w->kept = n;
+				continue;
+			}
+		}
+		broken = 1;
+		/* Frames of an older generation are stale, not lost. */
+		if (same) {
+			w->dropped++;
+			w->dropped_commits += commit;
+		}
+	}
+	w->partial = w->bytes > WAL_HDR + (long long)n * (WAL_FRAME_HDR + page);
+	/* Valid frames after the last commit: an unfinished transaction. */
+	w->dropped += chain - w->kept;
+out:
+	free(frame);
+	close(fd);
+	return 0;
+}
+
+/* Copy the WAL to dst (a new file). 0 or an errno. */
+static int copy_file(const char *src, const char *dst)
+{
+	unsigned char buf[65536];
+	int in, out, rv = 0;
+	ssize_t r;
+
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return errno;
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (out < 0) {
+		rv = errno;
+		close(in);
+		return rv;
+	}
+	while ((r = read(in, buf, sizeof(buf))) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 || write(out, buf, (size_t)r) != r) {
+			rv = errno ? errno : EIO;
+			break;
+		}
+	}
+	if (!rv && fsync(out) != 0)
+		rv = errno;
+	close(out);
+	close(in);
+	if (rv)
+		unlink(dst);
+	return rv;
+}
+
+/* Before SQLite opens path: tell what its WAL recovery will drop. */
+static void wal_check(const char *path)
+{
+	char wal[PATH_MAX], copy[PATH_MAX + 32], note[PATH_MAX + 96];
+	struct wal_scan w;
+	int lost, e;
+
+	if (snprintf(wal, sizeof(wal), "%s-wal", path) >= (int)sizeof(wal) ||
+	    wal_scan(wal, &w) != 0)
+		return;
+	lost = (!w.header_ok && w.bytes > WAL_HDR) ||
+	       (w.header_ok && (w.dropped_commits > 0 || w.partial));
+	if (!lost) {
+		if (w.dropped > 0)
+			pr_info("store: %s: %ld frame(s) of a transaction "
+				"that never committed are dropped from the "
+				"WAL",
+				path, w.dropped);
+		return;
+	}
+	snprintf(copy, sizeof(copy), "%s.damaged-%lld", wal,
+		 (long long)time(NULL));
+	e = copy_file(wal, copy);
+	if (e)
+		snprintf(note, sizeof(note), "no copy kept (%s: %s)", copy,
+			 strerror(e));
+	else
+		snprintf(note, sizeof(note), "a copy is kept in %s", copy);
+	if (!w.header_ok)
+		pr_err("store: %s: the WAL header is damaged: SQLite ignores "
+		       "the whole WAL (%lld bytes), and what was committed "
+		       "since the last checkpoint is lost; %s",
+		       path, w.bytes, note);
+	else
+		pr_warn("store: %s: the WAL is damaged or cut short after "
+			"frame %ld: %ld frame(s) holding %ld commit(s)%s are "
+			"dropped, and the transactions in them are lost; %s",
+			path, w.kept, w.dropped, w.dropped_commits,
+			w.partial ? " and a partial frame" : "", note);
 }
 
 static int migrate(struct sq *q, char *err, size_t errlen)
@@ -3112,6 +3410,71 @@ fail:
 	return PR_ERR_STORE;
 }
 
+/*
+ * [storage] startup_check: PRAGMA quick_check (every page read, the
+ * b-trees' structure) or integrity_check (indexes against rows too)
+ * before anything is written. A damaged database is not opened: writing
+ * to it could spread the damage, and answering from it could lose events
+ * without a word.
+ */
+static int startup_check(struct sq *q, int level, char *err, size_t errlen)
+{
+	const char *sql =
+	    level == 2 ? "PRAGMA integrity_check(1)" : "PRAGMA quick_check(1)";
+	const char *name = level == 2 ? "integrity_check" : "quick_check";
+	sqlite3_stmt *s = NULL;
+	char found[256] = "";
+	struct timespec ts;
+	double t0, t;
+	int rc;
+
+	if (level <= 0)
+		return PR_OK;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t0 = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	rc = sqlite3_prepare_v2(q->db, sql, -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(s, 0);
+
+		/* Its first finding, on one line. */
+		snprintf(found, sizeof(found), "%s", v ? v : "");
+		for (char *c = found; *c; c++)
+			if (*c == '\n')
+				*c = ' ';
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		snprintf(found, sizeof(found), "ok");
+		rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_OK) {
+		int prim = rc & 0xff;
+
+		snprintf(found, sizeof(found), "%s", sqlite3_errmsg(q->db));
+		sqlite3_finalize(s);
+		if (prim != SQLITE_CORRUPT && prim != SQLITE_NOTADB) {
+			snprintf(err, errlen, "%s: %s", name, found);
+			return PR_ERR_STORE;
+		}
+	} else {
+		sqlite3_finalize(s);
+	}
+	if (strcmp(found, "ok") != 0) {
+		snprintf(err, errlen,
+			 "the database is damaged (%s: %s); it was not "
+			 "opened: restore a backup, or salvage it with "
+			 "sqlite3's .recover",
+			 name, found);
+		return PR_ERR_STORE;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - t0;
+	pr_log(t >= 1.0 ? PR_LOG_INFO : PR_LOG_DEBUG, NULL,
+	       "store: %s of the database: ok in %.2f s", name, t);
+	return PR_OK;
+}
+
 static int configure(struct sq *q, const struct pr_config *cfg, char *err,
 		     size_t errlen)
 {
@@ -3120,9 +3483,12 @@ static int configure(struct sq *q, const struct pr_config *cfg, char *err,
 
 	sqlite3_extended_result_codes(q->db, 1);
 	rc = sqlite3_busy_timeout(q->db, q->busy_timeout);
-	if (rc == SQLITE_OK)
-		rc = pragma_text(q->db, "PRAGMA journal_mode = WAL", text,
-				 sizeof(text));
+	if (rc != SQLITE_OK)
+		goto fail;
+	if (startup_check(q, cfg->storage_startup_check, err, errlen))
+		return PR_ERR_STORE;
+	rc =
+	    pragma_text(q->db, "PRAGMA journal_mode = WAL", text, sizeof(text));
 	if (rc != SQLITE_OK)
 		goto fail;
 	if (strcmp(text, "wal") != 0) {
@@ -3161,12 +3527,88 @@ fail:
 	return PR_ERR_STORE;
 }
 
+/*
+ * SQLite's own error log (SQLITE_CONFIG_LOG): WAL recovery, I/O errors
+ * with the system call and errno, corruption reports. It runs on the
+ * thread that called SQLite (the store thread; the loop thread while the
+ * store opens), so everything here is thread-safe: pr_log_write() is one
+ * write(2) per line, the rate limit takes a mutex. While this thread
+ * opens the database, errors go to debug: the open fails with one line
+ * of its own that names the file and the cause.
+ */
+#define SQLITE_LOG_WINDOW 60.0 /* seconds */
+#define SQLITE_LOG_LINES  10   /* lines per window, then a count */
+
+static _Thread_local int sqlite_opening;
+static pthread_mutex_t sqlite_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static double sqlite_log_start;
+static unsigned long sqlite_log_n, sqlite_log_dropped;
+
+static enum pr_log_level sqlite_log_level(int code)
+{
+	switch (code & 0xff) {
+	case SQLITE_NOTICE: return PR_LOG_INFO;
+	case SQLITE_WARNING:
+		return code == SQLITE_WARNING_AUTOINDEX ? PR_LOG_DEBUG
+							: PR_LOG_WARN;
+	case SQLITE_IOERR:
+	case SQLITE_FULL:
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_CANTOPEN:
+	case SQLITE_READONLY:
+	case SQLITE_PROTOCOL:
+		return sqlite_opening ? PR_LOG_DEBUG : PR_LOG_ERROR;
+	case SQLITE_ERROR:
+	case SQLITE_MISUSE: return sqlite_opening ? PR_LOG_DEBUG : PR_LOG_WARN;
+	default: return PR_LOG_DEBUG; /* constraint, busy, schema: handled */
+	}
+}
+
+static void sqlite_log_cb(void *arg, int code, const char *msg)
+{
+	/* A failed statement is the store's to report (with the errno and
+	 * rate-limited); SQLite's line about it adds only the SQL. */
+	enum pr_log_level level =
+	    msg && strncmp(msg, "statement aborts at ", 20) == 0
+		? PR_LOG_DEBUG
+		: sqlite_log_level(code);
+	unsigned long dropped = 0;
+	struct timespec ts;
+	double t;
+	int say;
+
+	(void)arg;
+	if (!pr_log_enabled(level))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	pthread_mutex_lock(&sqlite_log_mu);
+	if (t - sqlite_log_start >= SQLITE_LOG_WINDOW) {
+		dropped = sqlite_log_dropped;
+		sqlite_log_start = t;
+		sqlite_log_n = sqlite_log_dropped = 0;
+	}
+	say = sqlite_log_n < SQLITE_LOG_LINES || level == PR_LOG_DEBUG;
+	if (say && level != PR_LOG_DEBUG)
+		sqlite_log_n++;
+	else if (!say)
+		sqlite_log_dropped++;
+	pthread_mutex_unlock(&sqlite_log_mu);
+	if (dropped)
+		pr_warn("sqlite: %lu more messages were not logged", dropped);
+	if (say)
+		pr_log(level, NULL, "sqlite: %s [%d]", msg ? msg : "", code);
+}
+
 /* Before SQLite's first use in the process: no global memory statistics,
- * whose mutex every allocation would take (a tenth of the ingest path).
- * When something initialised SQLite first this fails harmlessly. */
+ * whose mutex every allocation would take (a tenth of the ingest path),
+ * and SQLite's error log into ours. When something initialised SQLite
+ * first this fails harmlessly. */
 static void sqlite_config_once(void)
 {
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	sqlite3_config(SQLITE_CONFIG_LOG, sqlite_log_cb, NULL);
 }
 
 static int sq_open(void **out, const struct pr_config *cfg, char *err,
@@ -3197,6 +3639,8 @@ static int sq_open(void **out, const struct pr_config *cfg, char *err,
 		snprintf(err, errlen, "out of memory");
 		return PR_ERR_NOMEM;
 	}
+	sqlite_opening = 1;
+	wal_check(path);
 	q->cfg = cfg;
 	q->busy_timeout =
 	    cfg->storage_busy_timeout > 0 && cfg->storage_busy_timeout < INT_MAX
@@ -3211,6 +3655,12 @@ static int sq_open(void **out, const struct pr_config *cfg, char *err,
 			 q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
 		rv = PR_ERR_STORE;
 		goto fail;
+	}
+	/* SQLite falls back to read-only when it cannot write the file. */
+	if (sqlite3_db_readonly(q->db, "main") == 1) {
+		snprintf(err, errlen, "the database is read-only");
+		rv = PR_ERR_STORE;
+		goto fail_path;
 	}
 	rv = configure(q, cfg, err, errlen);
 	if (!rv)
@@ -3235,19 +3685,26 @@ static int sq_open(void **out, const struct pr_config *cfg, char *err,
 		goto fail_path;
 	}
 	q->n_messages = q->n_messages_tx = q->n_messages_sp = count;
+	sqlite_opening = 0;
 	*out = q;
 	return PR_OK;
 
 fail_path:
 	/* Name the file: "database is locked" alone does not say which. */
 	{
-		char why[256];
+		char why[1024];
 
 		snprintf(why, sizeof(why), "%s", err);
 		snprintf(err, errlen, "%s: %s", path, why);
 	}
 fail:
+	/* A database we refuse is left as it was: closing the last
+	 * connection would checkpoint the WAL into it. */
+	if (q->db)
+		sqlite3_db_config(q->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+				  (int *)NULL);
 	sq_close(q);
+	sqlite_opening = 0;
 	return rv;
 }
 
@@ -3262,5 +3719,6 @@ const struct pr_store_backend pr_store_sqlite = {
     .commit = sq_commit,
     .rollback = sq_rollback,
     .exec = sq_exec,
+    .probe = sq_probe,
     .errmsg = sq_errmsg,
 };

@@ -180,6 +180,7 @@ static void assert_defaults(const struct pr_config *c)
 	ck_assert_int_eq(c->admin_socket_mode, 0600);
 	ck_assert_str_eq(c->storage_path, "/var/lib/pushrelay/pushrelay.db");
 	ck_assert_int_eq(c->storage_synchronous, 2);
+	ck_assert_int_eq(c->storage_startup_check, 1);
 	ck_assert_int_eq(c->storage_busy_timeout, 5000);
 	ck_assert_int_eq(c->storage_commit_batch, 1024);
 	ck_assert_int_eq(c->storage_max_pending_jobs, 65536);
@@ -2263,7 +2264,7 @@ START_TEST(test_directive_table)
 				      "[app] %s", d->name);
 		}
 	}
-	ck_assert_uint_eq(i, 83);
+	ck_assert_uint_eq(i, 84);
 	ck_assert_int_eq(listens, 2);
 	ck_assert_int_eq(pushes, 14);
 	ck_assert_int_eq(inbox, 8);

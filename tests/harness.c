@@ -281,6 +281,106 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
 }
 
 /*
+ * Every secret the suite hands the daemon (API keys, client-token and
+ * webhook secrets, key passwords, the lines of private keys) is appended
+ * to $PR_LOG_COLLECT/secrets.list, one per line, for tests/check_logs.sh.
+ */
+void th_note_secret(const char *secret, size_t len)
+{
+	const char *dir = getenv("PR_LOG_COLLECT");
+	char path[512], line[8192];
+	int fd;
+
+	if (!dir || !*dir || len < 12 || len >= sizeof(line))
+		return;
+	memcpy(line, secret, len);
+	line[len] = '\n';
+	mkdir(dir, 0700);
+	snprintf(path, sizeof(path), "%s/secrets.list", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	if (fd < 0)
+		return;
+	/* One write per line: O_APPEND keeps parallel tests' lines whole. */
+	if (write(fd, line, len + 1) != (ssize_t)(len + 1))
+		fprintf(stderr, "could not note a secret in %s\n", path);
+	close(fd);
+}
+
+/* The body lines of every PEM private key in text (also inside a JSON
+ * string, where lines end in a literal backslash-n). */
+static void note_pem_lines(const char *text)
+{
+	static const char begin[] = "PRIVATE KEY-----";
+	const char *p = text ? strstr(text, begin) : NULL;
+
+	while (p) {
+		const char *q = p + strlen(begin);
+		const char *end = strstr(q, "-----END");
+
+		if (!end)
+			return;
+		while (q < end) {
+			size_t n = strcspn(q, "\\\n");
+
+			if (q + n > end)
+				n = (size_t)(end - q);
+			th_note_secret(q, n);
+			q += n;
+			/* Skip "\n" (JSON) or a newline. */
+			if (q < end && *q == '\\')
+				q++;
+			if (q < end && (*q == 'n' || *q == '\n'))
+				q++;
+		}
+		/* Past this key's END line. */
+		p = strstr(end + strlen("-----END"), begin);
+		if (p)
+			p = strstr(p + strlen(begin), begin);
+	}
+}
+
+/* The values of the secret directives of a config file, and the private
+ * keys in every file it names (TLS key, .p8, service account...). */
+static void note_config_secrets(const char *conf)
+{
+	static const char *const names[] = {
+	    "client_token_secret", "webhook_secret", "apns_cert_password"};
+	char *text = th_read_file(conf), *line, *save = NULL;
+	size_t i;
+
+	if (!text)
+		return;
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *eq;
+
+		line += strspn(line, " \t");
+		eq = strchr(line, '=');
+		if (eq && eq[1 + strspn(eq + 1, " \t")] == '/') {
+			char *file =
+			    th_read_file(eq + 1 + strspn(eq + 1, " \t"));
+
+			note_pem_lines(file);
+			free(file);
+		}
+		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			size_t n = strlen(names[i]);
+			char *v;
+
+			if (strncmp(line, names[i], n) != 0)
+				continue;
+			v = line + n + strspn(line + n, " \t");
+			if (*v != '=')
+				continue;
+			v++;
+			v += strspn(v, " \t");
+			th_note_secret(v, strcspn(v, " \t\r"));
+		}
+	}
+	free(text);
+}
+
+/*
  * Keep a copy of the daemon's log in $PR_LOG_COLLECT (make check sets it)
  * so that tests/check_logs.sh can search every log of the suite for
  * secrets once all tests ran.
@@ -308,6 +408,7 @@ void th_daemon_cleanup(struct th_daemon *d)
 {
 	if (d->pid > 0)
 		th_daemon_stop(d, SIGKILL, 5);
+	note_config_secrets(d->conf);
 	collect_log(d);
 	if (d->dir[0] && getenv("TH_KEEP")) {
 		fprintf(stderr, "kept %s\n", d->dir);
@@ -831,8 +932,112 @@ int th_make_key(const struct th_daemon *d, const char *name, const char *scope,
 	k = json_string_value(json_object_get(doc, "key"));
 	if (k && strlen(k) < outlen) {
 		snprintf(out, outlen, "%s", k);
+		th_note_secret(k, strlen(k));
 		rv = 0;
 	}
 	json_decref(doc);
 	return rv;
+}
+
+/*
+ * th_daemon_restart with more: env adds "NAME=value" strings to the
+ * daemon's environment, wrap is an argv run before "pushrelayd -c conf"
+ * (e.g. unshare ... sh -c '... exec "$@"' sh), and without wait it returns
+ * as soon as the process exists (for daemons that are meant to fail).
+ */
+int th_daemon_spawn(struct th_daemon *d, const char *const *env,
+		    const char *const *wrap, int wait)
+{
+	const char *bin = getenv("PUSHRELAYD");
+	const char *argv[32];
+	size_t n = 0;
+
+	if (!bin)
+		bin = "./pushrelayd";
+	for (size_t i = 0; wrap && wrap[i] && n < 28; i++)
+		argv[n++] = wrap[i];
+	argv[n++] = bin;
+	argv[n++] = "-c";
+	argv[n++] = d->conf;
+	argv[n] = NULL;
+	d->pid = fork();
+	if (d->pid < 0)
+		return -1;
+	if (d->pid == 0) {
+		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+			close(fd);
+		}
+		for (size_t i = 0; env && env[i]; i++)
+			putenv((char *)env[i]);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return wait ? wait_healthy(d, 15.0) : 0;
+}
+
+/*
+ * The mock again after th_mock_stop: the same credentials and the same
+ * port, so a daemon pointed at it finds it where it was (its rules, records
+ * and counters start empty). Stopping it in between is how the tests make
+ * "connection refused".
+ */
+int th_mock_restart(struct th_mock *m)
+{
+	const char *bin = getenv("PR_MOCK");
+	char listen[64], portfile[300], tlskey[300], *text;
+	int port = 0, st;
+
+	if (!bin || m->port <= 0 || m->pid > 0)
+		return -1;
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", m->port);
+	snprintf(portfile, sizeof(portfile), "%s/mock.port", m->dir);
+	snprintf(tlskey, sizeof(tlskey), "%s/tls.key", m->dir);
+	unlink(portfile);
+	m->pid = fork();
+	if (m->pid < 0)
+		return -1;
+	if (m->pid == 0) {
+		int fd = open(m->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		execl(bin, bin, "--listen", listen, "--cert", m->cert, "--key",
+		      tlskey, "--port-file", portfile, "--apns-key", m->p8,
+		      "--apns-key-id", m->key_id, "--apns-team-id", m->team_id,
+		      "--fcm-credentials", m->sa, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500 && !port; i++) {
+		text = th_read_file(portfile);
+		if (text && *text)
+			port = (int)strtol(text, NULL, 10);
+		free(text);
+		if (port)
+			break;
+		if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
+			m->pid = 0; /* could not listen there */
+			return -1;
+		}
+		usleep(10000);
+	}
+	return port == m->port ? 0 : -1;
+}
+
+void *th_mock_stats(const struct th_mock *m)
+{
+	struct th_resp r;
+	json_t *doc = NULL;
+
+	if (mock_call(m, "GET", "/mock/stats", NULL, &r) == 0 &&
+	    r.status == 200)
+		doc = json_loadb(r.body, r.len, 0, NULL);
+	th_resp_free(&r);
+	return doc;
 }

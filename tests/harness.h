@@ -46,7 +46,10 @@ int th_daemon_start(struct th_daemon *d, const char *extra_server,
 int th_daemon_restart(struct th_daemon *d);
 /* Send sig and wait up to `timeout` s. Returns the exit status, or -1. */
 int th_daemon_stop(struct th_daemon *d, int sig, double timeout);
-/* Remove the temporary directory. */
+/* Record a secret for tests/check_logs.sh (see harness.c); the harness
+ * already records API keys it makes and the secrets in daemon configs. */
+void th_note_secret(const char *secret, size_t len);
+/* Remove the temporary directory (after keeping a copy of the log). */
 void th_daemon_cleanup(struct th_daemon *d);
 /* Resident memory of a process in KiB (from /proc), -1 on failure. */
 long th_rss_kb(pid_t pid);
@@ -137,4 +140,18 @@ int th_mock_wait(const struct th_mock *m, const char *kind, int n,
 		 double timeout);
 /* The [app] lines that point an app at this mock. */
 void th_mock_app_conf(const struct th_mock *m, char *out, size_t outlen);
+/*
+ * Start the daemon again like th_daemon_restart, with env ("NAME=value",
+ * NULL-terminated; may be NULL) added to its environment and wrap (an
+ * argv prefix such as an unshare command; may be NULL) before
+ * "pushrelayd -c conf". wait: wait until /healthz answers (0 on success);
+ * otherwise return 0 once the process is forked.
+ */
+int th_daemon_spawn(struct th_daemon *d, const char *const *env,
+		    const char *const *wrap, int wait);
+/* Start the mock again after th_mock_stop, on the same port with the same
+ * credentials (rules, records and counters start empty). 0 on success. */
+int th_mock_restart(struct th_mock *m);
+/* GET /mock/stats: the parsed document, or NULL. */
+void *th_mock_stats(const struct th_mock *m);
 #endif
