@@ -49,11 +49,108 @@ int pr_api_depth(json_t *v, int limit)
 	return best + 1;
 }
 
+/*
+ * Does JSON text nest deeper than max containers? Counted on the bytes,
+ * brackets inside strings skipped, before anything parses it: jansson's
+ * parser recurses once a level, as deep as the limit it was built with.
+ * When it does, field gets the top-level member it happens in ("" if
+ * none, or if the name is not plain ASCII) and *index the element of that
+ * member when it is an array of objects (a batch), else -1. Malformed
+ * text is the parser's to report.
+ */
+static int nests_deeper(const char *p, size_t len, int max, char *field,
+			size_t flen, long *index)
+{
+	size_t str = 0, last = 0, last_len = 0, key = 0, key_len = 0;
+	int depth = 0, in_str = 0, esc = 0, in_obj = 0;
+	long idx = -1;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = p[i];
+
+		if (in_str) {
+			if (esc) {
+				esc = 0;
+			} else if (c == '\\') {
+				esc = 1;
+			} else if (c == '"') {
+				in_str = 0;
+				last = str;
+				last_len = i - str;
+			}
+			continue;
+		}
+		switch (c) {
+		case '"':
+			in_str = 1;
+			str = i + 1;
+			break;
+		case ':':
+			if (depth == 1) {
+				key = last;
+				key_len = last_len;
+				idx = -1;
+			}
+			break;
+		case ',':
+			if (depth == 2 && idx >= 0)
+				idx++;
+			break;
+		case '[':
+		case '{':
+			if (++depth == 2)
+				idx = c == '[' ? 0 : -1;
+			else if (depth == 3)
+				in_obj = c == '{';
+			if (depth > max)
+				goto deep;
+			break;
+		case ']':
+		case '}': depth--; break;
+		default: break;
+		}
+	}
+	return 0;
+deep:
+	field[0] = '\0';
+	*index = -1;
+	if (key_len == 0 || key_len >= flen)
+		return 1;
+	for (size_t i = 0; i < key_len; i++)
+		if (p[key + i] < 0x20 || p[key + i] > 0x7e ||
+		    p[key + i] == '\\')
+			return 1;
+	memcpy(field, p + key, key_len);
+	field[key_len] = '\0';
+	*index = in_obj ? idx : -1;
+	return 1;
+}
+
+/* Answer 400 for a document nested too deep, naming where when known. */
+static void too_deep(struct pr_request *req, const char *field, long index)
+{
+	if (field && *field && index >= 0)
+		pr_respond_error_at(req, 400, "invalid_json", field, index,
+				    "JSON nested deeper than %d levels in "
+				    "%s[%ld]",
+				    PR_API_MAX_DEPTH, field, index);
+	else if (field && *field)
+		pr_respond_error(req, 400, "invalid_json", field,
+				 "JSON nested deeper than %d levels in %s",
+				 PR_API_MAX_DEPTH, field);
+	else
+		pr_respond_error(req, 400, "invalid_json", NULL,
+				 "JSON nested deeper than %d levels",
+				 PR_API_MAX_DEPTH);
+}
+
 json_t *pr_api_body(struct pr_request *req)
 {
 	const char *ct = pr_request_header(req, "content-type");
 	json_error_t jerr;
 	json_t *doc;
+	char field[64];
+	long index;
 
 	if (ct && strncasecmp(ct, "application/json", 16) != 0) {
 		pr_respond_error(req, 415, "unsupported_media_type", NULL,
@@ -65,8 +162,13 @@ json_t *pr_api_body(struct pr_request *req)
 				 "the request needs a JSON body");
 		return NULL;
 	}
-	/* jansson refuses NUL in strings and invalid UTF-8, and stops at
-	 * its own depth limit; ours is lower and checked below. */
+	/* Too deep for us is refused before the parser recurses into it. */
+	if (nests_deeper(pr_buf_peek(&req->body), pr_buf_avail(&req->body),
+			 PR_API_MAX_DEPTH, field, sizeof(field), &index)) {
+		too_deep(req, field, index);
+		return NULL;
+	}
+	/* jansson refuses NUL in strings and invalid UTF-8. */
 	doc = json_loadb(pr_buf_peek(&req->body), pr_buf_avail(&req->body),
 			 JSON_REJECT_DUPLICATES, &jerr);
 	if (!doc) {
@@ -81,11 +183,23 @@ json_t *pr_api_body(struct pr_request *req)
 				 "the body must be a JSON object");
 		return NULL;
 	}
+	/* A scalar at the bottom counts as a level too. */
 	if (pr_api_depth(doc, PR_API_MAX_DEPTH + 1) > PR_API_MAX_DEPTH) {
+		const char *k, *name = NULL;
+		json_t *c;
+
+		json_object_foreach(doc, k, c)
+		{
+			if (pr_api_depth(c, PR_API_MAX_DEPTH) >=
+			    PR_API_MAX_DEPTH) {
+				name = k;
+				break;
+			}
+		}
+		snprintf(field, sizeof(field), "%s", name ? name : "");
+		too_deep(req, strlen(field) < sizeof(field) - 1 ? field : NULL,
+			 -1);
 		json_decref(doc);
-		pr_respond_error(req, 400, "invalid_json", NULL,
-				 "JSON nested deeper than %d levels",
-				 PR_API_MAX_DEPTH);
 		return NULL;
 	}
 	return doc;

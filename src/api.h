@@ -19,8 +19,11 @@ struct pr_request;
 /*
  * Parse req's body as a JSON object. Answers 415 (a Content-Type that is
  * not JSON), 400 (malformed, not an object, nested deeper than
- * PR_API_MAX_DEPTH) and returns NULL; or returns the document (the
- * caller owns it).
+ * PR_API_MAX_DEPTH: then "field" names the top-level member, and "index"
+ * the element when that member is an array of objects, as a batch's
+ * "events" is) and returns NULL; or returns the document (the caller owns
+ * it). Nesting is checked before parsing, so no input makes the parser
+ * recurse deeper than PR_API_MAX_DEPTH.
  */
 json_t *pr_api_body(struct pr_request *req);
 

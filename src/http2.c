@@ -10,10 +10,11 @@
  * max_header_bytes. Streams past max_streams are refused by nghttp2:
  * REFUSED_STREAM while our SETTINGS are unacknowledged, a connection
  * PROTOCOL_ERROR once the peer has acked them and still exceeds.
- * Header bytes and count (431), Content-Length and body bytes (413) and
- * the body timeout (408) answer the stream early, then reset it with
- * NO_ERROR if the peer is still sending (RFC 9113 8.1). Output is pulled
- * from nghttp2 only while the connection's output buffer has room.
+ * Header bytes and count (431), a :path longer than max_header_bytes
+ * (414), Content-Length and body bytes (413) and the body timeout (408)
+ * answer the stream early, then reset it with NO_ERROR if the peer is
+ * still sending (RFC 9113 8.1). Output is pulled from nghttp2 only while
+ * the connection's output buffer has room.
  *
  * nghttp2 must not be re-entered from its own callbacks, and a handler may
  * answer from inside one (pr_respond -> pr_conn_kick -> flush), so flush()
@@ -74,6 +75,7 @@ struct h2_stream {
 	size_t sent;	   /* response body bytes handed to nghttp2 */
 	size_t wire_bytes; /* header bytes seen, RFC 9113 accounting */
 	int header_err;	   /* first enum pr_error from building the request */
+	int uri_too_long;  /* :path alone passed max_header_bytes (414) */
 	int remote_done;   /* the peer ended the stream: request complete */
 	int rejected;	   /* answered or reset early; input is ignored */
 	int rst_after;	   /* reset with NO_ERROR once the answer is out */
@@ -214,8 +216,14 @@ static int add_field(struct h2_stream *st, const char *n, size_t nlen,
 		return pr_request_add_header(req, n, nlen, v, vlen);
 	if (name_is(n, nlen, ":method"))
 		return pr_request_set_method(req, v, vlen);
-	if (name_is(n, nlen, ":path"))
+	if (name_is(n, nlen, ":path")) {
+		/* As over HTTP/1.1: a target too long on its own is 414. */
+		if (vlen > (size_t)cfg_of(st->h)->max_header_bytes) {
+			st->uri_too_long = 1;
+			return PR_ERR_LIMIT;
+		}
 		return pr_request_set_target(req, v, vlen);
+	}
 	if (name_is(n, nlen, ":authority"))
 		return pr_request_add_header(req, "host", 4, v, vlen);
 	return PR_OK; /* :scheme, :protocol */
@@ -249,9 +257,13 @@ static void headers_done(struct h2_stream *st)
 	switch (rv) {
 	case PR_OK: break;
 	case PR_ERR_LIMIT:
-		reject(
-		    st, 431, "headers_too_large",
-		    "request headers exceed max_header_bytes or max_headers");
+		if (st->uri_too_long)
+			reject(st, 414, "uri_too_long",
+			       "the request-target exceeds max_header_bytes");
+		else
+			reject(st, 431, "headers_too_large",
+			       "request headers exceed max_header_bytes or "
+			       "max_headers");
 		return;
 	case PR_ERR_NOMEM: reset(st, NGHTTP2_INTERNAL_ERROR); return;
 	default:

@@ -2,7 +2,8 @@
  * listener.c - listening sockets. Accepting is bounded per wake-up so one
  * busy listener cannot starve the loop, and a spare descriptor is kept so
  * that when the process runs out of descriptors a waiting client is
- * accepted and closed instead of spinning on EMFILE.
+ * accepted, answered 503 and closed instead of spinning on EMFILE; when
+ * even that is impossible, accepting pauses for a moment.
  */
 #include "autoconf.h"
 
@@ -28,8 +29,14 @@
 
 #define ACCEPT_BURST 64
 #define BACKLOG	     511
+/* Accepting stops this long when a waiting client can be neither taken
+ * nor shed (no spare descriptor, or the kernel is out of memory). */
+#define ACCEPT_PAUSE 0.1
+/* At most one "out of descriptors" warning per this many seconds. */
+#define WARN_EVERY 10.0
 
 static void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void listener_pause_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* Remove a stale Unix socket left by a dead process; refuse a live one. */
 static int clear_unix_path(const char *path, char *err, size_t errlen)
@@ -160,6 +167,9 @@ struct pr_listener *pr_listener_new(struct pr_server *s,
 	}
 	ev_io_init(&l->io, listener_accept_cb, l->fd, EV_READ);
 	l->io.data = l;
+	ev_init(&l->pause, listener_pause_cb);
+	l->pause.data = l;
+	l->warned = -WARN_EVERY;
 	return l;
 }
 
@@ -173,6 +183,7 @@ void pr_listener_free(struct pr_listener *l)
 	if (!l)
 		return;
 	ev_io_stop(l->server->loop, &l->io);
+	ev_timer_stop(l->server->loop, &l->pause);
 	close(l->fd);
 	if (l->spec.family == AF_UNIX)
 		unlink(l->spec.path);
@@ -198,7 +209,8 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t n)
 	}
 }
 
-/* Over max_connections: a short 503 on plain listeners, then close. */
+/* Over max_connections or out of descriptors: a short 503 on plain
+ * listeners, then close. */
 static void refuse(struct pr_listener *l, int fd)
 {
 	char body[160], msg[400];
@@ -222,11 +234,60 @@ static void refuse(struct pr_listener *l, int fd)
 	close(fd);
 }
 
+static void listener_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pr_listener *l = w->data;
+
+	ev_io_start(loop, &l->io);
+}
+
+/*
+ * accept() failed for want of descriptors or memory (err). The waiting
+ * client stays in the backlog and the listener stays readable, so doing
+ * nothing would spin the loop. Take the client on the spare descriptor and
+ * answer it 503; when that is impossible, stop accepting for a moment.
+ */
+static void cannot_accept(struct pr_listener *l, int err)
+{
+	struct pr_server *s = l->server;
+	double now = ev_now(s->loop);
+	int fd = -1, stuck = 1;
+
+	if ((err == EMFILE || err == ENFILE) && s->reserve_fd >= 0) {
+		close(s->reserve_fd);
+		fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		/* Nobody waiting any more is fine too. */
+		stuck = fd < 0 && errno != EAGAIN && errno != ECONNABORTED;
+		if (fd >= 0) {
+			refuse(l, fd);
+			l->turned_away++;
+		}
+		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	if (now - l->warned >= WARN_EVERY) {
+		pr_log(PR_LOG_WARN, NULL,
+		       "accept on %s: %s; %lu client(s) turned away since the "
+		       "last warning%s",
+		       l->spec.text, strerror(err), l->turned_away,
+		       stuck ? "; accepting paused" : "");
+		l->warned = now;
+		l->turned_away = 0;
+	}
+	if (stuck) {
+		ev_io_stop(s->loop, &l->io);
+		ev_timer_set(&l->pause, ACCEPT_PAUSE, 0.0);
+		ev_timer_start(s->loop, &l->pause);
+	}
+}
+
 static void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct pr_listener *l = w->data;
 	struct pr_server *s = l->server;
 
+	/* The spare may have been lost while descriptors were short. */
+	if (s->reserve_fd < 0)
+		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	for (int i = 0; i < ACCEPT_BURST; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
@@ -237,21 +298,12 @@ static void listener_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		fd = accept4(l->fd, (struct sockaddr *)&ss, &len,
 			     SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE) {
-				/* Shed one waiting client with the spare. */
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				cannot_accept(l, errno);
+			else if (errno != EAGAIN && errno != EINTR &&
+				 errno != ECONNABORTED)
 				pr_log_errno(PR_LOG_WARN, NULL, "accept");
-				if (s->reserve_fd >= 0) {
-					close(s->reserve_fd);
-					fd = accept(l->fd, NULL, NULL);
-					if (fd >= 0)
-						close(fd);
-					s->reserve_fd = open(
-					    "/dev/null", O_RDONLY | O_CLOEXEC);
-				}
-			} else if (errno != EAGAIN && errno != EINTR &&
-				   errno != ECONNABORTED) {
-				pr_log_errno(PR_LOG_WARN, NULL, "accept");
-			}
 			return;
 		}
 		if (s->n_conns >= (size_t)s->cfg->max_connections ||

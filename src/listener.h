@@ -1,7 +1,8 @@
 /*
  * listener.h - a listening socket (TCP over IPv4/IPv6, or a Unix socket)
  * and its accept watcher. Accepted sockets become connections; past
- * max_connections a client gets a 503 and is closed.
+ * max_connections, or when the process is out of descriptors, a client
+ * gets a 503 and is closed.
  */
 #ifndef PR_LISTENER_H
 #define PR_LISTENER_H
@@ -18,6 +19,9 @@ struct pr_listener {
 	int fd;
 	int port; /* bound TCP port */
 	ev_io io;
+	ev_timer pause; /* accepting is off for a moment (out of fds) */
+	double warned;	/* last "out of descriptors" warning */
+	unsigned long turned_away; /* clients shed since that warning */
 	struct pr_listener *next;
 };
 

@@ -244,7 +244,8 @@ int pr_metrics_render(const struct pr_metrics *m, struct pr_buf *out,
 	    "# TYPE pushrelay_connections_accepted_total counter\n"
 	    "pushrelay_connections_accepted_total %llu\n"
 	    "# HELP pushrelay_connections_rejected_total Connections "
-	    "refused because max_connections was reached.\n"
+	    "turned away with 503 (max_connections reached or out of "
+	    "descriptors).\n"
 	    "# TYPE pushrelay_connections_rejected_total counter\n"
 	    "pushrelay_connections_rejected_total %llu\n",
 	    (unsigned long long)m->conn_current,
