@@ -32,7 +32,7 @@ static void usage(FILE *fp)
 	    fp,
 	    "Usage: pushrelayd [-c FILE] [-t] [-V] [-h] [--print-config]\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
-	    "  -t, --test          check the configuration and the key files it names\n"
+	    "  -t, --test          check the config and the files it names\n"
 	    "  -V, --version       print the version and linked libraries\n"
 	    "  -h, --help          this help\n"
 	    "      --print-config  print the example configuration with "

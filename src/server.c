@@ -195,8 +195,7 @@ static int needs_tls(const struct pr_config *cfg)
 	return 0;
 }
 
-int pr_server_check_files(const struct pr_config *cfg, char *err,
-			  size_t errlen)
+int pr_server_check_files(const struct pr_config *cfg, char *err, size_t errlen)
 {
 	static const char *const platforms[] = {"apns", "fcm"};
 	struct pr_provider_env env = {.jwt_refresh = cfg->push_jwt_refresh,
@@ -211,8 +210,8 @@ int pr_server_check_files(const struct pr_config *cfg, char *err,
 				 "a tls listener needs tls_cert and tls_key");
 			return PR_ERR_CONFIG;
 		}
-		ctx = pr_tls_server_ctx(cfg->tls_cert, cfg->tls_key, err,
-					errlen);
+		ctx =
+		    pr_tls_server_ctx(cfg->tls_cert, cfg->tls_key, err, errlen);
 		if (!ctx)
 			return PR_ERR_CONFIG;
 		SSL_CTX_free(ctx);
