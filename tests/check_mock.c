@@ -954,6 +954,12 @@ START_TEST(test_script_bad_rules)
 	    "{\"token\":\"*\",\"colour\":\"red\"}",
 	    "{\"token\":\"*\",\"kind\":\"smtp\"}",
 	    "{\"token\":\"*\",\"reason\":\"with \\\"quotes\\\"\"}",
+	    "{\"token\":\"*\",\"for_ms\":0}",
+	    "{\"token\":\"*\",\"kind\":\"tls\"}",
+	    "{\"token\":\"*\",\"action\":\"fail\"}",
+	    "{\"token\":\"aaaa\",\"kind\":\"tls\",\"action\":\"fail\"}",
+	    "{\"token\":\"*\",\"kind\":\"tls\",\"action\":\"fail\","
+	    "\"status\":503}",
 	};
 	struct resp r;
 
@@ -1148,6 +1154,64 @@ START_TEST(test_script_rst_and_drop)
 	ck_assert_int_eq(r.status, 200);
 	resp_free(&r);
 	apns_on(NULL, &r, "bbbb", jwt, BODY, NULL);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	free(jwt);
+}
+END_TEST
+
+START_TEST(test_script_tls_fail)
+{
+	char *jwt = apns_jwt(now_s());
+	CURL *h = curl_easy_init();
+	struct resp r;
+	json_t *doc;
+
+	/* A connection made before the rule is not touched by it. */
+	apns_on(h, &r, "aaaa", jwt, BODY, NULL);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	script("{\"token\":\"*\",\"kind\":\"tls\",\"action\":\"fail\","
+	       "\"times\":2}");
+	for (int i = 0; i < 2; i++) {
+		request("GET", "/mock/stats", NULL, &r);
+		ck_assert_msg(r.rc == CURLE_SSL_CONNECT_ERROR,
+			      "handshake %d: rc %d", i, (int)r.rc);
+		resp_free(&r);
+	}
+	apns_on(h, &r, "aaaa", jwt, BODY, NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(r.connects, 0);
+	resp_free(&r);
+	curl_easy_cleanup(h);
+	/* Counted, not recorded; the third handshake went through. */
+	doc = get_json("/mock/stats");
+	ck_assert_int_eq(json_integer_value(json_object_get(doc, "tls_failed")),
+			 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(doc, "records")),
+			 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(doc, "rules")), 0);
+	json_decref(doc);
+
+	/* for_ms: every handshake fails until the time is up. */
+	script("{\"token\":\"*\",\"kind\":\"tls\",\"action\":\"fail\","
+	       "\"for_ms\":1500}");
+	request("GET", "/mock/stats", NULL, &r);
+	ck_assert_int_eq(r.rc, CURLE_SSL_CONNECT_ERROR);
+	resp_free(&r);
+	apns_on(NULL, &r, "aaaa", jwt, BODY, NULL);
+	ck_assert_int_ne(r.rc, CURLE_OK);
+	resp_free(&r);
+	usleep(1600000);
+	ck_assert_int_eq(stat_of("tls_failed"), 4);
+	ck_assert_int_eq(stat_of("rules"), 0);
+	/* The same for a request rule. */
+	script("{\"token\":\"*\",\"status\":503,\"for_ms\":1000}");
+	apns_on(NULL, &r, "aaaa", jwt, BODY, NULL);
+	ck_reason(&r, 503, "ServiceUnavailable");
+	resp_free(&r);
+	usleep(1100000);
+	apns_on(NULL, &r, "aaaa", jwt, BODY, NULL);
 	ck_assert_int_eq(r.status, 200);
 	resp_free(&r);
 	free(jwt);
@@ -1629,6 +1693,7 @@ static Suite *mock_suite(void)
 	tcase_add_test(tc, test_script_delay);
 	tcase_add_test(tc, test_script_goaway);
 	tcase_add_test(tc, test_script_rst_and_drop);
+	tcase_add_test(tc, test_script_tls_fail);
 	tcase_add_test(tc, test_oauth_and_fcm_success);
 	tcase_add_test(tc, test_fcm_errors);
 	tcase_add_test(tc, test_oauth_invalid_grant);

@@ -1,15 +1,18 @@
 /*
  * control.c - what makes the mock scriptable and inspectable: the rule
  * list (POST/GET/DELETE /mock/script), applying a rule to a valid request
- * (scripted status, delay, GOAWAY, RST_STREAM, dropped connection), the
- * ring of request records (GET /mock/requests), counters (GET /mock/stats)
- * and POST /mock/reset. Control requests are neither recorded nor counted.
+ * (scripted status, delay, GOAWAY, RST_STREAM, dropped connection) or to
+ * a new connection's TLS handshake (refused), the ring of request records
+ * (GET /mock/requests), counters (GET /mock/stats) and POST /mock/reset.
+ * Control requests are neither recorded nor counted.
  *
  * Rules live in one array, oldest first, at most MOCK_MAX_RULES; a match
  * takes a copy (without the token) into the stream, so deleting rules never
- * touches a delayed answer. Records keep the raw request (one allocation)
- * in a ring of --max-record entries and become JSON only when read; with
- * --max-record 0 nothing is copied at all.
+ * touches a delayed answer. A rule with for_ms goes once that time is up,
+ * matched or not (a TLS rule without times or for_ms would lock out the
+ * control API, which shares the port). Records keep the raw request (one
+ * allocation) in a ring of --max-record entries and become JSON only when
+ * read; with --max-record 0 nothing is copied at all.
  */
 #include "autoconf.h"
 
@@ -20,10 +23,10 @@
 
 #include "mock.h"
 
-static const char *const kind_names[] = {"other", "apns", "fcm", "oauth",
-					 "control"};
-static const char *const action_names[] = {"respond", "goaway", "rst", "drop",
-					   "cancelled"};
+static const char *const kind_names[] = {"other", "apns",    "fcm",
+					 "oauth", "control", "tls"};
+static const char *const action_names[] = {"respond", "goaway",	   "rst",
+					   "drop",    "cancelled", "fail"};
 
 #define KIND_BIT(k)   (1u << (k))
 #define DEFAULT_KINDS (KIND_BIT(MOCK_APNS) | KIND_BIT(MOCK_FCM))
@@ -76,10 +79,21 @@ static void rules_clear(struct mock_server *srv)
 		rule_remove(srv, srv->nrules - 1);
 }
 
+/* Forget the rules whose for_ms is up. */
+static void rules_expire(struct mock_server *srv)
+{
+	double now = mock_now(srv);
+
+	for (size_t i = srv->nrules; i-- > 0;)
+		if (srv->rules[i].expires > 0 && srv->rules[i].expires <= now)
+			rule_remove(srv, i);
+}
+
 /* Newest matching rule into *out (token not copied); counts it down. */
 static int rule_match(struct mock_server *srv, const struct mock_stream *st,
 		      struct mock_rule *out)
 {
+	rules_expire(srv);
 	for (size_t i = srv->nrules; i-- > 0;) {
 		struct mock_rule *r = &srv->rules[i];
 
@@ -106,6 +120,22 @@ static void delay_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	c->srv->ndelayed--;
 	mock_apply(st, &st->rule);
 	mock_conn_kick(c); /* may free c and st */
+}
+
+int mock_tls_fail(struct mock_server *srv)
+{
+	rules_expire(srv);
+	for (size_t i = srv->nrules; i-- > 0;) {
+		struct mock_rule *r = &srv->rules[i];
+
+		if (!(r->kinds & KIND_BIT(MOCK_TLS)))
+			continue;
+		if (r->times > 0 && --r->times == 0)
+			rule_remove(srv, i);
+		srv->stats.tls_failed++;
+		return 1;
+	}
+	return 0;
 }
 
 void mock_proceed(struct mock_stream *st)
@@ -199,6 +229,8 @@ static int parse_kind(const char *s, unsigned *kinds)
 		*kinds = KIND_BIT(MOCK_OAUTH);
 	else if (strcmp(s, "push") == 0)
 		*kinds = DEFAULT_KINDS;
+	else if (strcmp(s, "tls") == 0)
+		*kinds = KIND_BIT(MOCK_TLS);
 	else if (strcmp(s, "any") == 0)
 		*kinds =
 		    DEFAULT_KINDS | KIND_BIT(MOCK_OAUTH) | KIND_BIT(MOCK_OTHER);
@@ -225,10 +257,15 @@ static const char *get_int(json_t *doc, const char *name, long lo, long hi,
 static const char *rule_parse(json_t *doc, struct mock_rule *r)
 {
 	static const char *const known[] = {
-	    "token",	"kind",	  "status", "reason",	  "retry_after",
-	    "delay_ms", "action", "times",  "error_code", "timestamp"};
+	    "token",	   "kind",	"status", "reason",
+	    "retry_after", "delay_ms",	"action", "times",
+	    "error_code",  "timestamp", "for_ms"};
+	/* What a TLS rule may say: there is no request to answer. */
+	static const char *const tls_known[] = {"token", "kind", "action",
+						"times", "for_ms"};
 	const char *key, *bad = NULL, *s;
-	long timestamp = -1;
+	long timestamp = -1, for_ms = 0;
+	int tls;
 	json_t *v;
 
 	memset(r, 0, sizeof(*r));
@@ -245,6 +282,19 @@ static const char *rule_parse(json_t *doc, struct mock_rule *r)
 			i++;
 		if (i == sizeof(known) / sizeof(known[0]))
 			return "unknown member";
+	}
+	s = json_string_value(json_object_get(doc, "kind"));
+	tls = s && strcmp(s, "tls") == 0;
+	json_object_foreach(doc, key, v)
+	{
+		size_t i = 0;
+
+		while (tls && i < sizeof(tls_known) / sizeof(tls_known[0]) &&
+		       strcmp(key, tls_known[i]) != 0)
+			i++;
+		if (tls && i == sizeof(tls_known) / sizeof(tls_known[0]))
+			return "a tls rule takes only token, kind, action, "
+			       "times and for_ms";
 	}
 	s = json_string_value(json_object_get(doc, "token"));
 	if (!s || !*s)
@@ -273,9 +323,17 @@ static const char *rule_parse(json_t *doc, struct mock_rule *r)
 			r->action = MOCK_RST;
 		else if (s && strcmp(s, "drop") == 0)
 			r->action = MOCK_DROP;
+		else if (s && strcmp(s, "fail") == 0)
+			r->action = MOCK_FAIL;
 		else
-			return "action must be respond, goaway, rst or drop";
+			return "action must be respond, goaway, rst, drop or "
+			       "fail";
 	}
+	if (tls != (r->action == MOCK_FAIL))
+		return "action fail goes with kind tls, and kind tls with "
+		       "action fail";
+	if (tls && strcmp(r->token, "*") != 0)
+		return "a tls rule has token \"*\": no token is known yet";
 	{
 		long status = 0;
 
@@ -296,7 +354,10 @@ static const char *rule_parse(json_t *doc, struct mock_rule *r)
 	if (!bad)
 		bad = get_int(doc, "timestamp", 0, 0x7fffffffffffffffL,
 			      &timestamp);
+	if (!bad)
+		bad = get_int(doc, "for_ms", 1, 86400 * 1000, &for_ms);
 	r->timestamp = timestamp;
+	r->expires = (double)for_ms / 1000.0; /* made absolute when added */
 	if (bad)
 		return "an integer member is out of range";
 	return NULL;
@@ -310,8 +371,8 @@ static json_t *rule_json(const struct mock_rule *r)
 	    "delay_ms", (json_int_t)r->delay_ms, "times", (json_int_t)r->times);
 	json_t *kinds = json_array();
 
-	for (int k = MOCK_OTHER; k <= MOCK_OAUTH; k++)
-		if (r->kinds & KIND_BIT(k))
+	for (int k = MOCK_OTHER; k <= MOCK_TLS; k++)
+		if (k != MOCK_CONTROL && (r->kinds & KIND_BIT(k)))
 			json_array_append_new(kinds,
 					      json_string(kind_names[k]));
 	json_object_set_new(o, "kinds", kinds);
@@ -320,6 +381,10 @@ static json_t *rule_json(const struct mock_rule *r)
 	if (r->retry_after >= 0)
 		json_object_set_new(o, "retry_after",
 				    json_integer(r->retry_after));
+	if (r->expires > 0)
+		json_object_set_new(
+		    o, "expires",
+		    json_integer((json_int_t)(r->expires * 1000.0)));
 	return o;
 }
 
@@ -350,6 +415,10 @@ static void script_post(struct mock_stream *st)
 		return;
 	}
 	r.id = ++srv->next_rule_id;
+	if (r.expires > 0) {
+		ev_now_update(srv->loop); /* measure for_ms from now */
+		r.expires += mock_now(srv);
+	}
 	srv->rules[srv->nrules++] = r;
 	answer_json(st, 200,
 		    json_pack("{s:I, s:I}", "id", (json_int_t)r.id, "rules",
@@ -361,6 +430,7 @@ static void script_get(struct mock_stream *st)
 	struct mock_server *srv = st->conn->srv;
 	json_t *list = json_array();
 
+	rules_expire(srv);
 	for (size_t i = srv->nrules; i-- > 0;)
 		json_array_append_new(list, rule_json(&srv->rules[i]));
 	answer_json(st, 200, json_pack("{s:o}", "rules", list));
@@ -675,6 +745,7 @@ static void stats_get(struct mock_stream *st)
 	const struct mock_stats *s = &srv->stats;
 	json_t *status = json_object();
 
+	rules_expire(srv);
 	for (int i = 0; i < 600; i++) {
 		char key[16];
 
@@ -687,14 +758,15 @@ static void stats_get(struct mock_stream *st)
 	answer_json(
 	    st, 200,
 	    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-		      "s:I, s:o}",
+		      "s:I, s:I, s:o}",
 		      "requests", (json_int_t)s->requests, "apns",
 		      (json_int_t)s->apns, "fcm", (json_int_t)s->fcm, "oauth",
 		      (json_int_t)s->oauth, "other", (json_int_t)s->other,
 		      "connections", (json_int_t)s->connections,
 		      "connections_open", (json_int_t)srv->nconns,
 		      "jwt_tokens_seen", (json_int_t)s->jwt_tokens_seen,
-		      "rules", (json_int_t)srv->nrules, "delayed",
+		      "tls_failed", (json_int_t)s->tls_failed, "rules",
+		      (json_int_t)srv->nrules, "delayed",
 		      (json_int_t)srv->ndelayed, "records",
 		      (json_int_t)srv->rec_count, "status", status));
 }

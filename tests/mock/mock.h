@@ -11,7 +11,8 @@
  * A handler validates the request and either answers it with an error at
  * once or calls mock_proceed(), which applies the newest matching script
  * rule (answer with a scripted status, delay, GOAWAY, RST_STREAM, drop the
- * connection) and otherwise lets the handler's success answer go out.
+ * connection) and otherwise lets the handler's success answer go out. TLS
+ * rules act before any request: they refuse a new connection's handshake.
  *
  * Ownership: the server owns connections, a connection owns its streams,
  * nghttp2 decides when a stream ends (its close callback frees ours), so a
@@ -45,6 +46,7 @@ enum mock_kind {
 	MOCK_FCM = 2,
 	MOCK_OAUTH = 3,
 	MOCK_CONTROL = 4,
+	MOCK_TLS = 5, /* rules only: the TLS handshake of a new connection */
 };
 
 enum mock_action {
@@ -54,6 +56,7 @@ enum mock_action {
 	MOCK_DROP,
 	MOCK_CANCELLED, /* records only: the peer or the connection went first
 			 */
+	MOCK_FAIL,	/* TLS rules: refuse the handshake */
 };
 
 /* A script rule (POST /mock/script). */
@@ -69,6 +72,7 @@ struct mock_rule {
 	long times;	     /* matches left, -1 = forever */
 	long error_code;     /* RST_STREAM / GOAWAY code, -1 = default */
 	long long timestamp; /* APNs 410 timestamp in ms, -1 = now */
+	double expires;	     /* wall clock after which it is gone, 0 = never */
 };
 
 /* A header field as offsets into the stream's hbuf (NUL-terminated). */
@@ -123,9 +127,10 @@ struct mock_conn {
 	unsigned io_events;
 	char *out; /* TLS plaintext waiting for SSL_write */
 	size_t olen, ooff, ocap;
-	int wblocked; /* SSL_write must be retried with the same bytes */
-	int drop;     /* close as soon as nghttp2 is off the stack */
-	int in_recv;  /* nghttp2_session_mem_recv is on the stack */
+	int wblocked;	/* SSL_write must be retried with the same bytes */
+	int drop;	/* close as soon as nghttp2 is off the stack */
+	int hello_seen; /* the ClientHello went past the TLS rules */
+	int in_recv;	/* nghttp2_session_mem_recv is on the stack */
 	struct mock_stream *streams;
 	size_t nstreams;
 	struct mock_stream *spare; /* freed streams kept with their buffers */
@@ -161,6 +166,7 @@ struct mock_record {
 struct mock_stats {
 	uint64_t requests, apns, fcm, oauth, other;
 	uint64_t connections, jwt_tokens_seen;
+	uint64_t tls_failed; /* handshakes refused by a TLS rule */
 	uint64_t status[600];
 };
 
@@ -248,6 +254,9 @@ void mock_apply(struct mock_stream *st, const struct mock_rule *r);
 void mock_record(struct mock_stream *st, int status, const char *reason,
 		 enum mock_action action);
 void mock_control_free(struct mock_server *srv);
+/* A new connection's ClientHello arrived: 1 when a TLS rule says to refuse
+ * the handshake (the rule is counted down). */
+int mock_tls_fail(struct mock_server *srv);
 
 /* --- apns.c ----------------------------------------------------------- */
 

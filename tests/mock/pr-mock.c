@@ -741,6 +741,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		SSL_set_accept_state(c->ssl);
+		SSL_set_app_data(c->ssl, c);
 		c->srv = srv;
 		c->fd = fd;
 		c->id = ++srv->next_conn_id;
@@ -771,6 +772,29 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		}
 	}
 	return SSL_TLSEXT_ERR_ALERT_FATAL; /* h2 only, like APNs */
+}
+
+/*
+ * A TLS rule ({"kind":"tls","action":"fail"}) refuses the handshake the way
+ * a broken or overloaded front end does: a fatal handshake_failure alert in
+ * answer to the ClientHello, then the connection closes. Asked once per
+ * connection (a TLS 1.3 HelloRetryRequest brings a second ClientHello).
+ */
+static int client_hello_cb(SSL *ssl, int *al, void *arg)
+{
+	struct mock_conn *c = SSL_get_app_data(ssl);
+	struct mock_server *srv = arg;
+
+	if (!c || c->hello_seen)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	c->hello_seen = 1;
+	if (!mock_tls_fail(srv))
+		return SSL_CLIENT_HELLO_SUCCESS;
+	if (srv->verbose)
+		fprintf(stderr, "pr-mock: conn %llu: TLS handshake refused\n",
+			(unsigned long long)c->id);
+	*al = SSL_AD_HANDSHAKE_FAILURE;
+	return SSL_CLIENT_HELLO_ERROR;
 }
 
 static SSL_CTX *tls_new(const char *cert, const char *key)
@@ -1082,6 +1106,7 @@ static int server_init(struct mock_server *srv, const struct opts *o)
 		ERR_print_errors_fp(stderr);
 		return -1;
 	}
+	SSL_CTX_set_client_hello_cb(srv->ctx, client_hello_cb, srv);
 	srv->lfd =
 	    listen_on(o->listen, &srv->port, srv->host, sizeof(srv->host));
 	if (srv->lfd < 0)
