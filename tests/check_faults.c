@@ -907,6 +907,57 @@ START_TEST(test_connection_refused)
 END_TEST
 
 /*
+ * The OAuth token endpoint down while FCM needs a new access token: one
+ * FCM push is answered 401 (the token was revoked), so the dispatcher
+ * fetches another, and /token answers 503 for the whole fault. FCM pushes
+ * wait, the token requests back off (dispatch.c's cool_down(): 2 s,
+ * doubling), APNs is not held up, and once /token answers again the FCM
+ * pushes go out once each.
+ */
+START_TEST(test_oauth_outage)
+{
+	static const char *const rules[] = {
+	    "{\"token\":\"*\",\"kind\":\"oauth\",\"status\":503,"
+	    "\"for_ms\":" FOR_MS(FAULT_SECONDS) "}",
+	    /* Google's answer to a refused access token carries no
+	     * FcmError code; UNSPECIFIED_ERROR is the mock's closest. */
+	    "{\"token\":\"*\",\"kind\":\"fcm\",\"status\":401,"
+	    "\"reason\":\"UNSPECIFIED_ERROR\",\"times\":1}",
+	    NULL};
+	struct report rep = {.name = "OAuth outage"};
+	int oauth_bound, apns_sent;
+
+	start(NULL);
+	run_rule_fault(&rep, rules, 1);
+	/* Token requests: one per cool-down step of 2, 4, 8... s over the
+	 * window, and never more than one in flight. */
+	oauth_bound = 1;
+	for (double t = 0, step = 2; t <= rep.w.t1 - rep.w.t0;
+	     t += step, step *= 2)
+		oauth_bound++;
+	ck_assert_msg(rep.oauth >= 1, "no token request during the outage");
+	ck_assert_msg(rep.oauth <= oauth_bound,
+		      "%d token requests in %.1f s, more than the %d the "
+		      "cool-down allows",
+		      rep.oauth, rep.w.t1 - rep.w.t0, oauth_bound);
+	{
+		sqlite3 *db = db_open();
+
+		/* APNs went on while FCM waited for its token. */
+		apns_sent = db_int(db, "SELECT count(*) FROM push_jobs p"
+				       " JOIN messages m ON m.id = p.message_id"
+				       " JOIN devices v ON v.id = p.device_id"
+				       " WHERE m.ext_id LIKE 'fault-%'"
+				       " AND v.platform = 'apns'"
+				       " AND p.state = 'sent'");
+		sqlite3_close(db);
+	}
+	ck_assert_int_eq(apns_sent, USERS);
+	finish_case(&rep, 20);
+}
+END_TEST
+
+/*
  * A 30-second stall of two users' tokens (one APNs, one FCM device each)
  * with request_timeout = 3: those pushes time out and are tried again,
  * while the other users' pushes keep flowing; once the stall ends the
@@ -1011,6 +1062,7 @@ int main(void)
 	add(s, "goaway", test_goaway_mid_stream);
 	add(s, "rst", test_rst_stream);
 	add(s, "tls", test_tls_handshake_failures);
+	add(s, "oauth", test_oauth_outage);
 	add(s, "refused", test_connection_refused);
 	add(s, "stall", test_stall_30s);
 	sr = srunner_create(s);
