@@ -1,7 +1,10 @@
 /*
  * log.c - the process-wide log sink. One line per call, written with a
  * single write(2) so concurrent writers (the store thread) never interleave
- * halves of lines.
+ * halves of lines. The loop thread switches the target (a reload, a
+ * reopen) while the store thread may be writing, so the descriptor
+ * writers use is never closed under them, and the level and the syslog
+ * flag are atomics.
  */
 #include "autoconf.h"
 
@@ -17,11 +20,16 @@
 #include "log.h"
 #include "pushrelay.h"
 
-enum pr_log_level pr_log_level_current = PR_LOG_INFO;
+_Atomic int pr_log_level_current = PR_LOG_INFO;
 
-static int log_fd = 2;
-static int log_syslog;
-static char log_path[4096];
+/* The descriptor every thread writes to: 2 until a file is opened, then
+ * that file's descriptor, which stays open for the life of the process:
+ * a later file (a reload, a reopen after logrotate) is dup2()'d onto it,
+ * and stderr too, so a writer on another thread never writes to a closed
+ * or reused number. */
+static _Atomic int log_fd = 2;
+static _Atomic int log_syslog;
+static char log_path[4096]; /* loop thread only */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -42,12 +50,14 @@ const char *pr_log_level_name(enum pr_log_level level)
 
 void pr_log_set_level(enum pr_log_level level)
 {
-	pr_log_level_current = level;
+	atomic_store_explicit(&pr_log_level_current, (int)level,
+			      memory_order_relaxed);
 }
 
 enum pr_log_level pr_log_get_level(void)
 {
-	return pr_log_level_current;
+	return (enum pr_log_level)atomic_load_explicit(&pr_log_level_current,
+						       memory_order_relaxed);
 }
 
 static int open_file(const char *path)
@@ -55,18 +65,43 @@ static int open_file(const char *path)
 	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 }
 
+/* Make fd (a new file, or 2) what the writers' descriptor refers to. The
+ * caller keeps fd. */
+static int point_at(int fd)
+{
+	int cur = atomic_load_explicit(&log_fd, memory_order_relaxed);
+
+	if (cur == 2) {
+		if (fd == 2)
+			return PR_OK;
+		/* The first file: a descriptor of its own from now on. */
+		fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			return PR_ERR_IO;
+		atomic_store_explicit(&log_fd, fd, memory_order_release);
+		return PR_OK;
+	}
+	return dup3(fd, cur, O_CLOEXEC) < 0 ? PR_ERR_IO : PR_OK;
+}
+
 int pr_log_open(const char *target)
 {
-	int fd;
+	int fd, rv;
 
 	if (!target || strcmp(target, "stderr") == 0) {
-		pr_log_close();
+		rv = point_at(2);
+		if (rv)
+			return rv;
+		/* A writer that saw the flag may still call syslog(): the
+		 * connection stays open (closelog() only at exit). */
+		atomic_store(&log_syslog, 0);
+		log_path[0] = '\0';
 		return PR_OK;
 	}
 	if (strcmp(target, "syslog") == 0) {
-		pr_log_close();
 		openlog("pushrelayd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-		log_syslog = 1;
+		atomic_store(&log_syslog, 1);
+		log_path[0] = '\0';
 		return PR_OK;
 	}
 	if (strlen(target) >= sizeof(log_path))
@@ -74,34 +109,37 @@ int pr_log_open(const char *target)
 	fd = open_file(target);
 	if (fd < 0)
 		return PR_ERR_IO;
-	pr_log_close();
-	log_fd = fd;
+	rv = point_at(fd);
+	close(fd);
+	if (rv)
+		return rv;
+	atomic_store(&log_syslog, 0);
 	snprintf(log_path, sizeof(log_path), "%s", target);
 	return PR_OK;
 }
 
 int pr_log_reopen(void)
 {
-	int fd;
+	int fd, rv;
 
 	if (!log_path[0])
 		return PR_OK;
 	fd = open_file(log_path);
 	if (fd < 0)
 		return PR_ERR_IO;
-	dup2(fd, log_fd);
+	rv = point_at(fd);
 	close(fd);
-	return PR_OK;
+	return rv;
 }
 
 void pr_log_close(void)
 {
-	if (log_syslog)
+	int fd = atomic_exchange(&log_fd, 2);
+
+	if (atomic_exchange(&log_syslog, 0))
 		closelog();
-	log_syslog = 0;
-	if (log_fd != 2)
-		close(log_fd);
-	log_fd = 2;
+	if (fd != 2)
+		close(fd);
 	log_path[0] = '\0';
 }
 
@@ -114,9 +152,9 @@ void pr_log_write(enum pr_log_level level, const char *id, int errnum,
 	struct timespec ts;
 	struct tm tm;
 	va_list ap;
-	int w;
+	int w, to_syslog = atomic_load(&log_syslog);
 
-	if (!log_syslog) {
+	if (!to_syslog) {
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);
 		n = strftime(line, cap, "%Y-%m-%dT%H:%M:%S", &tm);
@@ -141,14 +179,15 @@ void pr_log_write(enum pr_log_level level, const char *id, int errnum,
 	}
 	if (n > cap)
 		n = cap;
-	if (log_syslog) {
+	if (to_syslog) {
 		line[n] = '\0';
 		syslog(prio[level], "%s", line);
 		return;
 	}
 	line[n++] = '\n';
 	/* A failed log write has nowhere to be reported. */
-	if (write(log_fd, line, n) < 0)
+	if (write(atomic_load_explicit(&log_fd, memory_order_acquire), line,
+		  n) < 0)
 		return;
 }
 

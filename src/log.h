@@ -9,6 +9,7 @@
 #define PR_LOG_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 enum pr_log_level {
@@ -18,6 +19,14 @@ enum pr_log_level {
 	PR_LOG_DEBUG = 3,
 };
 
+/*
+ * Threads: pr_log_write() and pr_log_enabled() may run on any thread (the
+ * store thread logs) at any time. pr_log_open(), pr_log_reopen() and
+ * pr_log_set_level() run on the loop thread, also while others log: a
+ * file is switched with dup2() onto the descriptor the writers use, which
+ * is never closed under them. pr_log_close() only when no other thread
+ * logs any more (at exit).
+ */
 /* Where lines go. "stderr", "syslog" or a file path. */
 int pr_log_open(const char *target);
 /* Reopen a file target (after logrotate moved it); no-op otherwise. */
@@ -29,8 +38,11 @@ enum pr_log_level pr_log_get_level(void);
 int pr_log_level_parse(const char *s);
 const char *pr_log_level_name(enum pr_log_level level);
 
-extern enum pr_log_level pr_log_level_current;
-#define pr_log_enabled(lvl) ((int)(lvl) <= (int)pr_log_level_current)
+/* An enum pr_log_level; read by every thread, set on reload. */
+extern _Atomic int pr_log_level_current;
+#define pr_log_enabled(lvl)                                                    \
+	((int)(lvl) <=                                                         \
+	 atomic_load_explicit(&pr_log_level_current, memory_order_relaxed))
 
 void pr_log_write(enum pr_log_level level, const char *id, int errnum,
 		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));

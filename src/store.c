@@ -184,10 +184,11 @@ static int run_batch(struct pr_store *st, struct pr_store_job *first,
 }
 
 /* Storage failures are logged when they start, then at most every
- * LOG_EVERY seconds (with the number of failed transactions since the
- * last line), not once per job or batch; one line says when writes commit
- * again. While storage fails, a write is tried every PROBE_EVERY seconds
- * when no job comes, so health returns by itself. Store thread only. */
+ * LOG_EVERY seconds (with the number of failed transactions and probes
+ * since the last line), not once per job or batch; one line says when
+ * writes commit again. While storage fails, a write is tried every
+ * PROBE_EVERY seconds when no job comes, so health returns by itself.
+ * Store thread only. */
 #define LOG_EVERY   10.0
 #define PROBE_EVERY 1.0
 
@@ -195,7 +196,9 @@ struct fail_log {
 	double since;	     /* when storage began to fail; 0 while it works */
 	double last;	     /* when a failure was last logged */
 	unsigned long n;     /* failed transactions since then */
+	unsigned long p;     /* failed probes since then */
 	unsigned long total; /* failed transactions since `since` */
+	unsigned long total_p; /* failed probes since `since` */
 };
 
 static double mono_now(void)
@@ -216,41 +219,61 @@ static const char *batch_reason(const struct pr_store_job *batch, int health)
 	return pr_strerror(health);
 }
 
-static void note_health(struct fail_log *fl, int health, const char *why,
-			double t)
+static void flush_backend_log(const struct pr_store *st)
+{
+	if (st->ops->flush_log)
+		st->ops->flush_log(st->be);
+}
+
+/* Note a transaction's (probed = 0) or a probe's (probed = 1) outcome. */
+static void note_health(const struct pr_store *st, struct fail_log *fl,
+			int health, const char *why, int probed, double t)
 {
 	if (!health) {
-		if (fl->since > 0)
+		if (fl->since > 0) {
+			flush_backend_log(st);
 			pr_info("store: transactions commit again, after %lu "
-				"failed in %.1f s",
-				fl->total, t - fl->since);
+				"failed transaction%s and %lu failed write "
+				"probe%s in %.1f s",
+				fl->total, fl->total == 1 ? "" : "s",
+				fl->total_p, fl->total_p == 1 ? "" : "s",
+				t - fl->since);
+		}
 		fl->since = 0;
 		return;
 	}
 	if (fl->since == 0) {
 		fl->since = t;
-		fl->n = fl->total = 0;
+		fl->n = fl->p = fl->total = fl->total_p = 0;
 	}
-	fl->n++;
-	fl->total++;
-	if (fl->total > 1 && t - fl->last < LOG_EVERY)
+	if (probed) {
+		fl->p++;
+		fl->total_p++;
+	} else {
+		fl->n++;
+		fl->total++;
+	}
+	if (fl->total + fl->total_p > 1 && t - fl->last < LOG_EVERY)
 		return;
-	if (fl->total == 1)
+	flush_backend_log(st);
+	if (fl->total + fl->total_p == 1)
 		pr_err("store: a transaction failed: %s; requests that write "
 		       "are answered 503 until storage recovers",
 		       why);
 	else
 		pr_err("store: still failing, %lu more failed transaction%s "
-		       "in %.0f s: %s",
-		       fl->n, fl->n == 1 ? "" : "s", t - fl->last, why);
+		       "and %lu failed write probe%s in %.0f s: %s",
+		       fl->n, fl->n == 1 ? "" : "s", fl->p,
+		       fl->p == 1 ? "" : "s", t - fl->last, why);
 	fl->last = t;
-	fl->n = 0;
+	fl->n = fl->p = 0;
 }
 
 /*
  * A batch committed while storage was failing: it may only have read
- * (which works on a read-only disk), so ask the backend for a write
- * before calling storage healthy again.
+ * (which works on a read-only disk), so ask the backend whether writes
+ * commit (a batch that wrote rows says so itself) before calling storage
+ * healthy again.
  */
 static int probe(struct pr_store *st, const char **why)
 {
@@ -273,7 +296,7 @@ static void *store_thread(void *arg)
 	struct fail_log fl = {0};
 	const char *why;
 	struct timespec until;
-	int health;
+	int health, probed;
 	double t;
 
 	pthread_mutex_lock(&st->mu);
@@ -293,7 +316,7 @@ static void *store_thread(void *arg)
 			pthread_mutex_unlock(&st->mu);
 			why = NULL;
 			health = probe(st, &why);
-			note_health(&fl, health, why, mono_now());
+			note_health(st, &fl, health, why, 1, mono_now());
 			pthread_mutex_lock(&st->mu);
 			if (!health) {
 				st->d_health = health;
@@ -328,9 +351,10 @@ static void *store_thread(void *arg)
 		for (j = batch; j; j = j->next)
 			j->committed_at = t;
 		why = batch_reason(batch, health);
-		if (!health && fl.since)
+		probed = !health && fl.since;
+		if (probed)
 			health = probe(st, &why);
-		note_health(&fl, health, why, mono_now());
+		note_health(st, &fl, health, why, probed, mono_now());
 
 		pthread_mutex_lock(&st->mu);
 		if (st->d_tail)

@@ -202,14 +202,21 @@ struct pr_store_backend {
 	void (*exec)(void *be, struct pr_store_job *job);
 	/* A small write transaction that changes nothing anyone reads, to
 	 * learn whether storage that failed takes writes again (a batch that
-	 * only read commits even on a read-only disk). 0 when it committed;
-	 * the reason is then in errmsg. */
+	 * only read commits even on a read-only disk). 0 when it committed,
+	 * or at once, writing nothing, when the transaction just committed
+	 * had changed rows (that commit wrote); otherwise an error, with
+	 * the reason in errmsg. */
 	int (*probe)(void *be);
 	/* Why the last begin/savepoint/release/rollback_to/commit/probe
 	 * failed: a backend-owned string, valid until the next call, never
 	 * holding secrets or payloads. May be NULL (pr_strerror() is used
 	 * then). */
 	const char *(*errmsg)(void *be);
+	/* Optional: log how many lines the backend's own log held back (a
+	 * rate limit), at the level of the worst of them. The store thread
+	 * calls it when health changes and while failures are logged;
+	 * close() flushes too. */
+	void (*flush_log)(void *be);
 };
 
 extern const struct pr_store_backend pr_store_sqlite;

@@ -593,6 +593,11 @@ struct sq {
 	 * start; real_sp when this batch runs real SAVEPOINTs instead. */
 	int64_t changes_sp;
 	int real_sp;
+	/* A kept job changed rows in this transaction / the transaction
+	 * that committed last had (see sq_probe). */
+	int tx_wrote, commit_wrote;
+	/* The primary result code of the last storage failure. */
+	int last_fail;
 	/* The config store.c keeps for us: its reloadable [storage] and
 	 * [push] numbers change between batches, on this thread. */
 	const struct pr_config *cfg;
@@ -665,6 +670,8 @@ static void describe(sqlite3 *db, int rc, char *buf, size_t len)
 
 static void db_error(struct sq *q, int rc)
 {
+	if (rc_error(rc) == PR_ERR_STORE)
+		q->last_fail = rc & 0xff;
 	describe(q->db, rc, q->errbuf, sizeof(q->errbuf));
 }
 
@@ -2933,6 +2940,7 @@ static int sq_begin(void *be)
 	q->errbuf[0] = '\0';
 	q->n_messages_tx = q->n_messages;
 	q->n_ckpt = 0;
+	q->tx_wrote = q->commit_wrote = 0;
 	if (apply_max_size(q))
 		return PR_ERR_STORE;
 	return run(q, stmt(q, S_BEGIN)) ? PR_ERR_STORE : PR_OK;
@@ -2963,6 +2971,8 @@ static int sq_release(void *be)
 {
 	struct sq *q = be;
 
+	if (sqlite3_total_changes64(q->db) != q->changes_sp)
+		q->tx_wrote = 1;
 	if (!q->real_sp)
 		return PR_OK;
 	return run(q, stmt(q, S_RELEASE)) ? PR_ERR_STORE : PR_OK;
@@ -3001,6 +3011,7 @@ static int sq_commit(void *be)
 
 	if (run(q, stmt(q, S_COMMIT)))
 		return PR_ERR_STORE;
+	q->commit_wrote = q->tx_wrote;
 	q->real_sp = 0;
 	q->n_messages_tx = q->n_messages;
 	apps_settle(q, 1);
@@ -3027,10 +3038,18 @@ static int sq_rollback(void *be)
 	return rv;
 }
 
-/* A write nobody reads: user_version set to what it is. It still makes
- * SQLite write (and sync) a frame, which is what the probe is for. It
- * rewrites a page and adds none, so a database at [storage] max_size with
- * no free page is reported full first. */
+/*
+ * Does storage take writes? A transaction that just committed rows it
+ * changed has answered already (while storage failed, a probe after every
+ * such batch would only add a write, and could keep health bad while
+ * writes succeed). Otherwise write something nobody reads: user_version
+ * set to what it is, which still makes SQLite write (and sync) a frame.
+ * It rewrites a page and adds none, so after SQLITE_FULL from a database
+ * at [storage] max_size with no free page it would succeed while every
+ * insert still fails: then the database is reported full without trying.
+ * After any other failure the write is tried (a database at its size
+ * limit still takes writes that fit in its pages).
+ */
 static int sq_probe(void *be)
 {
 	struct sq *q = be;
@@ -3038,10 +3057,12 @@ static int sq_probe(void *be)
 	char sql[96];
 	int rc;
 
+	if (q->commit_wrote)
+		return PR_OK;
 	q->errbuf[0] = '\0';
 	if (apply_max_size(q))
 		return PR_ERR_STORE;
-	if (q->max_size > 0 &&
+	if (q->max_size > 0 && q->last_fail == SQLITE_FULL &&
 	    pragma_int(q->db, "PRAGMA page_count", &pages) == SQLITE_OK &&
 	    pragma_int(q->db, "PRAGMA max_page_count", &max) == SQLITE_OK &&
 	    pragma_int(q->db, "PRAGMA freelist_count", &free_pages) ==
@@ -3072,6 +3093,8 @@ static const char *sq_errmsg(void *be)
 	return q->errbuf;
 }
 
+static void sqlite_log_flush(void);
+
 static void sq_close(void *be)
 {
 	struct sq *q = be;
@@ -3082,6 +3105,7 @@ static void sq_close(void *be)
 		sqlite3_finalize(q->st[i]);
 	if (q->db && sqlite3_close(q->db) != SQLITE_OK)
 		pr_warn("store: close: %s", sqlite3_errmsg(q->db));
+	sqlite_log_flush();
 	for (size_t i = 0; i < q->n_apps; i++)
 		free(q->apps[i].name);
 	free(q->targets);
@@ -3090,9 +3114,46 @@ static void sq_close(void *be)
 
 /* ---- open ---------------------------------------------------------------- */
 
+/*
+ * The file SQLite will use. SQLite follows symbolic links and keeps -wal
+ * and -shm beside the target, so the checks and the WAL scan below, and
+ * the open, use the resolved path (log lines name the configured one). A
+ * file that does not exist yet resolves through its directory; when that
+ * fails too, path stays as it is and prepare_file() says why.
+ */
+static void resolve_path(const char *path, char *out, size_t outlen)
+{
+	char buf[PATH_MAX], dir[PATH_MAX];
+	const char *slash = strrchr(path, '/'), *base = path;
+
+	snprintf(out, outlen, "%s", path);
+	if (realpath(path, buf)) {
+		snprintf(out, outlen, "%s", buf);
+		return;
+	}
+	if (slash) {
+		size_t n = slash == path ? 1 : (size_t)(slash - path);
+
+		if (n >= sizeof(dir))
+			return;
+		memcpy(dir, path, n);
+		dir[n] = '\0';
+		base = slash + 1;
+	} else {
+		snprintf(dir, sizeof(dir), ".");
+	}
+	if (!*base || !realpath(dir, buf))
+		return;
+	if (snprintf(out, outlen, "%s/%s", strcmp(buf, "/") == 0 ? "" : buf,
+		     base) >= (int)outlen)
+		snprintf(out, outlen, "%s", path);
+}
+
 /* The directory must exist; the database file is created 0600 by us (not
- * 0644 by SQLite), and its -wal and -shm files take its mode. */
-static int prepare_file(const char *path, char *err, size_t errlen)
+ * 0644 by SQLite), and its -wal and -shm files take its mode. name is the
+ * configured path (for messages), path the resolved one. */
+static int prepare_file(const char *name, const char *path, char *err,
+			size_t errlen)
 {
 	char dir[PATH_MAX];
 	const char *slash = strrchr(path, '/');
@@ -3113,7 +3174,7 @@ static int prepare_file(const char *path, char *err, size_t errlen)
 	}
 	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
 		snprintf(err, errlen,
-			 "[storage] path %s: directory %s does not exist", path,
+			 "[storage] path %s: directory %s does not exist", name,
 			 dir);
 		return PR_ERR_IO;
 	}
@@ -3124,7 +3185,7 @@ static int prepare_file(const char *path, char *err, size_t errlen)
 	if (access(dir, W_OK) != 0) {
 		snprintf(err, errlen,
 			 "[storage] path %s: directory %s is not writable: %s",
-			 path, dir, strerror(errno));
+			 name, dir, strerror(errno));
 		return PR_ERR_IO;
 	}
 	if (stat(path, &sb) == 0) {
@@ -3133,25 +3194,25 @@ static int prepare_file(const char *path, char *err, size_t errlen)
 			snprintf(err, errlen,
 				 "[storage] path %s: cannot open for writing: "
 				 "%s",
-				 path, strerror(errno));
+				 name, strerror(errno));
 			return PR_ERR_IO;
 		}
 		close(fd);
 		if (sb.st_mode & 0077)
 			pr_warn("store: %s is readable by other users (mode "
 				"%03o); chmod 600 it",
-				path, (unsigned)(sb.st_mode & 0777));
+				name, (unsigned)(sb.st_mode & 0777));
 		return PR_OK;
 	}
 	if (errno != ENOENT) {
-		snprintf(err, errlen, "[storage] path %s: %s", path,
+		snprintf(err, errlen, "[storage] path %s: %s", name,
 			 strerror(errno));
 		return PR_ERR_IO;
 	}
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "[storage] path %s: cannot create: %s",
-			 path, strerror(errno));
+			 name, strerror(errno));
 		return PR_ERR_IO;
 	}
 	if (fd >= 0)
@@ -3162,25 +3223,65 @@ static int prepare_file(const char *path, char *err, size_t errlen)
 /* ---- the WAL at start-up ------------------------------------------------- */
 
 /*
- * SQLite recovers a WAL left by a crash by itself: it keeps the frames up
- * to the last commit whose checksums hold and silently drops the rest. A
- * crash only drops a transaction that was never acknowledged; damage (a
- * flipped bit, a cut file, a garbage header) drops acknowledged ones too.
- * So before SQLite opens the database, read the WAL the way its recovery
- * does, say in the log what is going to be dropped, and keep a copy of a
- * damaged WAL beside it (the next commits overwrite the dropped frames).
+ * SQLite recovers a WAL left by a crash by itself (walIndexRecover): it
+ * keeps the frames up to the last commit frame whose salts match the WAL
+ * header and whose checksums chain, and silently drops the rest. When the
+ * process crashed, what it drops never committed: a commit returns only
+ * after its frames are written (and synced), and the frame being written
+ * when the process died is left behind as half a frame at the end of the
+ * file, or as a frame header over an older frame's page. A WAL that
+ * journal_size_limit cut back ends inside an old frame too. Damage (a
+ * flipped bit, a file cut short by hand or by a failing disk) drops
+ * committed transactions.
+ *
+ * The -shm file tells the two apart: after each commit the writer updates
+ * the wal-index header there (WalIndexHdr: two copies of 48 bytes at
+ * offsets 0 and 48, each with a checksum over its first 40 bytes in
+ * native byte order, isInit set, the WAL header's salts), and its mxFrame
+ * is the last frame known committed. SQLite rebuilds that header when it
+ * opens the database after a crash, so read it first. When a valid copy
+ * for this WAL says more frames committed than recovery keeps, committed
+ * transactions are lost: a warning, and a copy of the WAL kept beside it
+ * (the next commits overwrite the dropped frames). Without such a header
+ * (a system crash can leave the -shm stale; a copied database has none)
+ * nothing says the dropped frames had committed: what is dropped goes to
+ * the log at info. A garbage WAL header makes SQLite ignore the whole WAL,
+ * which loses everything committed since the last checkpoint: an error,
+ * and a copy.
  */
 #define WAL_HDR	      32
 #define WAL_FRAME_HDR 24
 #define WAL_MAGIC     0x377f0682u
+#define WAL_VERSION   3007000u /* also the wal-index header's iVersion */
+#define SHM_HDR	      48       /* one WalIndexHdr */
+/* The "deadman switch" byte of the -shm file (os_unix.c UNIX_SHM_DMS,
+ * SQLite 3.40: UNIX_SHM_BASE (22 + SQLITE_SHM_NLOCK) * 4 = 120, which is
+ * WALINDEX_LOCK_OFFSET, plus the SQLITE_SHM_NLOCK = 8 lock bytes). Every
+ * connection holds a shared lock on it while it has the database open. */
+#define SHM_DMS ((22 + SQLITE_SHM_NLOCK) * 4 + SQLITE_SHM_NLOCK)
+
+enum wal_header {
+	WAL_HEADER_OK,
+	WAL_HEADER_GARBAGE, /* magic, page size or checksum: WAL ignored */
+	WAL_HEADER_VERSION, /* a valid header of another format version */
+};
 
 struct wal_scan {
-	long long bytes;      /* size of the -wal file */
-	int header_ok;	      /* magic, version, page size, checksum */
-	long kept;	      /* frames recovered: to the last valid commit */
-	long dropped;	      /* frames of this WAL generation after them */
-	long dropped_commits; /* commit frames among the dropped */
-	int partial;	      /* the file ends inside a frame */
+	long long bytes; /* size of the -wal file */
+	enum wal_header header;
+	uint32_t version;      /* the header's format version */
+	uint32_t page;	       /* page size */
+	unsigned char salt[8]; /* the header's salts, as stored (bytes
+				  16..23; also of a garbage header) */
+	long upto;	       /* frames the -shm records as committed; -1:
+				  no valid wal-index header for this WAL */
+	long kept;	       /* frames recovered: to the last valid commit */
+	long dropped;	       /* frames of this WAL after them */
+	long lost_commits;     /* commit frames among frames kept+1..upto */
+	int lost_more;	       /* and some of those frames are missing */
+	long long torn;	       /* bytes of a partial frame of this WAL at the
+				  end (the frame being written), or 0 */
+	long stale;	       /* frames (or a fragment) of an older WAL */
 };
 
 static uint32_t get32(const unsigned char *p, int big)
@@ -3218,151 +3319,410 @@ static int read_full(int fd, unsigned char *buf, size_t n)
 }
 
 /*
- * Read the WAL as SQLite's recovery (walIndexRecover) does: frames count
- * while their salts match the header's and their checksums chain; the
- * last commit frame among them ends what is kept. 0 and the scan, or -1
- * when there is no WAL (or it cannot be read: SQLite will say).
+ * Read the two wal-index headers at the start of the -shm file into hdrs
+ * (2 * SHM_HDR bytes). 0 when read; -1 when there is no -shm or no header
+ * in it; 1, with the process in *pid, when another process holds the DMS
+ * lock: it has the database open and may be writing the WAL. The
+ * descriptor is closed again, which drops the POSIX locks this process
+ * holds on the file: this runs before the process opens the database.
  */
-static int wal_scan(const char *wal, struct wal_scan *w)
+static int shm_read(const char *shm, unsigned char *hdrs, long *pid)
+{
+	struct flock fl;
+	int fd, rv = -1;
+
+	fd = open(shm, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = SHM_DMS;
+	fl.l_len = 1;
+	if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) {
+		*pid = (long)fl.l_pid;
+		rv = 1;
+	} else if (read_full(fd, hdrs, 2 * SHM_HDR) == 0) {
+		rv = 0;
+	}
+	close(fd);
+	return rv;
+}
+
+/* The frames the wal-index records as committed in the WAL with these
+ * salts: the larger mxFrame of the two header copies that SQLite would
+ * accept (walIndexTryHdr: isInit, iVersion, checksum) and that belong to
+ * this WAL; -1 when neither does. */
+static long shm_committed(const unsigned char *hdrs, const unsigned char *salt)
+{
+	long best = -1;
+
+	for (int i = 0; i < 2; i++) {
+		const unsigned char *h = hdrs + i * SHM_HDR;
+		uint32_t v[SHM_HDR / 4], sum[2] = {0, 0};
+
+		memcpy(v, h, sizeof(v));
+		if (v[0] != WAL_VERSION || h[12] == 0)
+			continue;
+		for (int k = 0; k < 10; k += 2) {
+			sum[0] += v[k] + sum[1];
+			sum[1] += v[k + 1] + sum[0];
+		}
+		if (sum[0] != v[10] || sum[1] != v[11] ||
+		    memcmp(h + 32, salt, 8) != 0)
+			continue;
+		if ((long)v[4] > best)
+			best = (long)v[4];
+	}
+	return best;
+}
+
+/*
+ * Read the WAL as SQLite's recovery (walIndexRecover) does: whole frames
+ * count while their salts match the header's and their checksums chain;
+ * the last commit frame among them ends what is kept. shm: the -shm
+ * headers, or NULL. 0 and the scan, or -1 when there is nothing to look
+ * at (no WAL, no frame, or it cannot be read: SQLite will say).
+ */
+static int wal_scan(const char *wal, const unsigned char *shm,
+		    struct wal_scan *w)
 {
 	unsigned char hdr[WAL_HDR], *frame = NULL;
-	uint32_t magic, page, sum[2] = {0, 0};
+	uint32_t magic, sum[2] = {0, 0};
 	struct stat sb;
-	long n = 0, chain = 0;
-	int fd, big, broken = 0;
+	/* commits_upto: commit frames before frame upto */
+	long n = 0, chain = 0, commits_kept = 0, commits_upto = 0;
+	long long rest;
+	size_t size;
+	int fd, big, broken = 0, rv = -1;
 
 	memset(w, 0, sizeof(*w));
+	w->upto = -1;
 	fd = open(wal, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	if (fstat(fd, &sb) != 0 || sb.st_size == 0) {
-		close(fd);
-		return -1;
-	}
-	w->bytes = (long long)sb.st_size;
-	if (read_full(fd, hdr, sizeof(hdr)) != 0)
+	/* SQLite reads no header from a file of WAL_HDR bytes or less. */
+	if (fstat(fd, &sb) != 0 || sb.st_size <= WAL_HDR ||
+	    read_full(fd, hdr, sizeof(hdr)) != 0)
 		goto out;
+	rv = 0;
+	w->bytes = (long long)sb.st_size;
+	w->header = WAL_HEADER_GARBAGE;
+	/* Also what a garbage header's copy is named after. */
+	memcpy(w->salt, hdr + 16, 8);
 	magic = get32(hdr, 1);
-	page = get32(hdr + 8, 1);
+	w->page = get32(hdr + 8, 1);
 	big = (int)(magic & 1);
-	if ((magic & ~1u) != WAL_MAGIC || get32(hdr + 4, 1) != 3007000 ||
-	    page < 512 || page > 65536 || (page & (page - 1)))
+	if ((magic & ~1u) != WAL_MAGIC || w->page < 512 || w->page > 65536 ||
+	    (w->page & (w->page - 1)))
 		goto out;
 	wal_cksum(hdr, 24, big, sum);
 	if (sum[0] != get32(hdr + 24, 1) || sum[1] != get32(hdr + 28, 1))
 		goto out;
-	w->header_ok = 1;
-	frame = malloc(WAL_FRAME_HDR + (size_t)page);
-	if (!frame)
+	w->version = get32(hdr + 4, 1);
+	if (w->version != WAL_VERSION) {
+		w->header = WAL_HEADER_VERSION;
 		goto out;
-	while (read_full(fd, frame, WAL_FRAME_HDR + page) == 0) {
-		int same = memcmp(frame + 8, hdr + 16, 8) == 0;
+	}
+	w->header = WAL_HEADER_OK;
+	if (shm)
+		w->upto = shm_committed(shm, w->salt);
+	size = WAL_FRAME_HDR + (size_t)w->page;
+	frame = malloc(size);
+	if (!frame) {
+		rv = -1;
+		goto out;
+	}
+	while (read_full(fd, frame, size) == 0) {
+		int same = memcmp(frame + 8, w->salt, 8) == 0;
 		int commit = get32(frame + 4, 1) != 0;
 
 		n++;
+		if (same && commit && n < w->upto)
+			commits_upto++;
 		if (!broken && same && get32(frame, 1) != 0) {
 			uint32_t run[2] = {sum[0], sum[1]};
 
 			wal_cksum(frame, 8, big, run);
-			wal_cksum(frame + WAL_FRAME_HDR, page, big, run);
+			wal_cksum(frame + WAL_FRAME_HDR, w->page, big, run);
 			if (run[0] == get32(frame + 16, 1) &&
 			    run[1] == get32(frame + 20, 1)) {
 				sum[0] = run[0];
 				sum[1] = run[1];
 				chain = n;
-				if (commit)
+				if (commit) {
 					w->kept = n;
+					commits_kept = commits_upto;
+				}
 				continue;
 			}
 		}
 		broken = 1;
-		/* Frames of an older generation are stale, not lost. */
-		if (same) {
+		if (same)
 			w->dropped++;
-			w->dropped_commits += commit;
-		}
+		else
+			w->stale++; /* an older WAL's: not this one's */
 	}
-	w->partial = w->bytes > WAL_HDR + (long long)n * (WAL_FRAME_HDR + page);
 	/* Valid frames after the last commit: an unfinished transaction. */
 	w->dropped += chain - w->kept;
+	/* What follows the whole frames: the frame that was being written
+	 * (its header has this WAL's salts), or a piece of an older one. */
+	rest = w->bytes - WAL_HDR - (long long)n * (long long)size;
+	if (rest > 0) {
+		if (rest >= 16 &&
+		    pread(fd, frame, 16, (off_t)(w->bytes - rest)) == 16 &&
+		    memcmp(frame + 8, w->salt, 8) == 0) {
+			w->torn = rest;
+			n++;
+			if (get32(frame + 4, 1) != 0 && n < w->upto)
+				commits_upto++;
+		} else {
+			w->stale++;
+		}
+	}
+	if (w->upto > w->kept) {
+		/* Frame upto ends a transaction (mxFrame is a commit frame,
+		 * whatever is left of it), and so do the commit frames read
+		 * before it; frames missing before it may have too. */
+		w->lost_commits = commits_upto - commits_kept + 1;
+		w->lost_more = n < w->upto - 1;
+	}
 out:
 	free(frame);
 	close(fd);
+	return rv;
+}
+
+/* Write all of n bytes. 0 or an errno. */
+static int write_full(int fd, const unsigned char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return errno;
+		if (w == 0)
+			return EIO;
+		p += w;
+		n -= (size_t)w;
+	}
 	return 0;
 }
 
-/* Copy the WAL to dst (a new file). 0 or an errno. */
+static int fsync_dir_of(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int fd, rv = 0;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s",
+			 slash == path ? 1 : (int)(slash - path), path);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	if (fsync(fd) != 0)
+		rv = errno;
+	close(fd);
+	return rv;
+}
+
+/* Copy src to dst, which must not exist: through dst.tmp, synced, linked
+ * into place, the directory synced. 0 or an errno. */
 static int copy_file(const char *src, const char *dst)
 {
 	unsigned char buf[65536];
-	int in, out, rv = 0;
+	char tmp[PATH_MAX + 80];
+	int in, out = -1, rv = 0;
 	ssize_t r;
 
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", dst) >= (int)sizeof(tmp))
+		return ENAMETOOLONG;
 	in = open(src, O_RDONLY | O_CLOEXEC);
 	if (in < 0)
 		return errno;
-	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (out < 0) {
 		rv = errno;
-		close(in);
-		return rv;
+		goto out;
 	}
 	while ((r = read(in, buf, sizeof(buf))) != 0) {
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r < 0 || write(out, buf, (size_t)r) != r) {
-			rv = errno ? errno : EIO;
-			break;
+		if (r < 0) {
+			rv = errno;
+			goto out;
 		}
+		rv = write_full(out, buf, (size_t)r);
+		if (rv)
+			goto out;
 	}
-	if (!rv && fsync(out) != 0)
+	if (fsync(out) != 0) {
 		rv = errno;
-	close(out);
+		goto out;
+	}
+	if (close(out) != 0) {
+		out = -1;
+		rv = errno;
+		goto out;
+	}
+	out = -1;
+	/* link(), not rename(): an existing copy is never replaced. */
+	if (link(tmp, dst) != 0) {
+		rv = errno;
+		goto out;
+	}
+	rv = fsync_dir_of(dst);
+out:
+	if (out >= 0)
+		close(out);
 	close(in);
-	if (rv)
-		unlink(dst);
+	unlink(tmp);
 	return rv;
 }
 
-/* Before SQLite opens path: tell what its WAL recovery will drop. */
-static void wal_check(const char *path)
+/*
+ * Where a copy of the WAL is kept: beside it, named after the WAL's
+ * identity (the header's salts, which change every time SQLite starts the
+ * WAL over, and its size), so that a WAL is copied once: a start that is
+ * refused leaves the WAL as it was, and the next start must not copy it
+ * again (a service manager restarting a refused daemon would fill the
+ * disk).
+ */
+static void copy_name(const char *wal, const struct wal_scan *w, char *out,
+		      size_t outlen)
 {
-	char wal[PATH_MAX], copy[PATH_MAX + 32], note[PATH_MAX + 96];
-	struct wal_scan w;
-	int lost, e;
+	snprintf(out, outlen, "%s.damaged-%08x%08x-%lld", wal,
+		 (unsigned)get32(w->salt, 1), (unsigned)get32(w->salt + 4, 1),
+		 w->bytes);
+}
 
-	if (snprintf(wal, sizeof(wal), "%s-wal", path) >= (int)sizeof(wal) ||
-	    wal_scan(wal, &w) != 0)
-		return;
-	lost = (!w.header_ok && w.bytes > WAL_HDR) ||
-	       (w.header_ok && (w.dropped_commits > 0 || w.partial));
-	if (!lost) {
-		if (w.dropped > 0)
-			pr_info("store: %s: %ld frame(s) of a transaction "
-				"that never committed are dropped from the "
-				"WAL",
-				path, w.dropped);
+/* Keep a copy of the WAL, once; note gets what happened. */
+static void keep_copy(const char *wal, const struct wal_scan *w, char *note,
+		      size_t notelen)
+{
+	char copy[PATH_MAX + 64];
+	struct stat sb;
+	int e;
+
+	copy_name(wal, w, copy, sizeof(copy));
+	if (stat(copy, &sb) == 0) {
+		snprintf(note, notelen,
+			 "a copy was kept at an earlier start in %s", copy);
 		return;
 	}
-	snprintf(copy, sizeof(copy), "%s.damaged-%lld", wal,
-		 (long long)time(NULL));
 	e = copy_file(wal, copy);
 	if (e)
-		snprintf(note, sizeof(note), "no copy kept (%s: %s)", copy,
+		snprintf(note, notelen, "no copy kept (%s: %s)", copy,
 			 strerror(e));
 	else
-		snprintf(note, sizeof(note), "a copy is kept in %s", copy);
-	if (!w.header_ok)
+		snprintf(note, notelen, "a copy is kept in %s", copy);
+}
+
+/* "; <note>" when an earlier start reported this WAL and kept a copy. */
+static void earlier_copy(const char *wal, const struct wal_scan *w, char *note,
+			 size_t notelen)
+{
+	char copy[PATH_MAX + 64];
+	struct stat sb;
+
+	note[0] = '\0';
+	copy_name(wal, w, copy, sizeof(copy));
+	if (stat(copy, &sb) == 0)
+		snprintf(note, notelen,
+			 "; an earlier start reported this WAL damaged and "
+			 "kept a copy in %s",
+			 copy);
+}
+
+/* Before SQLite opens path (resolved; name as configured): tell what its
+ * WAL recovery will drop. */
+static void wal_check(const char *name, const char *path)
+{
+	char wal[PATH_MAX], shm[PATH_MAX], note[PATH_MAX + 160], what[160];
+	char keeps[64];
+	unsigned char hdrs[2 * SHM_HDR];
+	struct wal_scan w;
+	long pid = 0;
+	int have;
+
+	if (snprintf(wal, sizeof(wal), "%s-wal", path) >= (int)sizeof(wal) ||
+	    snprintf(shm, sizeof(shm), "%s-shm", path) >= (int)sizeof(shm))
+		return;
+	have = shm_read(shm, hdrs, &pid);
+	if (have == 1) {
+		/* Its WAL changes under us; SQLite does no recovery then. */
+		pr_debug("store: %s: process %ld has the database open: its "
+			 "WAL is not checked",
+			 name, pid);
+		return;
+	}
+	if (wal_scan(wal, have == 0 ? hdrs : NULL, &w) != 0)
+		return;
+	if (w.header == WAL_HEADER_VERSION) {
+		pr_err("store: %s: the WAL has format version %u, not %u: "
+		       "SQLite refuses to open the database (it is left as "
+		       "it is)",
+		       name, (unsigned)w.version, WAL_VERSION);
+		return;
+	}
+	if (w.header == WAL_HEADER_GARBAGE) {
+		keep_copy(wal, &w, note, sizeof(note));
 		pr_err("store: %s: the WAL header is damaged: SQLite ignores "
 		       "the whole WAL (%lld bytes), and what was committed "
 		       "since the last checkpoint is lost; %s",
-		       path, w.bytes, note);
+		       name, w.bytes, note);
+		return;
+	}
+	if (w.upto > w.kept) {
+		keep_copy(wal, &w, note, sizeof(note));
+		pr_warn("store: %s: the WAL is damaged or cut short: its -shm "
+			"index records %ld committed frames, SQLite's "
+			"recovery keeps %ld; frames %ld-%ld are damaged or "
+			"missing: %s%ld committed transaction%s %s lost; %s",
+			name, w.upto, w.kept, w.kept + 1, w.upto,
+			w.lost_more ? "at least " : "", w.lost_commits,
+			w.lost_commits == 1 ? "" : "s",
+			w.lost_commits == 1 && !w.lost_more ? "is" : "are",
+			note);
+		return;
+	}
+	if (!w.dropped && !w.torn) {
+		if (w.stale)
+			pr_debug("store: %s: the WAL ends in %ld frame(s) or "
+				 "pieces of an earlier WAL, which SQLite "
+				 "ignores",
+				 name, w.stale);
+		return;
+	}
+	if (w.dropped && w.torn)
+		snprintf(what, sizeof(what),
+			 "%ld frame(s) and a partial frame (%lld of %u bytes)",
+			 w.dropped, w.torn, (unsigned)(WAL_FRAME_HDR + w.page));
+	else if (w.dropped)
+		snprintf(what, sizeof(what), "%ld frame(s)", w.dropped);
 	else
-		pr_warn("store: %s: the WAL is damaged or cut short after "
-			"frame %ld: %ld frame(s) holding %ld commit(s)%s are "
-			"dropped, and the transactions in them are lost; %s",
-			path, w.kept, w.dropped, w.dropped_commits,
-			w.partial ? " and a partial frame" : "", note);
+		snprintf(what, sizeof(what),
+			 "a partial frame (%lld of %u bytes)", w.torn,
+			 (unsigned)(WAL_FRAME_HDR + w.page));
+	if (w.kept > 0)
+		snprintf(keeps, sizeof(keeps), "frames 1-%ld", w.kept);
+	else
+		snprintf(keeps, sizeof(keeps), "no frame");
+	earlier_copy(wal, &w, note, sizeof(note));
+	pr_info("store: %s: SQLite's WAL recovery keeps %s and discards the "
+		"rest, %s; %s%s",
+		name, keeps, what,
+		w.upto >= 0 ? "the -shm index shows none of it had committed "
+			      "(a write the process did not finish)"
+			    : "no valid -shm index says whether any of it had "
+			      "committed (as after a system crash, or for a "
+			      "copied database)",
+		note);
 }
 
 static int migrate(struct sq *q, char *err, size_t errlen)
@@ -3537,12 +3897,21 @@ fail:
  * of its own that names the file and the cause.
  */
 #define SQLITE_LOG_WINDOW 60.0 /* seconds */
-#define SQLITE_LOG_LINES  10   /* lines per window, then a count */
+#define SQLITE_LOG_LINES  10   /* lines of a kind per window, then a count */
+
+/* Each kind of line has its own budget: I/O errors the write probe meets
+ * every second must not crowd out a corruption report, nor warnings an
+ * error. */
+enum { LOG_IOERR, LOG_FULL, LOG_CORRUPT, LOG_ERROR, LOG_WARN, LOG_INFO, N_LOG };
 
 static _Thread_local int sqlite_opening;
 static pthread_mutex_t sqlite_log_mu = PTHREAD_MUTEX_INITIALIZER;
-static double sqlite_log_start;
-static unsigned long sqlite_log_n, sqlite_log_dropped;
+static struct {
+	double start;		 /* of the window */
+	unsigned long n[N_LOG];	 /* lines logged in it, by kind */
+	unsigned long dropped;	 /* lines held back, not yet reported */
+	enum pr_log_level worst; /* the most severe of them */
+} sqlite_log;			 /* guarded by sqlite_log_mu */
 
 static enum pr_log_level sqlite_log_level(int code)
 {
@@ -3565,40 +3934,117 @@ static enum pr_log_level sqlite_log_level(int code)
 	}
 }
 
+static int sqlite_log_kind(int code, enum pr_log_level level)
+{
+	if (level == PR_LOG_WARN)
+		return LOG_WARN;
+	if (level != PR_LOG_ERROR)
+		return LOG_INFO;
+	switch (code & 0xff) {
+	case SQLITE_IOERR: return LOG_IOERR;
+	case SQLITE_FULL: return LOG_FULL;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB: return LOG_CORRUPT;
+	default: return LOG_ERROR;
+	}
+}
+
+/* Take the count of lines held back (under the mutex). */
+static unsigned long take_dropped(enum pr_log_level *worst)
+{
+	unsigned long n = sqlite_log.dropped;
+
+	*worst = sqlite_log.worst;
+	sqlite_log.dropped = 0;
+	return n;
+}
+
+static void say_dropped(unsigned long n, enum pr_log_level worst)
+{
+	if (n)
+		pr_log(worst, NULL,
+		       "sqlite: %lu more message%s %s not logged (at most "
+		       "%d of a kind every %.0f s)",
+		       n, n == 1 ? "" : "s", n == 1 ? "was" : "were",
+		       SQLITE_LOG_LINES, SQLITE_LOG_WINDOW);
+}
+
+/* Report the lines held back so far (any thread). */
+static void sqlite_log_flush(void)
+{
+	enum pr_log_level worst;
+	unsigned long n;
+
+	pthread_mutex_lock(&sqlite_log_mu);
+	n = take_dropped(&worst);
+	pthread_mutex_unlock(&sqlite_log_mu);
+	say_dropped(n, worst);
+}
+
+static void sqlite_log_line(int code, const char *msg, enum pr_log_level level)
+{
+	enum pr_log_level worst = PR_LOG_DEBUG;
+	unsigned long dropped = 0;
+	struct timespec ts;
+	double t;
+	int say = 1, kind;
+
+	if (level != PR_LOG_DEBUG) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+		kind = sqlite_log_kind(code, level);
+		pthread_mutex_lock(&sqlite_log_mu);
+		if (t - sqlite_log.start >= SQLITE_LOG_WINDOW) {
+			dropped = take_dropped(&worst);
+			sqlite_log.start = t;
+			memset(sqlite_log.n, 0, sizeof(sqlite_log.n));
+		}
+		say = sqlite_log.n[kind] < SQLITE_LOG_LINES;
+		if (say) {
+			sqlite_log.n[kind]++;
+		} else {
+			if (!sqlite_log.dropped || level < sqlite_log.worst)
+				sqlite_log.worst = level;
+			sqlite_log.dropped++;
+		}
+		pthread_mutex_unlock(&sqlite_log_mu);
+	}
+	say_dropped(dropped, worst);
+	if (say)
+		pr_log(level, NULL, "sqlite: %s [%d]", msg ? msg : "", code);
+}
+
+/*
+ * SQLite's own error log (SQLITE_CONFIG_LOG): WAL recovery, I/O errors
+ * with the system call and errno, corruption reports. It runs on the
+ * thread that called SQLite (the store thread; the loop thread while the
+ * store opens), so everything here is thread-safe: pr_log_write() is one
+ * write(2) per line, the rate limit takes a mutex. While this thread
+ * opens the database, errors go to debug: the open fails with one line
+ * of its own that names the file and the cause. SQLite's unix VFS logs an
+ * I/O error before it reads errno for the error it returns, so errno is
+ * left as it was.
+ */
 static void sqlite_log_cb(void *arg, int code, const char *msg)
 {
+	int saved = errno;
 	/* A failed statement is the store's to report (with the errno and
 	 * rate-limited); SQLite's line about it adds only the SQL. */
 	enum pr_log_level level =
 	    msg && strncmp(msg, "statement aborts at ", 20) == 0
 		? PR_LOG_DEBUG
 		: sqlite_log_level(code);
-	unsigned long dropped = 0;
-	struct timespec ts;
-	double t;
-	int say;
 
 	(void)arg;
-	if (!pr_log_enabled(level))
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-	pthread_mutex_lock(&sqlite_log_mu);
-	if (t - sqlite_log_start >= SQLITE_LOG_WINDOW) {
-		dropped = sqlite_log_dropped;
-		sqlite_log_start = t;
-		sqlite_log_n = sqlite_log_dropped = 0;
-	}
-	say = sqlite_log_n < SQLITE_LOG_LINES || level == PR_LOG_DEBUG;
-	if (say && level != PR_LOG_DEBUG)
-		sqlite_log_n++;
-	else if (!say)
-		sqlite_log_dropped++;
-	pthread_mutex_unlock(&sqlite_log_mu);
-	if (dropped)
-		pr_warn("sqlite: %lu more messages were not logged", dropped);
-	if (say)
-		pr_log(level, NULL, "sqlite: %s [%d]", msg ? msg : "", code);
+	if (pr_log_enabled(level))
+		sqlite_log_line(code, msg, level);
+	errno = saved;
+}
+
+static void sq_flush_log(void *be)
+{
+	(void)be;
+	sqlite_log_flush();
 }
 
 /* Before SQLite's first use in the process: no global memory statistics,
@@ -3617,6 +4063,7 @@ static int sq_open(void **out, const struct pr_config *cfg, char *err,
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 	const char *path = cfg->storage_path;
+	char real[PATH_MAX];
 	struct sq *q;
 	int64_t count = 0;
 	int rc, rv;
@@ -3631,7 +4078,8 @@ static int sq_open(void **out, const struct pr_config *cfg, char *err,
 		snprintf(err, errlen, "SQLite was built without threads");
 		return PR_ERR_STORE;
 	}
-	rv = prepare_file(path, err, errlen);
+	resolve_path(path, real, sizeof(real));
+	rv = prepare_file(path, real, err, errlen);
 	if (rv)
 		return rv;
 	q = calloc(1, sizeof(*q));
@@ -3640,7 +4088,7 @@ static int sq_open(void **out, const struct pr_config *cfg, char *err,
 		return PR_ERR_NOMEM;
 	}
 	sqlite_opening = 1;
-	wal_check(path);
+	wal_check(path, real);
 	q->cfg = cfg;
 	q->busy_timeout =
 	    cfg->storage_busy_timeout > 0 && cfg->storage_busy_timeout < INT_MAX
@@ -3648,7 +4096,7 @@ static int sq_open(void **out, const struct pr_config *cfg, char *err,
 		: 5000;
 
 	/* One thread at a time uses the connection: no SQLite mutex. */
-	rc = sqlite3_open_v2(path, &q->db,
+	rc = sqlite3_open_v2(real, &q->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path,
@@ -3721,4 +4169,5 @@ const struct pr_store_backend pr_store_sqlite = {
     .exec = sq_exec,
     .probe = sq_probe,
     .errmsg = sq_errmsg,
+    .flush_log = sq_flush_log,
 };

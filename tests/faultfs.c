@@ -19,6 +19,15 @@
  *                    OPs: write, sync and trunc, plus open for erofs.
  *                    Writes SQLite makes through mmap (the -shm file) are
  *                    not seen.
+ *                    Or, to crash the daemon the way a kill -9 in the
+ *                    middle of a commit does:
+ *                      kill commit [reuse]
+ *                    kills the process (SIGKILL) between the two writes
+ *                    of the next commit frame SQLite writes to a tracked
+ *                    -wal file: after the frame's header, before its
+ *                    page. With reuse, only a commit frame of a WAL
+ *                    that SQLite started over in place (its header
+ *                    rewritten while older frames follow).
  *
  * The control file is read at every call on a tracked descriptor (SQLite
  * makes a handful per commit), so a test flips a fault by writing or
@@ -36,14 +45,19 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <signal.h>
 #include <unistd.h>
 
 #define MAX_FD 65536
 
 enum { OP_OPEN = 1, OP_WRITE = 2, OP_SYNC = 4, OP_TRUNC = 8 };
 
-/* Descriptors opened under FAULTFS_PATH; set and cleared atomically. */
+/* Descriptors opened under FAULTFS_PATH (2: a -wal file); set and
+ * cleared atomically. */
 static unsigned char tracked[MAX_FD];
+/* kill commit: a WAL was started over in place / a commit frame's header
+ * was written, its page comes next. */
+static int wal_restarted, commit_armed;
 
 /* Raw system calls, so that reading the control file never comes back
  * into this shim. */
@@ -68,26 +82,35 @@ static int under_prefix(const char *path)
 	return strncmp(path, prefix, n) == 0;
 }
 
-/* The errno the control file asks for op, or 0. */
-static int fault_for(int op)
+/* The control file's line into buf; its length, or 0. */
+static ssize_t read_control(char *buf, size_t len)
 {
 	const char *ctl = getenv("FAULTFS_CONTROL");
-	char buf[128], *p, *save = NULL, *word;
-	int fd, err = 0, ops = 0;
 	ssize_t n;
+	int fd;
 
 	if (!ctl || !*ctl)
 		return 0;
 	fd = raw_open(ctl, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
-	n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+	n = syscall(SYS_read, fd, buf, len - 1);
 	raw_close(fd);
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';
-	p = buf;
-	word = strtok_r(p, " \t\r\n", &save);
+	return n;
+}
+
+/* The errno the control file asks for op, or 0. */
+static int fault_for(int op)
+{
+	char buf[128], *save = NULL, *word;
+	int err = 0, ops = 0;
+
+	if (!read_control(buf, sizeof(buf)))
+		return 0;
+	word = strtok_r(buf, " \t\r\n", &save);
 	if (!word)
 		return 0;
 	if (strcmp(word, "erofs") == 0)
@@ -114,6 +137,27 @@ static int fault_for(int op)
 	return ops & op ? err : 0;
 }
 
+/* 0, or 1 for "kill commit", 2 for "kill commit reuse". */
+static int kill_mode(void)
+{
+	char buf[128], *save = NULL, *word;
+	int mode = 0;
+
+	if (!read_control(buf, sizeof(buf)))
+		return 0;
+	word = strtok_r(buf, " \t\r\n", &save);
+	if (!word || strcmp(word, "kill") != 0)
+		return 0;
+	word = strtok_r(NULL, " \t\r\n", &save);
+	if (!word || strcmp(word, "commit") != 0)
+		return 0;
+	mode = 1;
+	word = strtok_r(NULL, " \t\r\n", &save);
+	if (word && strcmp(word, "reuse") == 0)
+		mode = 2;
+	return mode;
+}
+
 static int is_tracked(int fd)
 {
 	return fd >= 0 && fd < MAX_FD &&
@@ -122,10 +166,46 @@ static int is_tracked(int fd)
 
 static void track(int fd, const char *path)
 {
+	size_t n = path ? strlen(path) : 0;
+	unsigned char v = (unsigned char)under_prefix(path);
+
+	if (v && n > 4 && strcmp(path + n - 4, "-wal") == 0)
+		v = 2;
 	if (fd >= 0 && fd < MAX_FD)
-		__atomic_store_n(&tracked[fd],
-				 (unsigned char)under_prefix(path),
-				 __ATOMIC_RELAXED);
+		__atomic_store_n(&tracked[fd], v, __ATOMIC_RELAXED);
+}
+
+/*
+ * kill commit: SQLite writes a WAL frame as two pwrites, its 24-byte
+ * header (the commit flag in bytes 4..7), then its page; a new or
+ * restarted WAL's 32-byte header goes first, at offset 0.
+ */
+static void maybe_kill(int fd, const void *buf, size_t n, off_t off)
+{
+	const unsigned char *p = buf;
+	struct stat sb;
+	int mode;
+
+	if (fd < 0 || fd >= MAX_FD ||
+	    __atomic_load_n(&tracked[fd], __ATOMIC_RELAXED) != 2)
+		return;
+	mode = kill_mode();
+	if (!mode)
+		return;
+	if (n == 32 && off == 0) {
+		if (fstat(fd, &sb) == 0 && sb.st_size > 32)
+			__atomic_store_n(&wal_restarted, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	if (n == 24) {
+		if ((p[4] | p[5] | p[6] | p[7]) &&
+		    (mode == 1 ||
+		     __atomic_load_n(&wal_restarted, __ATOMIC_RELAXED)))
+			__atomic_store_n(&commit_armed, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	if (__atomic_load_n(&commit_armed, __ATOMIC_RELAXED))
+		kill(getpid(), SIGKILL);
 }
 
 /* A fault on a tracked descriptor: errno set, 1 returned. */
@@ -264,6 +344,7 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
 	REAL(pwrite);
 
+	maybe_kill(fd, buf, n, off);
 	if (fail_fd(fd, OP_WRITE))
 		return -1;
 	return real_pwrite(fd, buf, n, off);
@@ -273,6 +354,7 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
 {
 	REAL(pwrite64);
 
+	maybe_kill(fd, buf, n, (off_t)off);
 	if (fail_fd(fd, OP_WRITE))
 		return -1;
 	return real_pwrite64(fd, buf, n, off);
