@@ -12,6 +12,7 @@
 
 #include <openssl/crypto.h>
 
+#include "config.h"
 #include "provider.h"
 #include "pushrelay.h"
 
@@ -29,6 +30,27 @@ const struct pr_provider_ops *pr_provider_find(const char *name)
 		if (strcmp(providers[i]->name, name) == 0)
 			return providers[i];
 	return NULL;
+}
+
+const char *const pr_push_platforms[] = {"apns", "fcm", NULL};
+
+int pr_provider_create(const char *platform, const struct pr_app_config *app,
+		       const struct pr_provider_env *env,
+		       const struct pr_provider_ops **ops, void **inst,
+		       char *err, size_t errlen)
+{
+	char why[512] = "";
+	int rv;
+
+	*inst = NULL;
+	*ops = pr_provider_find(platform);
+	if (!*ops)
+		return PR_ERR_NOTFOUND;
+	rv = (*ops)->create(inst, app, env, why, sizeof(why));
+	if (rv && rv != PR_ERR_NOTFOUND)
+		snprintf(err, errlen, "[app \"%s\"] %s: %s", app->name,
+			 platform, why);
+	return rv;
 }
 
 const char *pr_outcome_name(enum pr_outcome o)

@@ -144,6 +144,18 @@ struct pr_provider_ops {
 
 /* Look a provider up by name; NULL if none. */
 const struct pr_provider_ops *pr_provider_find(const char *name);
+/* The platforms a device can have, NULL-terminated: "apns", "fcm". */
+extern const char *const pr_push_platforms[];
+/*
+ * The instance of platform's provider for one app: 0 with *ops and *inst
+ * set (free with (*ops)->destroy); PR_ERR_NOTFOUND when the app does not
+ * configure it; otherwise an error with `[app "NAME"] platform: reason`
+ * in err.
+ */
+int pr_provider_create(const char *platform, const struct pr_app_config *app,
+		       const struct pr_provider_env *env,
+		       const struct pr_provider_ops **ops, void **inst,
+		       char *err, size_t errlen);
 
 extern const struct pr_provider_ops pr_null_provider;
 extern const struct pr_provider_ops pr_apns_provider;

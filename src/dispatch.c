@@ -164,7 +164,6 @@ static int make_insts(struct pr_dispatch *d,
 		      const struct pr_h2client_config *hc, char *err,
 		      size_t errlen)
 {
-	static const char *const platforms[] = {"apns", "fcm"};
 	const struct pr_config *cfg = d->s->cfg;
 	struct pr_provider_env env = {
 	    .jwt_refresh = cfg->push_jwt_refresh,
@@ -172,25 +171,19 @@ static int make_insts(struct pr_dispatch *d,
 	};
 
 	for (size_t a = 0; a < cfg->n_apps; a++) {
-		for (size_t k = 0; k < PR_ARRAY_SIZE(platforms); k++) {
-			const struct pr_provider_ops *ops =
-			    pr_provider_find(platforms[k]);
+		for (size_t k = 0; pr_push_platforms[k]; k++) {
+			const char *platform = pr_push_platforms[k];
+			const struct pr_provider_ops *ops;
 			struct inst *in;
-			char why[512] = "";
-			void *p = NULL;
-			int rv;
+			void *p;
+			int rv =
+			    pr_provider_create(platform, &cfg->apps[a], &env,
+					       &ops, &p, err, errlen);
 
-			if (!ops)
-				continue;
-			rv = ops->create(&p, &cfg->apps[a], &env, why,
-					 sizeof(why));
 			if (rv == PR_ERR_NOTFOUND)
 				continue;
-			if (rv) {
-				snprintf(err, errlen, "[app \"%s\"] %s: %s",
-					 cfg->apps[a].name, platforms[k], why);
+			if (rv)
 				return rv;
-			}
 			in = calloc(1, sizeof(*in));
 			if (!in || d->n_insts >= MAX_INSTANCES) {
 				free(in);
@@ -209,9 +202,9 @@ static int make_insts(struct pr_dispatch *d,
 				return PR_ERR_NOMEM;
 			}
 			in->app = &cfg->apps[a];
-			in->platform = platforms[k];
+			in->platform = platform;
 			snprintf(in->key, sizeof(in->key), "%s/%s",
-				 cfg->apps[a].name, platforms[k]);
+				 cfg->apps[a].name, platform);
 			d->insts[d->n_insts++] = in;
 			pr_log(PR_LOG_INFO, NULL, "provider %s ready", in->key);
 		}

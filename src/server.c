@@ -197,7 +197,6 @@ static int needs_tls(const struct pr_config *cfg)
 
 int pr_server_check_files(const struct pr_config *cfg, char *err, size_t errlen)
 {
-	static const char *const platforms[] = {"apns", "fcm"};
 	struct pr_provider_env env = {.jwt_refresh = cfg->push_jwt_refresh,
 				      .oauth_margin = 300};
 
@@ -217,24 +216,17 @@ int pr_server_check_files(const struct pr_config *cfg, char *err, size_t errlen)
 		SSL_CTX_free(ctx);
 	}
 	for (size_t a = 0; a < cfg->n_apps; a++) {
-		for (size_t k = 0; k < PR_ARRAY_SIZE(platforms); k++) {
-			const struct pr_provider_ops *ops =
-			    pr_provider_find(platforms[k]);
-			char why[512] = "";
-			void *p = NULL;
-			int rv;
+		for (size_t k = 0; pr_push_platforms[k]; k++) {
+			const struct pr_provider_ops *ops;
+			void *p;
+			int rv = pr_provider_create(pr_push_platforms[k],
+						    &cfg->apps[a], &env, &ops,
+						    &p, err, errlen);
 
-			if (!ops)
-				continue;
-			rv = ops->create(&p, &cfg->apps[a], &env, why,
-					 sizeof(why));
 			if (rv == PR_ERR_NOTFOUND)
 				continue;
-			if (rv) {
-				snprintf(err, errlen, "[app \"%s\"] %s: %s",
-					 cfg->apps[a].name, platforms[k], why);
+			if (rv)
 				return rv;
-			}
 			ops->destroy(p);
 		}
 	}

@@ -480,16 +480,8 @@ static void start(void)
 
 static void teardown(void)
 {
-	char cmd[512];
-
 	th_daemon_cleanup(&d);
-	th_mock_stop(&m);
-	if (mockdir[0] && !getenv("TH_KEEP")) {
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", mockdir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", mockdir);
-	}
-	mockdir[0] = '\0';
+	th_mock_cleanup(&m, mockdir);
 }
 
 static long call(const char *method, const char *path, const char *body)

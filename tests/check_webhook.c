@@ -435,17 +435,8 @@ static void start(const int *script, size_t n, int with_mock)
 
 static void teardown(void)
 {
-	char cmd[512];
-
 	th_daemon_cleanup(&d);
-	if (m.pid > 0)
-		th_mock_stop(&m);
-	if (mockdir[0] && !getenv("TH_KEEP")) {
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", mockdir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", mockdir);
-	}
-	mockdir[0] = '\0';
+	th_mock_cleanup(&m, mockdir);
 	rx_stop();
 }
 

@@ -221,25 +221,7 @@ int th_daemon_start(struct th_daemon *d, const char *extra_server,
 
 int th_daemon_restart(struct th_daemon *d)
 {
-	const char *bin = getenv("PUSHRELAYD");
-
-	if (!bin)
-		bin = "./pushrelayd";
-	d->pid = fork();
-	if (d->pid < 0)
-		return -1;
-	if (d->pid == 0) {
-		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-
-		if (fd >= 0) {
-			dup2(fd, 2);
-			dup2(fd, 1);
-			close(fd);
-		}
-		execl(bin, bin, "-c", d->conf, (char *)NULL);
-		_exit(127);
-	}
-	return wait_healthy(d, 15.0);
+	return th_daemon_spawn(d, NULL, NULL, 1);
 }
 
 int th_alive(pid_t pid)
@@ -754,6 +736,14 @@ void th_mock_stop(struct th_mock *m)
 		waitpid(m->pid, &st, 0);
 	}
 	m->pid = 0;
+}
+
+void th_mock_cleanup(struct th_mock *m, char *dir)
+{
+	th_mock_stop(m);
+	if (dir[0] && !getenv("TH_KEEP"))
+		nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	dir[0] = '\0';
 }
 
 static int mock_call(const struct th_mock *m, const char *method,

@@ -130,6 +130,9 @@ struct th_mock {
 /* Make credentials in dir (created by the caller) and start the mock. */
 int th_mock_start(struct th_mock *m, const char *dir);
 void th_mock_stop(struct th_mock *m);
+/* Stop the mock (if running) and remove dir, its credentials directory,
+ * unless TH_KEEP is set; dir is emptied. */
+void th_mock_cleanup(struct th_mock *m, char *dir);
 /* POST /mock/script with a JSON rule; 0 on 2xx. */
 int th_mock_script(const struct th_mock *m, const char *rule);
 /* GET /mock/requests?after=N: the parsed document, or NULL. */
