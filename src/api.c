@@ -62,7 +62,7 @@ static int nests_deeper(const char *p, size_t len, int max, char *field,
 			size_t flen, long *index)
 {
 	size_t str = 0, last = 0, last_len = 0, key = 0, key_len = 0;
-	int depth = 0, in_str = 0, esc = 0, in_obj = 0;
+	int depth = 0, in_str = 0, esc = 0, in_obj = 0, seen_top = 0;
 	long idx = -1;
 
 	for (size_t i = 0; i < len; i++) {
@@ -98,6 +98,11 @@ static int nests_deeper(const char *p, size_t len, int max, char *field,
 			break;
 		case '[':
 		case '{':
+			/* A second top-level value: malformed, jansson says so.
+			 */
+			if (depth == 0 && seen_top)
+				return 0;
+			seen_top = 1;
 			if (++depth == 2)
 				idx = c == '[' ? 0 : -1;
 			else if (depth == 3)
@@ -106,7 +111,13 @@ static int nests_deeper(const char *p, size_t len, int max, char *field,
 				goto deep;
 			break;
 		case ']':
-		case '}': depth--; break;
+		case '}':
+			/* Unbalanced: malformed, left to jansson. */
+			if (--depth < 0)
+				return 0;
+			if (depth == 0)
+				key_len = 0;
+			break;
 		default: break;
 		}
 	}
@@ -186,19 +197,33 @@ json_t *pr_api_body(struct pr_request *req)
 	/* A scalar at the bottom counts as a level too. */
 	if (pr_api_depth(doc, PR_API_MAX_DEPTH + 1) > PR_API_MAX_DEPTH) {
 		const char *k, *name = NULL;
-		json_t *c;
+		json_t *c, *deep = NULL, *el;
+		size_t i;
+		int n;
 
 		json_object_foreach(doc, k, c)
 		{
 			if (pr_api_depth(c, PR_API_MAX_DEPTH) >=
 			    PR_API_MAX_DEPTH) {
 				name = k;
+				deep = c;
 				break;
 			}
 		}
-		snprintf(field, sizeof(field), "%s", name ? name : "");
-		too_deep(req, strlen(field) < sizeof(field) - 1 ? field : NULL,
-			 -1);
+		/* In an array of objects (a batch), which element. */
+		index = -1;
+		json_array_foreach(deep, i, el)
+		{
+			if (pr_api_depth(el, PR_API_MAX_DEPTH - 1) >=
+			    PR_API_MAX_DEPTH - 1) {
+				if (json_is_object(el))
+					index = (long)i;
+				break;
+			}
+		}
+		n = snprintf(field, sizeof(field), "%s", name ? name : "");
+		too_deep(req, n > 0 && (size_t)n < sizeof(field) ? field : NULL,
+			 index);
 		json_decref(doc);
 		return NULL;
 	}

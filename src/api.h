@@ -23,7 +23,8 @@ struct pr_request;
  * the element when that member is an array of objects, as a batch's
  * "events" is) and returns NULL; or returns the document (the caller owns
  * it). Nesting is checked before parsing, so no input makes the parser
- * recurse deeper than PR_API_MAX_DEPTH.
+ * recurse deeper than PR_API_MAX_DEPTH containers (plus the scalar inside
+ * the deepest one).
  */
 json_t *pr_api_body(struct pr_request *req);
 

@@ -11,7 +11,9 @@
  * REFUSED_STREAM while our SETTINGS are unacknowledged, a connection
  * PROTOCOL_ERROR once the peer has acked them and still exceeds.
  * Header bytes and count (431), a :path longer than max_header_bytes
- * (414), Content-Length and body bytes (413) and the body timeout (408)
+ * (414; past 4 x max_header_bytes of header block the flood guard ends
+ * the connection with ENHANCE_YOUR_CALM instead), Content-Length and body
+ * bytes (413) and the body timeout (408)
  * answer the stream early, then reset it with NO_ERROR if the peer is
  * still sending (RFC 9113 8.1). Output is pulled from nghttp2 only while
  * the connection's output buffer has room.

@@ -1270,6 +1270,23 @@ START_TEST(test_deep_json)
 	deep_event(ev, "d32", 30, 1, "1");
 	json_decref(post_event(TH_H1, ev, &st));
 	ck_assert_int_eq(st, 202);
+	/* In a batch, with the 33rd level a scalar (found after parsing):
+	 * still the field and the index. */
+	o = (size_t)snprintf(body, 128,
+			     "{\"events\":[{\"id\":\"a\",\"user\":\"u\"},");
+	o += deep_event(body + o, "b33", 29, 1, "1");
+	snprintf(body + o, 8, "]}");
+	expect_too_deep(body, "events", 1);
+	/* Brackets after the top-level object are malformed JSON, not
+	 * nesting in its last member. */
+	o = (size_t)snprintf(body, 64, "{\"a\":1}");
+	memset(body + o, '[', 40);
+	body[o + 40] = '\0';
+	doc = post_event(TH_H1, body, &st);
+	ck_assert_int_eq(st, 400);
+	ck_assert_msg(!strstr(err_str(doc, "message"), "nested"), "%s",
+		      err_str(doc, "message"));
+	json_decref(doc);
 	free(body);
 
 	ck_assert(th_alive(d.pid));

@@ -960,6 +960,8 @@ START_TEST(test_script_bad_rules)
 	    "{\"token\":\"aaaa\",\"kind\":\"tls\",\"action\":\"fail\"}",
 	    "{\"token\":\"*\",\"kind\":\"tls\",\"action\":\"fail\","
 	    "\"status\":503}",
+	    /* Forever would lock the control API out. */
+	    "{\"token\":\"*\",\"kind\":\"tls\",\"action\":\"fail\"}",
 	};
 	struct resp r;
 

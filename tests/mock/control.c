@@ -9,8 +9,8 @@
  * Rules live in one array, oldest first, at most MOCK_MAX_RULES; a match
  * takes a copy (without the token) into the stream, so deleting rules never
  * touches a delayed answer. A rule with for_ms goes once that time is up,
- * matched or not (a TLS rule without times or for_ms would lock out the
- * control API, which shares the port). Records keep the raw request (one
+ * matched or not. A TLS rule needs times or for_ms: without, it would
+ * lock out the control API, which shares the port. Records keep the raw request (one
  * allocation) in a ring of --max-record entries and become JSON only when
  * read; with --max-record 0 nothing is copied at all.
  */
@@ -334,6 +334,10 @@ static const char *rule_parse(json_t *doc, struct mock_rule *r)
 		       "action fail";
 	if (tls && strcmp(r->token, "*") != 0)
 		return "a tls rule has token \"*\": no token is known yet";
+	if (tls && !json_object_get(doc, "times") &&
+	    !json_object_get(doc, "for_ms"))
+		return "a tls rule needs times or for_ms: the control API "
+		       "shares the port and would be locked out";
 	{
 		long status = 0;
 
@@ -402,6 +406,7 @@ static void script_post(struct mock_stream *st)
 	}
 	err = rule_parse(doc, &r);
 	json_decref(doc);
+	rules_expire(srv); /* expired rules give their slots back */
 	if (!err && srv->nrules >= MOCK_MAX_RULES)
 		err = "too many rules (1024): DELETE /mock/script first";
 	if (!err && !srv->rules) {
