@@ -131,6 +131,11 @@ struct mock_conn {
 	int drop;	/* close as soon as nghttp2 is off the stack */
 	int hello_seen; /* the ClientHello went past the TLS rules */
 	int in_recv;	/* nghttp2_session_mem_recv is on the stack */
+	/* Closing gracefully: close_notify and FIN sent, input read and
+	 * dropped until the peer closes or linger_w fires, so that a reset
+	 * (unread input at close) cannot destroy answers it has not read. */
+	int lingering;
+	ev_timer linger_w;
 	struct mock_stream *streams;
 	size_t nstreams;
 	struct mock_stream *spare; /* freed streams kept with their buffers */

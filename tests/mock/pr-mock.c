@@ -527,8 +527,9 @@ static void conn_free(struct mock_conn *c)
 	}
 	spares_free(c);
 	ev_io_stop(srv->loop, &c->io);
+	ev_timer_stop(srv->loop, &c->linger_w);
 	if (c->ssl) {
-		if (!c->drop && c->ngh)
+		if (!c->drop && c->ngh && !c->lingering)
 			SSL_shutdown(c->ssl); /* best effort close_notify */
 		SSL_free(c->ssl);
 	}
@@ -645,16 +646,36 @@ static int conn_write(struct mock_conn *c)
 	}
 }
 
+static void linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	conn_free(w->data);
+}
+
+/* The session is over (GOAWAY sent, streams done): close like a server
+ * should, not with a reset that could overtake the last answers. */
+static void conn_linger(struct mock_conn *c)
+{
+	SSL_shutdown(c->ssl);
+	shutdown(c->fd, SHUT_WR);
+	c->lingering = 1;
+	conn_events(c, EV_READ);
+	ev_timer_init(&c->linger_w, linger_cb, 2.0, 0.0);
+	c->linger_w.data = c;
+	ev_timer_start(c->srv->loop, &c->linger_w);
+}
+
 /* After input or a timer: write what nghttp2 has, close when done. */
 static void conn_kick(struct mock_conn *c)
 {
+	if (c->lingering)
+		return;
 	if (c->drop || conn_write(c)) {
 		conn_free(c);
 		return;
 	}
 	if (!nghttp2_session_want_read(c->ngh) &&
 	    !nghttp2_session_want_write(c->ngh) && c->olen == c->ooff) {
-		conn_free(c);
+		conn_linger(c);
 		return;
 	}
 	conn_events(c, EV_READ | (c->olen > c->ooff ? EV_WRITE : 0));
@@ -696,6 +717,15 @@ static int handshake(struct mock_conn *c)
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct mock_conn *c = w->data;
+
+	if (c->lingering) {
+		char sink[16384];
+		ssize_t n = read(c->fd, sink, sizeof(sink));
+
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			conn_free(c);
+		return;
+	}
 
 	if (!c->ngh) {
 		int r = handshake(c);
