@@ -65,8 +65,8 @@ struct fcm {
 	long margin;
 
 	char *access_token; /* NULL until handle_auth succeeds */
+	uint64_t token_gen; /* counts the access tokens fetched */
 	int64_t token_expires;
-	int64_t token_got_at;
 	long token_lifetime;
 };
 
@@ -441,7 +441,7 @@ static int fcm_handle_auth(void *inst, time_t now,
 	}
 	pr_jwt_free_secret(f->access_token);
 	f->access_token = copy;
-	f->token_got_at = (int64_t)now;
+	f->token_gen++;
 	f->token_expires = (int64_t)now + lifetime;
 	f->token_lifetime = lifetime;
 	rv = PR_OK;
@@ -567,6 +567,7 @@ static int fcm_build(void *inst, const struct pr_push *push, time_t now,
 		goto fail;
 	rv = pr_http_request_header(out, "authorization: Bearer %s",
 				    f->access_token);
+	out->credential = f->token_gen;
 	rv = rv ? rv
 		: pr_http_request_header(out, "content-type: application/json");
 	if (rv)
@@ -721,7 +722,7 @@ static void fcm_classify(void *inst, const struct pr_push *push,
 	    v->retry_after < 0)
 		v->retry_after = QUOTA_MIN_RETRY;
 	if (v->outcome == PR_OUTCOME_REAUTH && f && f->access_token &&
-	    (double)f->token_got_at <= (double)now - resp->latency) {
+	    resp->credential == f->token_gen) {
 		/* Drop the token this request carried; one fetched since
 		 * it was sent is left alone. */
 		pr_jwt_free_secret(f->access_token);

@@ -68,6 +68,10 @@ struct pr_http_request {
 	char *body;
 	size_t body_len;
 	const char *method; /* static string: "POST" */
+	/* Which credential the provider put in it (a generation it counts;
+	 * 0 for none). The dispatcher hands it back in the response, so a
+	 * refused credential is told apart from one fetched since. */
+	uint64_t credential;
 };
 
 void pr_http_request_cleanup(struct pr_http_request *r);
@@ -85,6 +89,7 @@ struct pr_http_response {
 	const char *apns_id;   /* apns-id response header, or NULL */
 	const char *transport; /* libcurl's reason when status is 0 */
 	double latency;	       /* seconds from submit to completion */
+	uint64_t credential;   /* the request's credential generation */
 };
 
 struct pr_push_verdict {

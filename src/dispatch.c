@@ -416,10 +416,13 @@ static void sent_done(struct pr_h2req *req, const struct pr_http_response *resp,
 	struct pr_push_verdict v;
 	time_t now = time(NULL);
 	char why[200];
+	struct pr_http_response r = *resp;
 
 	memset(&v, 0, sizeof(v));
 	v.retry_after = -1;
-	in->ops->classify(in->p, &f->push, resp, now, &v);
+	/* Which credential the request carried goes back with the answer. */
+	r.credential = f->http.credential;
+	in->ops->classify(in->p, &f->push, &r, now, &v);
 	if (resp->status)
 		observe_latency(d, resp->latency);
 	f->result.latency_ms = (long)(resp->latency * 1000.0);

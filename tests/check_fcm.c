@@ -760,10 +760,18 @@ START_TEST(test_classify_row)
 	struct pr_http_response r = mkresp(w->status, w->body);
 	struct pr_push_verdict v;
 	struct ctx c;
+	struct pr_http_request q;
 
 	ctx_init(&c);
 	ctx_create(&c);
 	authorise(&c, T0, 3600);
+	/* The answer to a request made with the current token. */
+	memset(&q, 0, sizeof(q));
+	ck_assert_int_eq(pr_fcm_provider.build(c.inst, &p, T0 + 10, &q, c.err,
+					       sizeof(c.err)),
+			 0);
+	r.credential = q.credential;
+	pr_http_request_cleanup(&q);
 	r.retry_after = w->retry_after;
 	pr_fcm_provider.classify(c.inst, &p, &r, T0 + 10, &v);
 	ck_assert_msg(v.outcome == w->outcome, "row %d: %s, want %s", _i,
@@ -812,19 +820,37 @@ START_TEST(test_unauthenticated_drops_token)
 	ctx_create(&c);
 	authorise(&c, T0, 3600);
 	ck_assert_int_eq(pr_fcm_provider.needs_auth(c.inst, T0 + 100), 0);
+	memset(&q, 0, sizeof(q));
+	ck_assert_int_eq(pr_fcm_provider.build(c.inst, &p, T0 + 100, &q, c.err,
+					       sizeof(c.err)),
+			 0);
+	ck_assert_uint_ne(q.credential, 0);
+	r.credential = q.credential; /* the dispatcher hands it back */
+	pr_http_request_cleanup(&q);
 	pr_fcm_provider.classify(c.inst, &p, &r, T0 + 100, &v);
 	ck_assert_int_eq(v.outcome, PR_OUTCOME_REAUTH);
 	ck_assert_int_eq(pr_fcm_provider.needs_auth(c.inst, T0 + 100), 1);
+	memset(&q, 0, sizeof(q));
 	ck_assert_int_eq(pr_fcm_provider.build(c.inst, &p, T0 + 100, &q, c.err,
 					       sizeof(c.err)),
 			 PR_ERR_BUSY);
 
-	/* A token fetched after the refused request left is kept. */
+	/* A token fetched after the refused request left is kept, even
+	 * within the same second (the old request's 401 arrives late). */
 	authorise(&c, T0 + 200, 3600);
-	r.latency = 30;
-	pr_fcm_provider.classify(c.inst, &p, &r, T0 + 210, &v);
+	pr_fcm_provider.classify(c.inst, &p, &r, T0 + 200, &v);
 	ck_assert_int_eq(v.outcome, PR_OUTCOME_REAUTH);
-	ck_assert_int_eq(pr_fcm_provider.needs_auth(c.inst, T0 + 210), 0);
+	ck_assert_int_eq(pr_fcm_provider.needs_auth(c.inst, T0 + 200), 0);
+	/* The new token's own 401, in that same second, drops it. */
+	memset(&q, 0, sizeof(q));
+	ck_assert_int_eq(pr_fcm_provider.build(c.inst, &p, T0 + 200, &q, c.err,
+					       sizeof(c.err)),
+			 0);
+	ck_assert_uint_ne(q.credential, r.credential);
+	r.credential = q.credential;
+	pr_http_request_cleanup(&q);
+	pr_fcm_provider.classify(c.inst, &p, &r, T0 + 200, &v);
+	ck_assert_int_eq(pr_fcm_provider.needs_auth(c.inst, T0 + 200), 1);
 	ctx_cleanup(&c);
 }
 END_TEST
