@@ -7,8 +7,11 @@ BUILD="build-essential autoconf automake libtool pkg-config
   libev-dev libcurl4-openssl-dev libnghttp2-dev libssl-dev libsqlite3-dev
   libjansson-dev libhttp-parser-dev libwslay-dev libjwt-dev libinih-dev check"
 # Tools the test suite and benchmarks drive: curl (HTTP/1.1, h2c, h2),
-# openssl (test certificates), wrk and h2load (benchmarks), python3 (test helpers).
-TOOLS="curl openssl wrk nghttp2-client python3 procps"
+# openssl (test certificates), wrk and h2load (benchmarks), python3 (test
+# helpers), unshare and mount (the storage-fault tests' namespaces),
+# valgrind (contrib/valgrind-check.sh).
+TOOLS="curl openssl wrk nghttp2-client python3 procps util-linux mount
+  valgrind"
 # make fuzz: libFuzzer comes with clang's runtime.
 FUZZ="clang libclang-rt-14-dev"
 # The dashboard test: Debian's Chromium, driven from node by playwright-core

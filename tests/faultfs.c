@@ -250,77 +250,33 @@ static mode_t open_mode(int flags, va_list ap)
 	return 0;
 }
 
-int open(const char *path, int flags, ...);
-int open(const char *path, int flags, ...)
-{
-	REAL(open);
-	va_list ap;
-	mode_t mode;
-	int fd;
+/* open, open64, openat and openat64 differ only in their parameters:
+ * each fails under a fault, else opens and tracks the descriptor. */
+#define OPEN_LIKE(name, params, args)                                          \
+	int name params;                                                       \
+	int name params                                                        \
+	{                                                                      \
+		REAL(name);                                                    \
+		va_list ap;                                                    \
+		mode_t mode;                                                   \
+		int fd;                                                        \
+                                                                               \
+		va_start(ap, flags);                                           \
+		mode = open_mode(flags, ap);                                   \
+		va_end(ap);                                                    \
+		if (fail_open(path, flags))                                    \
+			return -1;                                             \
+		fd = real_##name args;                                         \
+		track(fd, path);                                               \
+		return fd;                                                     \
+	}
 
-	va_start(ap, flags);
-	mode = open_mode(flags, ap);
-	va_end(ap);
-	if (fail_open(path, flags))
-		return -1;
-	fd = real_open(path, flags, mode);
-	track(fd, path);
-	return fd;
-}
-
-int open64(const char *path, int flags, ...);
-int open64(const char *path, int flags, ...)
-{
-	REAL(open64);
-	va_list ap;
-	mode_t mode;
-	int fd;
-
-	va_start(ap, flags);
-	mode = open_mode(flags, ap);
-	va_end(ap);
-	if (fail_open(path, flags))
-		return -1;
-	fd = real_open64(path, flags, mode);
-	track(fd, path);
-	return fd;
-}
-
-int openat(int dirfd, const char *path, int flags, ...);
-int openat(int dirfd, const char *path, int flags, ...)
-{
-	REAL(openat);
-	va_list ap;
-	mode_t mode;
-	int fd;
-
-	va_start(ap, flags);
-	mode = open_mode(flags, ap);
-	va_end(ap);
-	if (fail_open(path, flags))
-		return -1;
-	fd = real_openat(dirfd, path, flags, mode);
-	track(fd, path);
-	return fd;
-}
-
-int openat64(int dirfd, const char *path, int flags, ...);
-int openat64(int dirfd, const char *path, int flags, ...)
-{
-	REAL(openat64);
-	va_list ap;
-	mode_t mode;
-	int fd;
-
-	va_start(ap, flags);
-	mode = open_mode(flags, ap);
-	va_end(ap);
-	if (fail_open(path, flags))
-		return -1;
-	fd = real_openat64(dirfd, path, flags, mode);
-	track(fd, path);
-	return fd;
-}
+OPEN_LIKE(open, (const char *path, int flags, ...), (path, flags, mode))
+OPEN_LIKE(open64, (const char *path, int flags, ...), (path, flags, mode))
+OPEN_LIKE(openat, (int dirfd, const char *path, int flags, ...),
+	  (dirfd, path, flags, mode))
+OPEN_LIKE(openat64, (int dirfd, const char *path, int flags, ...),
+	  (dirfd, path, flags, mode))
 
 int close(int fd)
 {
