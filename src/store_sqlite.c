@@ -743,6 +743,24 @@ static int run(struct sq *q, sqlite3_stmt *s)
 	return step_fail(q, rc);
 }
 
+/* Run a prepared statement that takes one or two integers. */
+static int run_i(struct sq *q, enum stmt id, int64_t a)
+{
+	sqlite3_stmt *s = stmt(q, id);
+
+	bi(q, s, 1, a);
+	return run(q, s);
+}
+
+static int run_ii(struct sq *q, enum stmt id, int64_t a, int64_t b)
+{
+	sqlite3_stmt *s = stmt(q, id);
+
+	bi(q, s, 1, a);
+	bi(q, s, 2, b);
+	return run(q, s);
+}
+
 static int64_t now_or(int64_t t)
 {
 	return t > 0 ? t : (int64_t)time(NULL);
@@ -1043,10 +1061,7 @@ static int fan_out(struct sq *q, int64_t app, const struct pr_event *ev,
 	for (i = 0; i < *n; i++) {
 		const struct target *t = &q->targets[i];
 
-		s = stmt(q, S_SEQ_SET);
-		bi(q, s, 1, t->id);
-		bi(q, s, 2, t->seq + 1);
-		rv = run(q, s);
+		rv = run_ii(q, S_SEQ_SET, t->id, t->seq + 1);
 		if (rv)
 			return rv;
 		s = stmt(q, S_DELIVERY_ADD);
@@ -1171,9 +1186,7 @@ static int ingest_one(struct sq *q, struct pr_store_job *job,
 		return rv;
 	ev->n_targets = (int)n;
 	if (hold) {
-		s = stmt(q, S_MSG_HOLD);
-		bi(q, s, 1, msg);
-		rv = run(q, s);
+		rv = run_i(q, S_MSG_HOLD, msg);
 	}
 	return rv;
 }
@@ -1285,9 +1298,7 @@ static int op_device_put(struct sq *q, struct pr_store_job *job)
 	if (rv)
 		goto out;
 	if (ps.holder) {
-		s = stmt(q, S_DEV_UNTOKEN);
-		bi(q, s, 1, ps.holder);
-		rv = run(q, s);
+		rv = run_i(q, S_DEV_UNTOKEN, ps.holder);
 		if (!rv)
 			rv = cancel_pushes(q, ps.holder, now, "token moved");
 		if (rv)
@@ -1296,9 +1307,7 @@ static int op_device_put(struct sq *q, struct pr_store_job *job)
 	if (ps.row) {
 		user_changed = strcmp(ps.old_user, d->user) != 0;
 		if (user_changed) {
-			s = stmt(q, S_INBOX_DROP);
-			bi(q, s, 1, ps.row);
-			rv = run(q, s);
+			rv = run_i(q, S_INBOX_DROP, ps.row);
 			if (!rv)
 				rv = cancel_pushes(q, ps.row, now,
 						   "device moved");
@@ -1349,10 +1358,7 @@ static int op_device_put(struct sq *q, struct pr_store_job *job)
 			goto out;
 		backlog = sqlite3_changes(q->db);
 		if (backlog > 0) {
-			s = stmt(q, S_SEQ_ADD);
-			bi(q, s, 1, ps.row);
-			bi(q, s, 2, backlog);
-			rv = run(q, s);
+			rv = run_ii(q, S_SEQ_ADD, ps.row, backlog);
 			if (rv)
 				goto out;
 		}
@@ -1656,14 +1662,11 @@ static int op_key_load(struct sq *q, struct pr_store_job *job)
 
 static int op_key_touch(struct sq *q, struct pr_store_job *job)
 {
-	sqlite3_stmt *s;
 	int rv;
 
 	for (size_t i = 0; i < job->n_touch; i++) {
-		s = stmt(q, S_KEY_TOUCH);
-		bi(q, s, 1, job->touch_ids[i]);
-		bi(q, s, 2, job->touch_times ? job->touch_times[i] : now_or(0));
-		rv = run(q, s);
+		rv = run_ii(q, S_KEY_TOUCH, job->touch_ids[i],
+			    job->touch_times ? job->touch_times[i] : now_or(0));
 		if (rv)
 			return rv;
 	}
@@ -1989,9 +1992,7 @@ static int drop_token(struct sq *q, int64_t dev, const struct pr_push_result *r,
 	rv = run(q, s);
 	if (rv)
 		return rv;
-	s = stmt(q, S_DEV_INVALIDATE);
-	bi(q, s, 1, dev);
-	rv = run(q, s);
+	rv = run_i(q, S_DEV_INVALIDATE, dev);
 	if (rv)
 		return rv;
 	s = stmt(q, S_PUSH_INVALIDATE);
@@ -2082,10 +2083,7 @@ outcome:
 		}
 		if (!rv) {
 			/* It went out, whatever became of the job. */
-			s = stmt(q, S_DEV_PUSHED);
-			bi(q, s, 1, dev);
-			bi(q, s, 2, now);
-			rv = run(q, s);
+			rv = run_ii(q, S_DEV_PUSHED, dev, now);
 		}
 		return rv;
 	case PR_OUTCOME_RETRY:
@@ -2251,22 +2249,13 @@ static int op_ack(struct sq *q, struct pr_store_job *job)
 		return PR_ERR_INVAL;
 	}
 	if (up > acked) {
-		s = stmt(q, S_ACK_SET);
-		bi(q, s, 1, dev);
-		bi(q, s, 2, up);
-		rv = run(q, s);
+		rv = run_ii(q, S_ACK_SET, dev, up);
 		if (rv)
 			return rv;
-		s = stmt(q, S_ACK_DROP);
-		bi(q, s, 1, dev);
-		bi(q, s, 2, up);
-		rv = run(q, s);
+		rv = run_ii(q, S_ACK_DROP, dev, up);
 		if (rv)
 			return rv;
-		s = stmt(q, S_ACK_CANCEL);
-		bi(q, s, 1, dev);
-		bi(q, s, 2, now);
-		rv = run(q, s);
+		rv = run_ii(q, S_ACK_CANCEL, dev, now);
 		if (rv)
 			return rv;
 		cancelled = sqlite3_changes(q->db);
@@ -2832,10 +2821,7 @@ static int op_push_retry(struct sq *q, struct pr_store_job *job)
 			 (long long)job->item_id);
 		return PR_ERR_INVAL;
 	}
-	s = stmt(q, S_RETRY_SET);
-	bi(q, s, 1, job->item_id);
-	bi(q, s, 2, now_or(job->now));
-	rv = run(q, s);
+	rv = run_ii(q, S_RETRY_SET, job->item_id, now_or(job->now));
 	if (rv)
 		return rv;
 	job->result =
@@ -2861,22 +2847,17 @@ static int op_retry_dead(struct sq *q, struct pr_store_job *job)
 
 static int op_msg_purge(struct sq *q, struct pr_store_job *job)
 {
-	sqlite3_stmt *s;
 	int64_t id = 0, jobs;
 	int rv;
 
 	rv = msg_find(q, job, &id, NULL);
 	if (rv)
 		return rv;
-	s = stmt(q, S_PURGE_JOBS);
-	bi(q, s, 1, id);
-	rv = run(q, s);
+	rv = run_i(q, S_PURGE_JOBS, id);
 	if (rv)
 		return rv;
 	jobs = sqlite3_changes(q->db);
-	s = stmt(q, S_PURGE_MSG);
-	bi(q, s, 1, id);
-	rv = run(q, s);
+	rv = run_i(q, S_PURGE_MSG, id);
 	if (rv)
 		return rv;
 	q->n_messages--;
